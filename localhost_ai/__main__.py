@@ -1,0 +1,3 @@
+from localhost_ai.cli import main
+
+raise SystemExit(main())

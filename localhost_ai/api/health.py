@@ -1,0 +1,19 @@
+"""GET /healthz (the process answers) and GET /readyz (it can serve requests)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from localhost_ai.api.keys import REGISTRY
+from localhost_ai.errors import NotReady
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    if not registry.models_path.is_dir():
+        raise NotReady(f"The models folder {registry.models_path} does not exist.", code="not_ready")
+    return web.json_response({"status": "ready", "models": len(registry.models())})

@@ -1,0 +1,117 @@
+"""Request id, one error shape, CORS and API keys, in that order around every handler."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import uuid
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from localhost_ai.errors import APIError, AuthenticationError, NotFound, PayloadTooLarge
+from localhost_ai.api.keys import SETTINGS
+from localhost_ai.settings import Settings
+
+log = logging.getLogger("localhost_ai.api")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = "request_id"
+OPEN_PATHS = frozenset({"/readyz", "/healthz"})
+
+
+def error_response(error: APIError) -> web.Response:
+    return web.json_response(error.body(), status=error.status, headers=error.headers)
+
+
+def _from_http_exception(exc: web.HTTPException, request: web.Request) -> APIError:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge(
+            f"The request body is larger than the limit of {request.app[SETTINGS].upload_limit_mb} MB.",
+            code="request_too_large",
+        )
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound(f"No such endpoint: {request.method} {request.path}", code="unknown_url")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return APIError(
+            f"{request.method} is not allowed on {request.path}; use {', '.join(sorted(exc.allowed_methods))}.",
+            status=405,
+            type="invalid_request_error",
+            code="method_not_allowed",
+            headers={"Allow": ",".join(sorted(exc.allowed_methods))},
+        )
+    return APIError(exc.reason or "HTTP error", status=exc.status, type="invalid_request_error")
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except APIError as exc:
+        if exc.status >= 500:
+            log.error("[%s] %s %s -> %d %s", request_id, request.method, request.path, exc.status, exc.message)
+        response = error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(_from_http_exception(exc, request))
+    except (asyncio.CancelledError, ConnectionResetError):
+        log.info("[%s] %s %s: client went away", request_id, request.method, request.path)
+        raise
+    except Exception:
+        log.exception("[%s] %s %s: unexpected failure", request_id, request.method, request.path)
+        response = error_response(APIError("The server failed while handling this request.", code="internal_error"))
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def cors_middleware(settings: Settings) -> Callable:
+    allowed = settings.cors_allow_origins
+
+    def origin_for(request: web.Request) -> str | None:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return None
+        return "*" if "*" in allowed else (origin if origin in allowed else None)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = origin_for(request)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+        if origin and not response.prepared:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-Id"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+        return response
+
+    return middleware
+
+
+def auth_middleware(keys: list[str]) -> Callable:
+    encoded = [key.encode() for key in keys]
+
+    def valid(presented: str) -> bool:
+        given = presented.encode()
+        return any(hmac.compare_digest(given, key) for key in encoded)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS or request.method == "OPTIONS":
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header:
+            raise AuthenticationError(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
+            )
+        if scheme.lower() != "bearer" or not valid(token.strip()):
+            raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
+        return await handler(request)
+
+    return middleware

@@ -1,0 +1,55 @@
+"""GET /v1/models and /v1/models/{id} in OpenAI's shape; GET /system for the table's state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from localhost_ai.api.keys import MANAGER, REGISTRY
+from localhost_ai.config import ModelConfig
+from localhost_ai.errors import ModelNotFound
+from localhost_ai.registry import capabilities
+
+
+def model_object(config: ModelConfig) -> dict[str, Any]:
+    try:
+        created = int(config.source.stat().st_mtime)
+    except OSError:
+        created = 0
+    return {"id": config.name, "object": "model", "created": created, "owned_by": "localhost-ai"}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    models = request.app[REGISTRY].models()
+    return web.json_response({"object": "list", "data": [model_object(c) for c in models]})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    name = request.match_info["model"]
+    config = registry.get(name)
+    if config is None:
+        raise ModelNotFound(name, [c.name for c in registry.models()])
+    return web.json_response(model_object(config))
+
+
+async def system(request: web.Request) -> web.Response:
+    """Every model the folder defines, which are loaded, and the files that were left out."""
+    registry, manager = request.app[REGISTRY], request.app[MANAGER]
+    loaded = {m.config.name: m for m in manager.loaded()}
+    return web.json_response({
+        "models_path": str(registry.models_path),
+        "models": [
+            {
+                "id": c.name,
+                "backend": c.backend,
+                "file": c.source.name,
+                "capabilities": sorted(capabilities(c)),
+                "loaded": c.name in loaded,
+                "description": c.description,
+            }
+            for c in registry.models()
+        ],
+        "invalid": [{"file": bad.file, "field": bad.field, "error": bad.error} for bad in registry.invalid()],
+    })

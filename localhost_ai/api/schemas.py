@@ -1,0 +1,101 @@
+"""JSON Schemas of the request bodies.  Unknown fields are ignored, as OpenAI-compatible
+servers do, so clients that send vendor extras keep working; known fields are checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+MAX_STOP_WORDS = 16
+MAX_N = 8
+
+_STOP = _nullable({
+    "anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP_WORDS},
+    ]
+})
+
+SAMPLING: dict[str, Any] = {
+    "model": _nullable({"type": "string"}),
+    "max_tokens": _nullable({"type": "integer", "minimum": 1}),
+    "max_completion_tokens": _nullable({"type": "integer", "minimum": 1}),
+    "max_new_tokens": _nullable({"type": "integer", "minimum": 1}),
+    "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
+    "top_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+    "top_k": _nullable({"type": "integer", "minimum": 0}),
+    "min_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+    "seed": _nullable({"type": "integer"}),
+    "presence_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+    "frequency_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+    "repeat_penalty": _nullable({"type": "number", "minimum": 0}),
+    "stop": _STOP,
+    "stop_words": _STOP,
+    "n": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_N}),
+    "stream": _nullable({"type": "boolean"}),
+    "stream_options": _nullable({
+        "type": "object",
+        "properties": {"include_usage": _nullable({"type": "boolean"})},
+    }),
+    "user": _nullable({"type": "string"}),
+}
+
+# Only text parts: a model here reads no images or audio in chat.
+_TEXT_PART = {
+    "type": "object",
+    "required": ["type", "text"],
+    "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+}
+
+MESSAGE = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"enum": ["system", "developer", "user", "assistant"]},
+        "content": _nullable({"anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}]}),
+        "name": {"type": "string"},
+    },
+}
+
+COMPLETION = {
+    "type": "object",
+    "required": ["prompt"],
+    "properties": {
+        **SAMPLING,
+        "prompt": {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_N},
+            ]
+        },
+        "echo": _nullable({"type": "boolean"}),
+        "logprobs": {"type": "null"},
+        "suffix": {"type": "null"},
+        "best_of": _nullable({"type": "integer", "minimum": 1, "maximum": 1}),
+    },
+}
+
+CHAT = {
+    "type": "object",
+    "required": ["messages"],
+    "properties": {
+        **SAMPLING,
+        "messages": {"type": "array", "items": MESSAGE, "minItems": 1},
+        "logprobs": _nullable({"const": False}),
+        "top_logprobs": {"type": "null"},
+    },
+}
+
+EDIT = {
+    "type": "object",
+    "required": ["instruction"],
+    "properties": {
+        **SAMPLING,
+        "instruction": {"type": "string", "minLength": 1},
+        "input": _nullable({"type": "string"}),
+    },
+}

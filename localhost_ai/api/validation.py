@@ -1,0 +1,69 @@
+"""Read a JSON body and check it against the endpoint's JSON Schema, naming the field at fault."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from aiohttp import web
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from localhost_ai.errors import APIError, InvalidRequest
+
+
+@lru_cache(maxsize=None)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def _param(path: list[Any]) -> str | None:
+    if not path:
+        return None
+    out = str(path[0])
+    for part in path[1:]:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def check(body: Any, schema: dict[str, Any]) -> None:
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    error = best_match(validator.iter_errors(body))
+    if error is None:
+        return
+    param = _param(list(error.absolute_path))
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else None
+        param = f"{param}.{missing}" if param and missing else (missing or param)
+        raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    where = f"'{param}'" if param else "The request body"
+    raise InvalidRequest(f"Invalid value for {where}: {_describe(error)}", param=param, code="invalid_value")
+
+
+def _describe(error: ValidationError) -> str:
+    """anyOf errors (nullable fields, string-or-list fields) say which types would do."""
+    if error.validator != "anyOf":
+        return error.message
+    types: list[str] = []
+    for sub in error.context or []:
+        if sub.validator == "type" and not sub.relative_path:
+            expected = sub.validator_value
+            types += expected if isinstance(expected, list) else [expected]
+    if not types:
+        return error.message
+    return f"{error.instance!r} is not of type {' or '.join(dict.fromkeys(types))}"
+
+
+async def read_json(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise APIError("The request body must be a JSON object.", status=400, type="invalid_request_error", code="invalid_json")
+    check(body, schema)
+    return body

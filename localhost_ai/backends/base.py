@@ -1,0 +1,64 @@
+"""The small interface every backend implements, and the table of backends by `backend:` name."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, ClassVar, Iterator
+
+# What a backend can do; the API checks a model's capabilities before calling it.
+CHAT = "chat"
+COMPLETION = "completion"
+EDIT = "edit"
+EMBEDDINGS = "embeddings"
+RERANK = "rerank"
+TRANSCRIPTION = "transcription"
+IMAGE = "image"
+
+Piece = dict[str, Any]
+
+
+class Backend:
+    """A loaded model.  Calls are plain dicts in and plain dicts out so that they can
+    cross a process boundary unchanged; `run` yields pieces as they are produced."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: dict[str, Any], defaults: dict[str, Any]) -> None:
+        self.config = config
+        self.defaults = defaults
+
+    @classmethod
+    def capabilities(cls, config: dict[str, Any]) -> frozenset[str]:
+        raise NotImplementedError
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free what load() took; the default relies on garbage collection."""
+
+    def run(self, op: str, payload: dict[str, Any], cancel: threading.Event) -> Iterator[Piece]:
+        method = getattr(self, f"op_{op}", None)
+        if method is None:
+            raise ValueError(f"backend {self.name} has no operation {op!r}")
+        return method(payload, cancel)
+
+
+_BACKENDS: dict[str, type[Backend]] = {}
+
+
+def register(name: str) -> Callable[[type[Backend]], type[Backend]]:
+    def decorate(cls: type[Backend]) -> type[Backend]:
+        cls.name = name
+        _BACKENDS[name] = cls
+        return cls
+
+    return decorate
+
+
+def backend_class(name: str) -> type[Backend]:
+    return _BACKENDS[name]
+
+
+def backend_names() -> list[str]:
+    return sorted(_BACKENDS)

@@ -1,0 +1,243 @@
+"""llama-cpp backend: GGUF models through llama-cpp-python, token by token."""
+
+from __future__ import annotations
+
+import codecs
+import random
+import threading
+from typing import Any, Iterator
+
+from localhost_ai.backends.base import CHAT, COMPLETION, EDIT, Backend, Piece, register
+from localhost_ai.backends.stops import StopMatcher
+from localhost_ai.config.templates import (
+    DEFAULT_COMPLETION_TEMPLATE,
+    DEFAULT_EDIT_TEMPLATE,
+    FALLBACK_CHAT_STOPWORDS,
+    FALLBACK_CHAT_TEMPLATE,
+    PromptTemplateError,
+    normalise_messages,
+    render,
+)
+from localhost_ai.errors import BackendError, InvalidRequest
+
+# Sampling defaults when neither the request nor the YAML sets them (llama.cpp's own).
+_DEFAULTS = {
+    "temperature": 0.8,
+    "top_p": 0.95,
+    "top_k": 40,
+    "min_p": 0.05,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "repeat_penalty": 1.0,
+    "seed": -1,
+}
+
+
+def _import_llama() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise BackendError(
+            "The llama-cpp backend needs llama-cpp-python: pip install 'localhost-ai[llama]'",
+            code="backend_not_installed",
+        ) from None
+    return llama_cpp
+
+
+@register("llama-cpp")
+class LlamaCppBackend(Backend):
+    @classmethod
+    def capabilities(cls, config: dict[str, Any]) -> frozenset[str]:
+        return frozenset({CHAT, COMPLETION, EDIT})
+
+    def load(self) -> None:
+        llama_cpp = _import_llama()
+        self._llama_cpp = llama_cpp
+        self.n_ctx = self.config.get("context_size") or self.defaults.get("context_size") or 2048
+        self.llm = llama_cpp.Llama(
+            model_path=self.config["model_path"],
+            n_ctx=self.n_ctx,
+            n_threads=self.config.get("threads") or self.defaults.get("threads"),
+            use_mmap=self.config.get("mmap", True),
+            verbose=False,
+        )
+        templates = self.config.get("templates") or {}
+        metadata = self.llm.metadata or {}
+        self.chat_template = templates.get("chat") or metadata.get("tokenizer.chat_template")
+        self.chat_stopwords = [] if self.chat_template else list(FALLBACK_CHAT_STOPWORDS)
+        self.chat_template = self.chat_template or FALLBACK_CHAT_TEMPLATE
+        self.completion_template = templates.get("completion") or DEFAULT_COMPLETION_TEMPLATE
+        self.edit_template = templates.get("edit") or DEFAULT_EDIT_TEMPLATE
+        vocab = self.llm._model
+        self.bos_text = vocab.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
+        self.eos_text = vocab.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.close()
+            self.llm = None
+
+    # -- operations ------------------------------------------------------------------
+
+    def op_completion(self, payload: dict[str, Any], cancel: threading.Event) -> Iterator[Piece]:
+        prompts = [self._render(self.completion_template, input=p) for p in payload["prompts"]]
+        return self._generate(prompts, payload, cancel, echo=payload.get("echo", False))
+
+    def op_edit(self, payload: dict[str, Any], cancel: threading.Event) -> Iterator[Piece]:
+        prompt = self._render(self.edit_template, instruction=payload["instruction"], input=payload.get("input", ""))
+        return self._generate([prompt], payload, cancel)
+
+    def op_chat(self, payload: dict[str, Any], cancel: threading.Event) -> Iterator[Piece]:
+        messages = normalise_messages(payload["messages"])
+        messages = [{**m, "role": "system" if m["role"] == "developer" else m["role"]} for m in messages]
+        system_prompt = self.config.get("system_prompt")
+        if system_prompt and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        prompt = self._render(
+            self.chat_template,
+            messages=messages,
+            add_generation_prompt=True,
+            bos_token=self.bos_text,
+            eos_token=self.eos_text,
+            system_prompt=system_prompt or "",
+            tools=None,
+        )
+        return self._generate([prompt], payload, cancel, extra_stops=self.chat_stopwords, lstrip=True)
+
+    # -- generation ------------------------------------------------------------------
+
+    def _render(self, template: str, **context: Any) -> str:
+        try:
+            return render(template, **context)
+        except PromptTemplateError as exc:
+            raise InvalidRequest(f"Model '{self.config['name']}': prompt template: {exc}", code="template_error") from None
+
+    def _tokenize(self, prompt: str) -> list[int]:
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        bos = self.llm.token_bos()
+        if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
+            tokens = tokens[1:]  # the template wrote its own BOS
+        return tokens
+
+    def _settings(self, payload: dict[str, Any]) -> dict[str, Any]:
+        merged = {**_DEFAULTS, **(self.config.get("parameters") or {}), **payload.get("sampling", {})}
+        return {k: merged[k] for k in _DEFAULTS}
+
+    def _budget(self, prompt_tokens: int, requested: int | None) -> int:
+        room = self.n_ctx - prompt_tokens
+        if room <= 0:
+            raise InvalidRequest(
+                f"This model's maximum context length is {self.n_ctx} tokens, and the prompt alone has "
+                f"{prompt_tokens} tokens.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        if requested is not None and requested > room:
+            raise InvalidRequest(
+                f"This model's maximum context length is {self.n_ctx} tokens. However, you requested "
+                f"{prompt_tokens + requested} tokens ({prompt_tokens} in the prompt, {requested} for the "
+                f"completion). Please reduce the prompt or max_tokens.",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+        if requested is not None:
+            return requested
+        default = (self.config.get("parameters") or {}).get("max_tokens")
+        return min(default, room) if default else room
+
+    def _generate(
+        self,
+        prompts: list[str],
+        payload: dict[str, Any],
+        cancel: threading.Event,
+        echo: bool = False,
+        extra_stops: list[str] | None = None,
+        lstrip: bool = False,
+    ) -> Iterator[Piece]:
+        """`lstrip`: a chat answer starts at its first visible character (templates end
+        with 'Answer:' or a newline, and the model's first token carries the space)."""
+        n = payload.get("n", 1)
+        sampling = self._settings(payload)
+        stops = list(payload.get("stop") or []) + list(self.config.get("stopwords") or []) + list(extra_stops or [])
+        tokenized = [self._tokenize(p) for p in prompts]
+        budgets = [self._budget(len(t), payload.get("max_tokens")) for t in tokenized]
+        prompt_tokens = sum(len(t) for t in tokenized)
+        completion_tokens = 0
+        for p_index, (prompt, tokens, budget) in enumerate(zip(prompts, tokenized, budgets)):
+            for copy in range(n):
+                index = p_index * n + copy
+                if echo:
+                    yield {"type": "text", "index": index, "text": prompt}
+                produced, finish = yield from self._sequence(tokens, budget, sampling, stops, index, cancel, lstrip)
+                completion_tokens += produced
+                yield {"type": "finish", "index": index, "finish_reason": finish}
+                if cancel.is_set():
+                    break
+        yield {"type": "usage", "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+
+    def _sequence(
+        self,
+        tokens: list[int],
+        budget: int,
+        sampling: dict[str, Any],
+        stops: list[str],
+        index: int,
+        cancel: threading.Event,
+        lstrip: bool = False,
+    ) -> Iterator[Piece]:
+        """Generate one sequence; return (tokens produced, finish reason)."""
+        llama_cpp = self._llama_cpp
+        seed = sampling["seed"]
+        if seed is not None and seed >= 0:
+            # Reusing a cached prompt prefix changes the logits in the last bits (the
+            # rest is decoded in a different batch shape), which is enough to change a
+            # sampled token: a seeded request is decoded from scratch so that it repeats.
+            self.llm.reset()
+            self.llm.set_seed(seed)
+        else:
+            self.llm.set_seed(random.getrandbits(31))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        matcher = StopMatcher(stops)
+        vocab = self.llm._model.vocab
+        produced = 0
+        finish = "length"
+        context = list(tokens)
+        for token in self.llm.generate(
+            tokens,
+            top_k=sampling["top_k"],
+            top_p=sampling["top_p"],
+            min_p=sampling["min_p"],
+            temp=sampling["temperature"],
+            repeat_penalty=sampling["repeat_penalty"],
+            presence_penalty=sampling["presence_penalty"],
+            frequency_penalty=sampling["frequency_penalty"],
+            reset=True,
+        ):
+            if cancel.is_set():
+                finish = "stop"
+                break
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                finish = "stop"
+                break
+            produced += 1
+            piece = self.llm.detokenize([token], prev_tokens=context)
+            context.append(token)
+            text = matcher.feed(decoder.decode(piece))
+            if lstrip and text:
+                text = text.lstrip()
+                lstrip = not text
+            if text:
+                yield {"type": "text", "index": index, "text": text}
+            if matcher.stopped:
+                finish = "stop"
+                break
+            if produced >= budget:
+                break
+        if not matcher.stopped:
+            tail = matcher.feed(decoder.decode(b"", final=True))
+            tail += "" if matcher.stopped else matcher.flush()
+            tail = tail.lstrip() if lstrip else tail
+            if tail:
+                yield {"type": "text", "index": index, "text": tail}
+        return produced, finish

@@ -1,0 +1,62 @@
+"""JSON Schema of a model definition file (LocalAI's field names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_NUMBER = {"type": "number"}
+_INT = {"type": "integer"}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_STRING_OR_STRINGS = {"anyOf": [{"type": "string"}, _STRINGS]}
+
+
+def model_schema(backends: list[str]) -> dict[str, Any]:
+    """The schema; `backends` are the names registered in localhost_ai.backends."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "localhost_ai model definition",
+        "type": "object",
+        # LocalAI's files carry fields this server does not use (f16, gpu_layers ...):
+        # they are accepted so those files load here unchanged.
+        "additionalProperties": True,
+        "properties": {
+            "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@+\-/]{0,127}$"},
+            "backend": {"enum": backends},
+            "parameters": {
+                "type": "object",
+                "additionalProperties": True,
+                "properties": {
+                    "model": {"type": "string", "minLength": 1},
+                    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+                    "top_k": {"type": "integer", "minimum": 0},
+                    "min_p": {"type": "number", "minimum": 0, "maximum": 1},
+                    "max_tokens": {"type": "integer", "minimum": 1},
+                    "seed": _INT,
+                    "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+                    "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+                    "repeat_penalty": {"type": "number", "minimum": 0},
+                },
+            },
+            "context_size": {"type": "integer", "minimum": 16},
+            "threads": {"type": "integer", "minimum": 1},
+            "mmap": {"type": "boolean"},
+            "mmlock": {"type": "boolean"},
+            "embeddings": {"type": "boolean"},
+            "parallel": {"type": "integer", "minimum": 1, "maximum": 256},
+            "stopwords": _STRINGS,
+            "system_prompt": {"type": "string"},
+            "template": {
+                "type": "object",
+                "additionalProperties": True,
+                "properties": {
+                    "chat": {"type": "string"},
+                    "completion": {"type": "string"},
+                    "edit": {"type": "string"},
+                },
+            },
+            "description": {"type": "string"},
+            "usage": {"type": "string"},
+            "known_usecases": _STRING_OR_STRINGS,
+        },
+    }

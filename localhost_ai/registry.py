@@ -1,0 +1,165 @@
+"""The routing table: model name -> ModelConfig, following the models folder as it changes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from localhost_ai.backends import backend_class, backend_names
+from localhost_ai.config import ConfigError, ModelConfig, bare_weights_config, load_yaml_config
+from localhost_ai.config.model_config import YAML_SUFFIXES, infer_backend
+from localhost_ai.errors import InvalidRequest, ModelNotFound, NotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InvalidModelFile:
+    file: str
+    field: str | None
+    error: str
+
+
+class Registry:
+    """Scans the models folder into a table; `refresh` is cheap when nothing changed
+    (one stat per file), so it runs both on a timer and before a lookup."""
+
+    def __init__(self, models_path: Path, min_interval: float = 0.5) -> None:
+        self.models_path = models_path
+        self.min_interval = min_interval
+        self._lock = threading.Lock()
+        self._stamp: tuple = ()
+        self._checked_at = 0.0
+        self._models: dict[str, ModelConfig] = {}
+        self._invalid: list[InvalidModelFile] = []
+
+    # -- scanning -----------------------------------------------------------------
+
+    def _listing(self) -> list[os.DirEntry]:
+        try:
+            with os.scandir(self.models_path) as entries:
+                return sorted((e for e in entries if e.is_file() and not e.name.startswith(".")), key=lambda e: e.name)
+        except FileNotFoundError:
+            return []
+
+    def refresh(self, force: bool = False) -> bool:
+        """Rescan if any file in the folder changed; return True when the table changed."""
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._checked_at < self.min_interval:
+                return False
+            self._checked_at = now
+            entries = self._listing()
+            stamp = tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries)
+            if stamp == self._stamp and not force:
+                return False
+            self._stamp = stamp
+            self._rebuild(entries)
+            return True
+
+    def _rebuild(self, entries: list[os.DirEntry]) -> None:
+        known = backend_names()
+        models: dict[str, ModelConfig] = {}
+        invalid: list[InvalidModelFile] = []
+        claimed: set[Path] = set()
+
+        def reject(path: Path, field: str | None, reason: str) -> None:
+            invalid.append(InvalidModelFile(path.name, field, reason))
+
+        for entry in entries:
+            path = Path(entry.path)
+            if not entry.name.lower().endswith(YAML_SUFFIXES):
+                continue
+            try:
+                config = load_yaml_config(path, self.models_path, known)
+            except ConfigError as exc:
+                reject(path, exc.field, exc.reason)
+                continue
+            if config.name in models:
+                reject(path, "name", f"'{config.name}' is already defined by {models[config.name].source.name}")
+                continue
+            models[config.name] = config
+            claimed.add(config.model_path)
+
+        for entry in entries:
+            path = Path(entry.path)
+            if infer_backend(entry.name) is None or path in claimed or entry.name in models:
+                continue
+            if entry.name.endswith(".partial"):
+                continue
+            models[entry.name] = bare_weights_config(path)
+
+        self._log_changes(models, invalid)
+        self._models, self._invalid = models, invalid
+
+    def _log_changes(self, models: dict[str, ModelConfig], invalid: list[InvalidModelFile]) -> None:
+        for name, config in models.items():
+            old = self._models.get(name)
+            if old is None:
+                log.info("model %s: found (%s, backend %s)", name, config.source.name, config.backend)
+            elif old.fingerprint != config.fingerprint:
+                log.info("model %s: changed; it is reloaded on its next use", name)
+        for name in self._models.keys() - models.keys():
+            log.info("model %s: removed", name)
+        old_invalid = set(self._invalid)
+        for bad in invalid:
+            if bad not in old_invalid:
+                where = f", field '{bad.field}'" if bad.field else ""
+                log.warning("model file %s left out%s: %s", bad.file, where, bad.error)
+
+    # -- lookups ------------------------------------------------------------------
+
+    def models(self) -> list[ModelConfig]:
+        self.refresh()
+        return sorted(self._models.values(), key=lambda c: c.name)
+
+    def invalid(self) -> list[InvalidModelFile]:
+        self.refresh()
+        return list(self._invalid)
+
+    def get(self, name: str) -> ModelConfig | None:
+        self.refresh()
+        return self._models.get(name)
+
+    def resolve(self, name: str | None, capability: str) -> ModelConfig:
+        """The model a request names, or with no name the only model that can serve it."""
+        self.refresh()
+        if name:
+            config = self._models.get(name)
+            if config is None:
+                self.refresh(force=True)
+                config = self._models.get(name)
+            if config is None:
+                raise ModelNotFound(name, list(self._models))
+            if capability not in capabilities(config):
+                raise InvalidRequest(
+                    f"The model '{name}' does not support {capability}; it supports: "
+                    f"{', '.join(sorted(capabilities(config)))}.",
+                    param="model",
+                    code="model_not_supported",
+                )
+            return config
+        able = [c for c in self._models.values() if capability in capabilities(c)]
+        if len(able) == 1:
+            return able[0]
+        if not able:
+            if not self._models:
+                raise NotFound(
+                    f"No model is installed: the models folder {self.models_path} holds none that can be served.",
+                    param="model",
+                    code="model_not_found",
+                )
+            raise InvalidRequest(f"No model here supports {capability}.", param="model", code="model_not_supported")
+        raise InvalidRequest(
+            f"'model' is required: several models can serve {capability}: "
+            f"{', '.join(sorted(c.name for c in able))}.",
+            param="model",
+        )
+
+
+def capabilities(config: ModelConfig) -> frozenset[str]:
+    return backend_class(config.backend).capabilities(config.as_dict())

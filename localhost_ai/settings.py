@@ -1,0 +1,110 @@
+"""One Settings object built from command-line flags and LocalAI's environment names."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _split_csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@dataclass
+class Settings:
+    models_path: Path = Path("./models")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    context_size: int = 2048
+    api_keys: list[str] = field(default_factory=list)
+    cors: bool = False
+    cors_allow_origins: list[str] = field(default_factory=lambda: ["*"])
+    upload_limit_mb: int = 15
+    rescan_interval: float = 1.0
+    log_level: str = "INFO"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """Accept LocalAI's forms: ':8080', '0.0.0.0:8080', 'host:port', '[::1]:8080'."""
+    value = value.strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"address must look like HOST:PORT, got {value!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+# flag, environment variable, how to read it, help
+_OPTIONS: list[tuple[str, str, object, str]] = [
+    ("--models-path", "MODELS_PATH", str, "folder of model YAML files and weights (default ./models)"),
+    ("--address", "ADDRESS", str, "HOST:PORT to listen on (default 127.0.0.1:8080)"),
+    ("--threads", "THREADS", int, "CPU threads per model (default: all cores)"),
+    ("--context-size", "CONTEXT_SIZE", int, "default context size for models that set none (default 2048)"),
+    ("--api-keys", "API_KEY", str, "comma-separated keys; when set, every API call needs one"),
+    ("--cors", "CORS", "bool", "answer CORS preflights and add CORS headers"),
+    ("--cors-allow-origins", "CORS_ALLOW_ORIGINS", str, "comma-separated origins for CORS (default *)"),
+    ("--upload-limit", "UPLOAD_LIMIT", int, "largest request body in MB (default 15)"),
+    ("--log-level", "LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, env, kind, help_text in _OPTIONS:
+        help_text = f"{help_text} [env {env}]"
+        if kind == "bool":
+            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=help_text)
+
+
+def from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    """Flags win over environment variables, which win over defaults."""
+    environ = dict(os.environ if environ is None else environ)
+    raw: dict[str, object] = {}
+    for flag, env, kind, _ in _OPTIONS:
+        dest = flag.lstrip("-").replace("-", "_")
+        value = getattr(args, dest, None)
+        if value is None and environ.get(env, "") != "":
+            text = environ[env]
+            try:
+                value = _env_bool(text) if kind == "bool" else kind(text)  # type: ignore[operator]
+            except ValueError as exc:
+                raise ValueError(f"{env}={text!r}: {exc}") from None
+        if value is not None:
+            raw[dest] = value
+
+    settings = Settings()
+    if "models_path" in raw:
+        settings.models_path = Path(str(raw["models_path"]))
+    if "address" in raw:
+        settings.host, settings.port = parse_address(str(raw["address"]))
+    for dest in ("threads", "context_size", "upload_limit"):
+        if dest in raw and int(raw[dest]) <= 0:  # type: ignore[arg-type]
+            raise ValueError(f"--{dest.replace('_', '-')} must be a positive number")
+    if "threads" in raw:
+        settings.threads = int(raw["threads"])  # type: ignore[arg-type]
+    if "context_size" in raw:
+        settings.context_size = int(raw["context_size"])  # type: ignore[arg-type]
+    if "upload_limit" in raw:
+        settings.upload_limit_mb = int(raw["upload_limit"])  # type: ignore[arg-type]
+    if "api_keys" in raw:
+        settings.api_keys = _split_csv(str(raw["api_keys"]))
+    if "cors" in raw:
+        settings.cors = bool(raw["cors"])
+    if "cors_allow_origins" in raw:
+        settings.cors_allow_origins = _split_csv(str(raw["cors_allow_origins"]))
+    if "log_level" in raw:
+        settings.log_level = str(raw["log_level"]).upper()
+    settings.models_path = settings.models_path.expanduser().resolve()
+    return settings
