@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import logging
 import random
 import threading
 from typing import Any, Iterator
@@ -19,6 +20,8 @@ from localhost_ai.config.templates import (
     render,
 )
 from localhost_ai.errors import BackendError, InvalidRequest
+
+log = logging.getLogger(__name__)
 
 # Sampling defaults when neither the request nor the YAML sets them (llama.cpp's own).
 _DEFAULTS = {
@@ -171,9 +174,11 @@ class LlamaCppBackend(Backend):
                     yield {"type": "text", "index": index, "text": prompt}
                 produced, finish = yield from self._sequence(tokens, budget, sampling, stops, index, cancel, lstrip)
                 completion_tokens += produced
-                yield {"type": "finish", "index": index, "finish_reason": finish}
                 if cancel.is_set():
-                    break
+                    log.info("model %s: cancelled after %d tokens", self.config["name"], produced)
+                    return
+                log.debug("model %s: %d prompt + %d completion tokens, %s", self.config["name"], len(tokens), produced, finish)
+                yield {"type": "finish", "index": index, "finish_reason": finish}
         yield {"type": "usage", "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
 
     def _sequence(

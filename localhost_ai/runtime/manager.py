@@ -114,10 +114,9 @@ class ModelManager:
 
             def produce() -> None:
                 try:
+                    # The backend watches `cancel` itself, between tokens or batches.
                     for piece in model.backend.run(op, payload, cancel):
                         loop.call_soon_threadsafe(queue.put_nowait, piece)
-                        if cancel.is_set():
-                            break
                 except BaseException as exc:  # handed to the caller, never lost in the thread
                     loop.call_soon_threadsafe(queue.put_nowait, exc)
                 else:
