@@ -1,0 +1,21 @@
+# localhost-ai with the llama-cpp backend and the demo model.
+#   docker build -t localhost-ai .
+#   docker run -p 8080:8080 -v "$PWD/models:/models" localhost-ai
+FROM python:3.11-slim
+
+# llama-cpp-python is built from source: a compiler and cmake are needed once.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential cmake \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY localhost_ai ./localhost_ai
+RUN pip install --no-cache-dir '.[demo]'
+
+ENV MODELS_PATH=/models \
+    ADDRESS=0.0.0.0:8080
+VOLUME /models
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz')"
+ENTRYPOINT ["localhost-ai", "serve"]
