@@ -11,6 +11,7 @@ from localhost_ai.api.generation import created, generate, generation_payload, n
 from localhost_ai.api.keys import REGISTRY
 from localhost_ai.api.validation import read_json
 from localhost_ai.backends.base import COMPLETION, EDIT
+from localhost_ai.errors import InvalidRequest
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
@@ -50,6 +51,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def edits(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, schemas.EDIT)
+    if body.get("stream"):
+        raise InvalidRequest("Streaming is not available on /v1/edits; use /v1/chat/completions to stream.", param="stream")
     config = request.app[REGISTRY].resolve(body.get("model"), EDIT)
     payload = {**generation_payload(body), "instruction": body["instruction"], "input": body.get("input") or ""}
     result = await generate(request, config, "edit", payload)

@@ -51,8 +51,9 @@ def test_completion_body_errors(gemma_server, body, param):
     assert_error(gemma_server.post("/v1/completions", json=body), 400, param)
 
 
-def test_edit_needs_an_instruction(gemma_server):
+def test_edit_needs_an_instruction_and_does_not_stream(gemma_server):
     assert_error(gemma_server.post("/v1/edits", json={"input": "x"}), 400, "instruction")
+    assert_error(gemma_server.post("/v1/edits", json={"instruction": "x", "stream": True}), 400, "stream")
 
 
 def test_max_tokens_beyond_the_context_is_400(gemma_server):
