@@ -30,7 +30,7 @@ async def _serve(settings: settings_module.Settings) -> None:
 
     app = create_app(settings)
     registry = app[REGISTRY]
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

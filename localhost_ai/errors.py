@@ -82,3 +82,10 @@ class BackendError(APIError):
 class NotReady(APIError):
     status = 503
     type = "server_error"
+
+
+class QueueFull(APIError):
+    """429: too many calls already wait for this model."""
+
+    status = 429
+    type = "rate_limit_error"

@@ -29,10 +29,33 @@ class Settings:
     upload_limit_mb: int = 15
     rescan_interval: float = 1.0
     log_level: str = "INFO"
+    max_loaded_models: int = 0  # 0: no limit
+    idle_timeout: float | None = None
+    busy_timeout: float = 300.0
+    max_queue: int = 64
+    shutdown_grace: float = 10.0
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds from '90', '90s', '15m', '1h' or '500ms' (LocalAI writes its timeouts so)."""
+    text = value.strip().lower()
+    for unit in ("ms", "s", "m", "h"):
+        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
+            return float(text[: -len(unit)]) * _UNITS[unit]
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 1h)") from None
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative: {value!r}")
+    return seconds
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -56,6 +79,11 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
     ("--cors-allow-origins", "CORS_ALLOW_ORIGINS", str, "comma-separated origins for CORS (default *)"),
     ("--upload-limit", "UPLOAD_LIMIT", int, "largest request body in MB (default 15)"),
     ("--log-level", "LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+    ("--max-loaded-models", "MAX_LOADED_MODELS", int, "keep at most N models loaded; the least recently used goes first (default: no limit)"),
+    ("--idle-timeout", "IDLE_TIMEOUT", parse_duration, "unload a model that served nothing for this long, e.g. 15m (default: never)"),
+    ("--busy-timeout", "BUSY_TIMEOUT", parse_duration, "kill a worker whose call makes no progress for this long (default 5m)"),
+    ("--max-queue", "MAX_QUEUE", int, "calls that may wait per model before 429 (default 64)"),
+    ("--shutdown-grace", "SHUTDOWN_GRACE", parse_duration, "time running requests get to finish on SIGTERM (default 10s)"),
 ]
 
 
@@ -104,6 +132,22 @@ def from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -
         settings.cors = bool(raw["cors"])
     if "cors_allow_origins" in raw:
         settings.cors_allow_origins = _split_csv(str(raw["cors_allow_origins"]))
+    if "max_loaded_models" in raw:
+        if int(raw["max_loaded_models"]) < 0:  # type: ignore[arg-type]
+            raise ValueError("--max-loaded-models cannot be negative")
+        settings.max_loaded_models = int(raw["max_loaded_models"])  # type: ignore[arg-type]
+    if "idle_timeout" in raw:
+        settings.idle_timeout = float(raw["idle_timeout"]) or None  # type: ignore[arg-type]
+    if "busy_timeout" in raw:
+        if float(raw["busy_timeout"]) <= 0:  # type: ignore[arg-type]
+            raise ValueError("--busy-timeout must be positive")
+        settings.busy_timeout = float(raw["busy_timeout"])  # type: ignore[arg-type]
+    if "max_queue" in raw:
+        if int(raw["max_queue"]) < 1:  # type: ignore[arg-type]
+            raise ValueError("--max-queue must be at least 1")
+        settings.max_queue = int(raw["max_queue"])  # type: ignore[arg-type]
+    if "shutdown_grace" in raw:
+        settings.shutdown_grace = float(raw["shutdown_grace"])  # type: ignore[arg-type]
     if "log_level" in raw:
         settings.log_level = str(raw["log_level"]).upper()
     settings.models_path = settings.models_path.expanduser().resolve()

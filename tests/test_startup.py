@@ -29,7 +29,11 @@ def test_a_model_is_loaded_on_its_first_use_only(models_dir, make_server):
     assert not libllama_mapped(server.process.pid)
     assert server.get("/system").json()["models"][0]["loaded"] is False
     server.post("/v1/completions", json={"prompt": "Hello", "max_tokens": 1})
-    assert libllama_mapped(server.process.pid)
-    assert server.get("/system").json()["models"][0]["loaded"] is True
+    system = server.get("/system").json()
+    assert system["models"][0]["loaded"] is True
+    worker_pid = system["loaded"][0]["pid"]
+    assert worker_pid != server.process.pid
+    assert libllama_mapped(worker_pid), "the weights live in the worker process"
+    assert not libllama_mapped(server.process.pid), "and never in the server"
     assert "listening on http://127.0.0.1:" in server.log()
     assert "1 model(s): gemma" in server.log()

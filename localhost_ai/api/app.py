@@ -9,11 +9,11 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from localhost_ai.api import chat, completions, health, models
+from localhost_ai.api import backend, chat, completions, health, models
 from localhost_ai.api.keys import MANAGER, REGISTRY, SETTINGS
-from localhost_ai.api.middlewares import auth_middleware, cors_middleware, errors_middleware
+from localhost_ai.api.middlewares import auth_middleware, cors_middleware, errors_middleware, metrics_middleware
 from localhost_ai.registry import Registry
-from localhost_ai.runtime.manager import ModelManager
+from localhost_ai.runtime.manager import ManagerOptions, ModelManager
 from localhost_ai.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ async def _watch_models_folder(app: web.Application) -> AsyncIterator[None]:
             except Exception:
                 log.exception("rescanning %s failed", registry.models_path)
 
+    manager.start()
     task = asyncio.create_task(loop())
     yield
     task.cancel()
@@ -51,7 +52,7 @@ async def _watch_models_folder(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    middlewares = [errors_middleware]
+    middlewares = [metrics_middleware, errors_middleware]
     if settings.cors:
         middlewares.append(cors_middleware(settings))
     if settings.api_keys:
@@ -59,7 +60,14 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=settings.upload_limit_mb * 1024 * 1024)
     app[SETTINGS] = settings
     app[REGISTRY] = Registry(settings.models_path)
-    app[MANAGER] = ModelManager({"threads": settings.threads, "context_size": settings.context_size})
+    app[MANAGER] = ModelManager(ManagerOptions(
+        defaults={"threads": settings.threads, "context_size": settings.context_size},
+        max_loaded_models=settings.max_loaded_models,
+        idle_timeout=settings.idle_timeout,
+        busy_timeout=settings.busy_timeout,
+        max_queue=settings.max_queue,
+        shutdown_grace=settings.shutdown_grace,
+    ))
     app[REGISTRY].refresh(force=True)
 
     for method, path, handler in _OPENAI_ROUTES:
@@ -68,5 +76,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/system", models.system)
+    app.router.add_get("/backend/monitor", backend.monitor)
+    app.router.add_post("/backend/monitor", backend.monitor)
+    app.router.add_post("/backend/shutdown", backend.shutdown)
+    app.router.add_get("/metrics", backend.prometheus)
     app.cleanup_ctx.append(_watch_models_folder)
     return app

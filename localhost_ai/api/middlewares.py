@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 import uuid
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from localhost_ai.errors import APIError, AuthenticationError, NotFound, PayloadTooLarge
+from localhost_ai import metrics
 from localhost_ai.api.keys import SETTINGS
 from localhost_ai.settings import Settings
 
@@ -41,6 +43,22 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> APIErr
             headers={"Allow": ",".join(sorted(exc.allowed_methods))},
         )
     return APIError(exc.reason or "HTTP error", status=exc.status, type="invalid_request_error")
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request by route (not raw path, so unknown URLs cannot grow the labels)."""
+    route = request.match_info.route.resource
+    endpoint = route.canonical if route is not None else "unmatched"
+    started = time.perf_counter()
+    status = 499  # the client went away before an answer
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        metrics.REQUESTS.labels(endpoint, request.method, str(status)).inc()
+        metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - started)
 
 
 @web.middleware

@@ -37,7 +37,7 @@ async def get_model(request: web.Request) -> web.Response:
 async def system(request: web.Request) -> web.Response:
     """Every model the folder defines, which are loaded, and the files that were left out."""
     registry, manager = request.app[REGISTRY], request.app[MANAGER]
-    loaded = {m.config.name: m for m in manager.loaded()}
+    loaded = {w.name for w in manager.loaded()}
     return web.json_response({
         "models_path": str(registry.models_path),
         "models": [
@@ -52,4 +52,5 @@ async def system(request: web.Request) -> web.Response:
             for c in registry.models()
         ],
         "invalid": [{"file": bad.file, "field": bad.field, "error": bad.error} for bad in registry.invalid()],
+        "loaded": [manager.status(name) for name in sorted(loaded)],
     })

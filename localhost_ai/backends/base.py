@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, ClassVar, Iterator
 
 # What a backend can do; the API checks a model's capabilities before calling it.
@@ -15,6 +16,18 @@ TRANSCRIPTION = "transcription"
 IMAGE = "image"
 
 Piece = dict[str, Any]
+
+
+class CallControl(threading.Event):
+    """Handed to every call: set when the caller has gone (stop soon); `beat()` tells the
+    watchdog that a long step without output is still making progress."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_beat = time.monotonic()
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
 
 
 class Backend:
@@ -31,13 +44,18 @@ class Backend:
     def capabilities(cls, config: dict[str, Any]) -> frozenset[str]:
         raise NotImplementedError
 
+    @classmethod
+    def concurrency(cls, config: dict[str, Any]) -> int:
+        """How many calls the loaded model runs at once; more wait in order."""
+        return 1
+
     def load(self) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
         """Free what load() took; the default relies on garbage collection."""
 
-    def run(self, op: str, payload: dict[str, Any], cancel: threading.Event) -> Iterator[Piece]:
+    def run(self, op: str, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
         method = getattr(self, f"op_{op}", None)
         if method is None:
             raise ValueError(f"backend {self.name} has no operation {op!r}")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import codecs
 import logging
 import random
-import threading
 from typing import Any, Iterator
 
-from localhost_ai.backends.base import CHAT, COMPLETION, EDIT, Backend, Piece, register
+from localhost_ai.backends.base import CHAT, COMPLETION, EDIT, Backend, CallControl, Piece, register
 from localhost_ai.backends.stops import StopMatcher
 from localhost_ai.config.templates import (
     DEFAULT_COMPLETION_TEMPLATE,
@@ -83,15 +82,15 @@ class LlamaCppBackend(Backend):
 
     # -- operations ------------------------------------------------------------------
 
-    def op_completion(self, payload: dict[str, Any], cancel: threading.Event) -> Iterator[Piece]:
+    def op_completion(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
         prompts = [self._render(self.completion_template, input=p) for p in payload["prompts"]]
         return self._generate(prompts, payload, cancel, echo=payload.get("echo", False))
 
-    def op_edit(self, payload: dict[str, Any], cancel: threading.Event) -> Iterator[Piece]:
+    def op_edit(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
         prompt = self._render(self.edit_template, instruction=payload["instruction"], input=payload.get("input", ""))
         return self._generate([prompt], payload, cancel)
 
-    def op_chat(self, payload: dict[str, Any], cancel: threading.Event) -> Iterator[Piece]:
+    def op_chat(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
         messages = normalise_messages(payload["messages"])
         messages = [{**m, "role": "system" if m["role"] == "developer" else m["role"]} for m in messages]
         system_prompt = self.config.get("system_prompt")
@@ -153,7 +152,7 @@ class LlamaCppBackend(Backend):
         self,
         prompts: list[str],
         payload: dict[str, Any],
-        cancel: threading.Event,
+        cancel: CallControl,
         echo: bool = False,
         extra_stops: list[str] | None = None,
         lstrip: bool = False,
@@ -188,7 +187,7 @@ class LlamaCppBackend(Backend):
         sampling: dict[str, Any],
         stops: list[str],
         index: int,
-        cancel: threading.Event,
+        cancel: CallControl,
         lstrip: bool = False,
     ) -> Iterator[Piece]:
         """Generate one sequence; return (tokens produced, finish reason)."""

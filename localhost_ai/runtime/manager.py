@@ -1,147 +1,253 @@
-"""The one place that loads models, queues their calls and runs them.
+"""The one place that starts workers, admits calls and unloads models.
 
-Each loaded model has its own thread; calls for one model run one at a time, in
-arrival order, and stream their pieces back to the event loop as they are made.
-A call whose consumer goes away is cancelled: the backend sees its cancel event and
-stops at the next token."""
+Each loaded model lives in its own worker process (runtime/worker.py).  Calls wait in
+a bounded per-model queue; at most `max_loaded_models` workers live at once (least
+recently used goes first); idle workers are unloaded; a worker that dies fails the
+calls it held and is started again by the next call; one whose call makes no progress
+for `busy_timeout` is killed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
+import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict, deque
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
-from localhost_ai.backends import Backend, backend_class
+from localhost_ai import metrics
 from localhost_ai.backends.base import Piece
 from localhost_ai.config import ModelConfig
-from localhost_ai.errors import APIError, BackendError
+from localhost_ai.errors import APIError, QueueFull
+from localhost_ai.runtime.worker import WorkerProcess, rss_bytes
 
 log = logging.getLogger(__name__)
 
-_END = object()
-
 
 @dataclass
-class LoadedModel:
-    config: ModelConfig
-    backend: Backend
-    executor: ThreadPoolExecutor
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    loaded_at: float = field(default_factory=time.time)
-    last_used: float = field(default_factory=time.monotonic)
+class ManagerOptions:
+    defaults: dict[str, Any]
+    max_loaded_models: int = 0
+    idle_timeout: float | None = None
+    busy_timeout: float = 300.0
+    max_queue: int = 64
+    shutdown_grace: float = 10.0
 
 
 class ModelManager:
-    def __init__(self, defaults: dict[str, Any]) -> None:
-        self.defaults = defaults
-        self._loaded: dict[str, LoadedModel] = {}
-        self._load_locks: dict[str, asyncio.Lock] = {}
+    def __init__(self, options: ManagerOptions) -> None:
+        self.options = options
+        self._workers: dict[str, WorkerProcess] = {}
+        self._loading: dict[str, asyncio.Task] = {}
+        self._admitted: dict[str, int] = defaultdict(int)
+        self._durations: dict[str, deque] = defaultdict(lambda: deque(maxlen=20))
+        self._died: set[str] = set()
+        self._pinging: set[str] = set()
+        self._changed = asyncio.Event()
+        self._watchdog: asyncio.Task | None = None
 
-    def loaded(self) -> list[LoadedModel]:
-        return list(self._loaded.values())
+    # -- state -------------------------------------------------------------------------
 
-    async def _ensure(self, config: ModelConfig) -> LoadedModel:
-        """Load once even when many requests for a cold model arrive together."""
-        current = self._loaded.get(config.name)
-        if current is not None and current.config.fingerprint == config.fingerprint:
-            return current
-        lock = self._load_locks.setdefault(config.name, asyncio.Lock())
-        async with lock:
-            current = self._loaded.get(config.name)
-            if current is not None and current.config.fingerprint == config.fingerprint:
-                return current
-            if current is not None:
-                log.info("model %s: its file changed; reloading", config.name)
-                await self.unload(config.name)
-            model = await self._load(config)
-            self._loaded[config.name] = model
-            return model
+    def loaded(self) -> list[WorkerProcess]:
+        return [w for w in self._workers.values() if w.state == "ready"]
 
-    async def _load(self, config: ModelConfig) -> LoadedModel:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{config.name}")
-        backend = backend_class(config.backend)(config.as_dict(), self.defaults)
-        started = time.monotonic()
-        log.info("model %s: loading %s", config.name, config.model_path.name)
+    def worker(self, name: str) -> WorkerProcess | None:
+        return self._workers.get(name)
+
+    def queue_length(self, name: str) -> int:
+        worker = self._workers.get(name)
+        return max(0, self._admitted[name] - (worker.running if worker else 0))
+
+    def status(self, name: str) -> dict[str, Any]:
+        worker = self._workers.get(name)
+        base = {"model": name, "queue_length": self.queue_length(name), "in_flight": self._admitted[name]}
+        if worker is None or worker.state == "dead":
+            return {**base, "state": "unloaded", "pid": None}
+        state = worker.state
+        if state == "ready" and worker.running:
+            state = "busy"
+        return {
+            **base,
+            "state": state,
+            "pid": worker.pid,
+            "memory": {"rss": rss_bytes(worker.pid) if worker.pid else None},
+            "uptime_seconds": round(time.time() - worker.started_at, 3),
+            "running": worker.running,
+            "concurrency": worker.concurrency,
+        }
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+        metrics.LOADED_MODELS.set(len(self.loaded()))
+
+    # -- loading -----------------------------------------------------------------------
+
+    async def _ensure(self, config: ModelConfig) -> WorkerProcess:
+        """The model's ready worker; started once however many calls wait for it."""
+        worker = self._workers.get(config.name)
+        if worker is not None and worker.state == "ready":
+            if worker.config.fingerprint == config.fingerprint:
+                return worker
+            log.info("model %s: its definition changed; reloading", config.name)
+            await self.unload(config.name)
+        task = self._loading.get(config.name)
+        if task is None:
+            task = asyncio.create_task(self._start(config))
+            self._loading[config.name] = task
+            task.add_done_callback(lambda done: self._loading.pop(config.name, None) if self._loading.get(config.name) is done else None)
+        return await asyncio.shield(task)
+
+    async def _start(self, config: ModelConfig) -> WorkerProcess:
+        await self._make_room(config.name)
+        worker = WorkerProcess(config, self.options.defaults, on_exit=self._on_exit)
+        if config.name in self._died:
+            self._died.discard(config.name)
+            metrics.WORKER_RESTARTS.labels(config.name).inc()
+        self._workers[config.name] = worker
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, backend.load)
-        except APIError:
-            executor.shutdown(wait=False)
+            await worker.start()
+        except BaseException:
+            metrics.MODEL_LOADS.labels(config.name, "failed").inc()
+            if self._workers.get(config.name) is worker:
+                del self._workers[config.name]
+            self._notify()
             raise
-        except Exception as exc:
-            executor.shutdown(wait=False)
-            log.error("model %s: failed to load: %s", config.name, exc)
-            raise BackendError(
-                f"Model '{config.name}' failed to load from {config.model_path.name}: {exc}",
-                code="model_load_failed",
-            ) from None
-        log.info("model %s: loaded in %.2fs", config.name, time.monotonic() - started)
-        return LoadedModel(config=config, backend=backend, executor=executor)
+        metrics.MODEL_LOADS.labels(config.name, "ok").inc()
+        self._notify()
+        return worker
+
+    def _on_exit(self, worker: WorkerProcess) -> None:
+        if self._workers.get(worker.name) is worker:
+            del self._workers[worker.name]
+        if not worker.expected_exit:
+            self._died.add(worker.name)
+            metrics.WORKER_DEATHS.labels(worker.name).inc()
+        self._notify()
+
+    async def _make_room(self, name: str) -> None:
+        limit = self.options.max_loaded_models
+        if not limit:
+            return
+        while len([n for n in self._workers if n != name]) >= limit:
+            idle = [w for w in self._workers.values()
+                    if w.name != name and w.state == "ready" and not w.calls and not self._admitted[w.name]]
+            if idle:
+                victim = min(idle, key=lambda w: w.last_used)
+                log.info("model %s: unloading the least recently used model to make room for %s (--max-loaded-models %d)",
+                         victim.name, name, limit)
+                await self.unload(victim.name)
+            else:
+                await self._changed.wait()  # every loaded model is busy: wait for one to be free
 
     async def unload(self, name: str) -> bool:
-        model = self._loaded.pop(name, None)
-        if model is None:
+        """Let the model's running calls finish (within the grace period), then stop its worker."""
+        worker = self._workers.pop(name, None)
+        if worker is None:
             return False
-        async with model.lock:
-            await asyncio.get_running_loop().run_in_executor(model.executor, model.backend.close)
-        model.executor.shutdown(wait=False)
-        log.info("model %s: unloaded", name)
+        deadline = time.monotonic() + self.options.shutdown_grace
+        while worker.calls and worker.state == "ready" and time.monotonic() < deadline:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, deadline - time.monotonic()))
+        await worker.stop(grace=self.options.shutdown_grace)
+        log.info("model %s: unloaded (worker pid %s stopped)", name, worker.pid)
+        self._notify()
         return True
 
     async def forget_missing(self, current: dict[str, str]) -> None:
         """Unload models whose file was removed (`current` maps name -> fingerprint)."""
-        for name in [n for n in self._loaded if n not in current]:
+        for name in [n for n in self._workers if n not in current]:
             await self.unload(name)
 
-    async def close(self) -> None:
-        for name in list(self._loaded):
-            await self.unload(name)
+    # -- calls -------------------------------------------------------------------------
+
+    def _retry_after(self, name: str) -> int:
+        durations = self._durations[name]
+        average = sum(durations) / len(durations) if durations else 1.0
+        worker = self._workers.get(name)
+        per_slot = self.queue_length(name) / max(1, worker.concurrency if worker else 1)
+        return max(1, min(600, math.ceil(average * per_slot)))
 
     @asynccontextmanager
     async def call(self, config: ModelConfig, op: str, payload: dict[str, Any]) -> AsyncIterator[AsyncIterator[Piece]]:
         """Run `op` on the model; the body iterates the pieces it yields.  Leaving the
-        block early (or being cancelled) cancels the call in the backend."""
-        model = await self._ensure(config)
-        loop = asyncio.get_running_loop()
-        async with model.lock:
-            model.last_used = time.monotonic()
-            queue: asyncio.Queue = asyncio.Queue()
-            cancel = threading.Event()
+        block early (or being cancelled) cancels the call in the worker."""
+        name = config.name
+        if self.queue_length(name) >= self.options.max_queue:
+            raise QueueFull(
+                f"Model '{name}' has {self.queue_length(name)} requests waiting, the most it queues "
+                f"(--max-queue {self.options.max_queue}). Try again shortly.",
+                code="queue_full",
+                headers={"Retry-After": str(self._retry_after(name))},
+            )
+        self._admitted[name] += 1
+        metrics.QUEUE_LENGTH.labels(name).set(self.queue_length(name))
+        started = time.monotonic()
+        try:
+            worker = await self._ensure(config)
+            async with worker.call(op, payload) as pieces:
+                yield _counted(name, pieces)
+        finally:
+            self._admitted[name] -= 1
+            self._durations[name].append(time.monotonic() - started)
+            metrics.QUEUE_LENGTH.labels(name).set(self.queue_length(name))
+            self._notify()
 
-            def produce() -> None:
-                try:
-                    # The backend watches `cancel` itself, between tokens or batches.
-                    for piece in model.backend.run(op, payload, cancel):
-                        loop.call_soon_threadsafe(queue.put_nowait, piece)
-                except BaseException as exc:  # handed to the caller, never lost in the thread
-                    loop.call_soon_threadsafe(queue.put_nowait, exc)
-                else:
-                    loop.call_soon_threadsafe(queue.put_nowait, _END)
+    # -- watchdog ----------------------------------------------------------------------
 
-            async def pieces() -> AsyncIterator[Piece]:
-                while True:
-                    item = await queue.get()
-                    if item is _END:
-                        return
-                    if isinstance(item, APIError):
-                        raise item
-                    if isinstance(item, BaseException):
-                        log.exception("model %s: %s failed", config.name, op, exc_info=item)
-                        raise BackendError(f"Model '{config.name}' failed while running {op}: {item}") from None
-                    yield item
+    def start(self) -> None:
+        self._watchdog = asyncio.create_task(self._watch())
 
-            running = loop.run_in_executor(model.executor, produce)
-            try:
-                yield pieces()
-            finally:
-                cancel.set()
-                # The next call must not start before this one has stopped in its thread.
-                try:
-                    await asyncio.shield(running)
-                except asyncio.CancelledError:
-                    await running
-                model.last_used = time.monotonic()
+    async def _watch(self) -> None:
+        options = self.options
+        tick = min(1.0, options.busy_timeout / 4, (options.idle_timeout or 4.0) / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for worker in list(self._workers.values()):
+                if worker.state != "ready":
+                    continue
+                metrics.QUEUE_LENGTH.labels(worker.name).set(self.queue_length(worker.name))
+                idle = not worker.calls and not self._admitted[worker.name]
+                if idle and options.idle_timeout and now - worker.last_used >= options.idle_timeout:
+                    log.info("model %s: idle for %.0fs (--idle-timeout); unloading", worker.name, now - worker.last_used)
+                    asyncio.create_task(self.unload(worker.name))
+                elif worker.running and worker.name not in self._pinging:
+                    asyncio.create_task(self._check_busy(worker))
+
+    async def _check_busy(self, worker: WorkerProcess) -> None:
+        """A worker that does not answer, or whose running call has made no progress, for
+        `busy_timeout` is killed; its calls fail and the next call starts it again."""
+        timeout = self.options.busy_timeout
+        self._pinging.add(worker.name)
+        try:
+            pong = await worker.ping(timeout)
+        except asyncio.TimeoutError:
+            worker.kill(f"did not answer for {timeout:.0f}s (--busy-timeout) and was killed")
+            return
+        except APIError:
+            return
+        finally:
+            self._pinging.discard(worker.name)
+        if pong.get("stalled_for", 0) >= timeout:
+            worker.kill(f"made no progress on a call for {pong['stalled_for']:.0f}s (--busy-timeout) and was killed")
+
+    async def close(self) -> None:
+        if self._watchdog:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        await asyncio.gather(*(self.unload(name) for name in list(self._workers)), return_exceptions=True)
+        for task in list(self._loading.values()):
+            task.cancel()
+
+
+async def _counted(name: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[Piece]:
+    async for piece in pieces:
+        if piece.get("type") == "usage":
+            metrics.PROMPT_TOKENS.labels(name).inc(piece.get("prompt_tokens", 0))
+            metrics.GENERATED_TOKENS.labels(name).inc(piece.get("completion_tokens", 0))
+        yield piece

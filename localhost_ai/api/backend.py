@@ -1,0 +1,51 @@
+"""GET /backend/monitor, POST /backend/shutdown (LocalAI's names) and GET /metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from localhost_ai import metrics
+from localhost_ai.api.keys import MANAGER, REGISTRY
+from localhost_ai.api.validation import read_json
+from localhost_ai.errors import InvalidRequest, ModelNotFound
+
+_MODEL_BODY = {"type": "object", "required": ["model"], "properties": {"model": {"type": "string", "minLength": 1}}}
+
+
+async def _model_name(request: web.Request) -> str:
+    """From `?model=NAME` or a JSON body `{"model": NAME}` (LocalAI sends a body with GET)."""
+    name = request.query.get("model")
+    if name is None and request.can_read_body:
+        body = await read_json(request, _MODEL_BODY)
+        name = body["model"]
+    if not name:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    registry, manager = request.app[REGISTRY], request.app[MANAGER]
+    if registry.get(name) is None and manager.worker(name) is None:
+        raise ModelNotFound(name, [c.name for c in registry.models()])
+    return name
+
+
+async def monitor(request: web.Request) -> web.Response:
+    name = await _model_name(request)
+    return web.json_response(request.app[MANAGER].status(name))
+
+
+async def shutdown(request: web.Request) -> web.Response:
+    name = await _model_name(request)
+    unloaded = await request.app[MANAGER].unload(name)
+    return web.json_response({"model": name, "unloaded": unloaded})
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    body = generate_latest(metrics.REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def loaded_models(request: web.Request) -> list[dict[str, Any]]:
+    manager = request.app[MANAGER]
+    return [manager.status(worker.name) for worker in manager.loaded()]
+

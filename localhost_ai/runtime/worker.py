@@ -1,0 +1,282 @@
+"""The server's side of a worker process: start it, load the model, multiplex calls
+over the framed protocol, ping it, stop it, and notice when it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
+
+from localhost_ai.config import ModelConfig
+from localhost_ai.errors import APIError, BackendError
+from localhost_ai.runtime.protocol import encode, read_frame
+
+log = logging.getLogger(__name__)
+
+_END = object()
+_ids = itertools.count(1)
+
+
+def _error_from(fields: dict[str, Any]) -> APIError:
+    return APIError(fields.get("message") or "the model failed", status=fields.get("status") or 500,
+                    type=fields.get("type"), param=fields.get("param"), code=fields.get("code"))
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class _Call:
+    id: str
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    started: bool = False
+    abandoned: bool = False  # its caller left; kept until the worker confirms it stopped
+
+
+class WorkerProcess:
+    """One model in one child process."""
+
+    def __init__(self, config: ModelConfig, defaults: dict[str, Any], on_exit: Callable[["WorkerProcess"], None]) -> None:
+        self.config = config
+        self.defaults = defaults
+        self.on_exit = on_exit
+        self.process: asyncio.subprocess.Process | None = None
+        self.state = "starting"  # starting -> loading -> ready -> stopping -> dead
+        self.started_at = time.time()
+        self.last_used = time.monotonic()
+        self.concurrency = 1
+        self.calls: dict[str, _Call] = {}
+        self.expected_exit = False
+        self.death_reason: str | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._loaded: asyncio.Future | None = None
+        self._pongs: dict[str, asyncio.Future] = {}
+        self._tasks: list[asyncio.Task] = []
+        self.exited = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def alive(self) -> bool:
+        return self.state in ("loading", "ready")
+
+    @property
+    def running(self) -> int:
+        return sum(1 for call in self.calls.values() if call.started)
+
+    async def start(self) -> None:
+        """Spawn the process and load the model; raise the load error if it fails."""
+        parent_sock, child_sock = socket.socketpair()
+        env = {**os.environ, "LOG_LEVEL": logging.getLevelName(logging.getLogger().getEffectiveLevel())}
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "localhost_ai.runtime.worker_main", str(child_sock.fileno()),
+                pass_fds=(child_sock.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+            )
+        finally:
+            child_sock.close()
+        reader, self._writer = await asyncio.open_unix_connection(sock=parent_sock)
+        self.state = "loading"
+        log.info("model %s: worker pid %d started; loading %s", self.name, self.pid, self.config.model_path.name)
+        self._loaded = asyncio.get_running_loop().create_future()
+        self._tasks = [asyncio.create_task(self._read(reader)), asyncio.create_task(self._forward_output())]
+        self._send({"op": "load", "config": self.config.as_dict(), "defaults": self.defaults})
+        try:
+            seconds = await self._loaded
+        except BaseException:
+            await self.stop(grace=2)
+            raise
+        self.state = "ready"
+        log.info("model %s: loaded in %.2fs (worker pid %d)", self.name, seconds, self.pid)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._writer is None or self._writer.is_closing():
+            raise BackendError(f"Model '{self.name}': its worker is not running.", code="worker_gone")
+        self._writer.write(encode(message))
+
+    async def _forward_output(self) -> None:
+        """The worker's stdout and stderr (native libraries print there) go to our log."""
+        assert self.process and self.process.stdout
+        prefix = f"[{self.name} {self.pid}]"
+        async for line in self.process.stdout:
+            text = line.decode(errors="replace").rstrip()
+            if text:
+                log.info("%s %s", prefix, text)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                message = await read_frame(reader)
+                if message is None:
+                    break
+                self._dispatch(message)
+        except Exception as exc:
+            log.error("model %s: bad frame from worker: %s", self.name, exc)
+            self.kill(f"sent a malformed frame ({exc})")
+        finally:
+            await self._reap()
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        call = self.calls.get(message.get("id", ""))
+        if kind == "piece" and call:
+            call.queue.put_nowait(message["piece"])
+        elif kind == "started" and call:
+            call.started = True
+        elif kind in ("end", "error") and call:
+            if call.abandoned:
+                del self.calls[call.id]
+            else:
+                call.queue.put_nowait(_END if kind == "end" else _error_from(message["error"]))
+        elif kind == "pong":
+            future = self._pongs.pop(message["id"], None)
+            if future and not future.done():
+                future.set_result(message)
+        elif kind == "loaded" and self._loaded and not self._loaded.done():
+            self.concurrency = message.get("concurrency", 1)
+            self._loaded.set_result(message.get("seconds", 0.0))
+        elif kind == "load_error" and self._loaded and not self._loaded.done():
+            fields = message["error"]
+            error = _error_from(fields)
+            if error.status >= 500:
+                error = BackendError(
+                    f"Model '{self.name}' failed to load from {self.config.model_path.name}: {fields.get('message')}",
+                    code=fields.get("code") or "model_load_failed",
+                )
+            self._loaded.set_exception(error)
+
+    async def _reap(self) -> None:
+        """The channel closed: the process is gone or going.  Fail what it held."""
+        assert self.process
+        try:
+            code = await asyncio.wait_for(self.process.wait(), timeout=5)
+        except asyncio.TimeoutError:
+            self.process.kill()
+            code = await self.process.wait()
+        self.state = "dead"
+        if self._writer:
+            self._writer.close()
+        if not self.expected_exit:
+            reason = self.death_reason or _describe_exit(code)
+            log.error("model %s: worker pid %d %s", self.name, self.pid, reason)
+            error = BackendError(
+                f"Model '{self.name}' stopped: its worker process {reason}. The next request starts it again.",
+                code="worker_died",
+            )
+        else:
+            error = BackendError(f"Model '{self.name}' was unloaded while this request waited.", code="model_unloaded")
+        if self._loaded and not self._loaded.done():
+            self._loaded.set_exception(error)
+        for call in self.calls.values():
+            call.queue.put_nowait(error)
+        for future in self._pongs.values():
+            if not future.done():
+                future.set_exception(error)
+        self.exited.set()
+        self.on_exit(self)
+
+    def kill(self, reason: str) -> None:
+        if self.process and self.process.returncode is None:
+            self.death_reason = reason
+            self.process.kill()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Ask the worker to free its model and exit; kill it if it does not in time."""
+        if self.process is None or self.state == "dead":
+            return
+        self.expected_exit = True
+        self.state = "stopping"
+        try:
+            self._send({"op": "shutdown"})
+        except APIError:
+            pass
+        try:
+            await asyncio.wait_for(self.exited.wait(), timeout=grace)
+        except asyncio.TimeoutError:
+            log.warning("model %s: worker pid %d did not stop in %.0fs; killing it", self.name, self.pid, grace)
+            self.process.kill()
+            await self.exited.wait()
+        for task in self._tasks:
+            task.cancel()
+
+    # -- calls -------------------------------------------------------------------------
+
+    async def ping(self, timeout: float) -> dict[str, Any]:
+        ping_id = f"p{next(_ids)}"
+        future = asyncio.get_running_loop().create_future()
+        self._pongs[ping_id] = future
+        self._send({"op": "ping", "id": ping_id})
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._pongs.pop(ping_id, None)
+
+    @asynccontextmanager
+    async def call(self, method: str, payload: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Send a call; the body iterates its pieces.  Leaving early cancels it in the worker."""
+        call = _Call(id=f"c{next(_ids)}")
+        self.calls[call.id] = call
+        self.last_used = time.monotonic()
+        finished = False
+
+        async def pieces() -> AsyncIterator[dict[str, Any]]:
+            nonlocal finished
+            while True:
+                item = await call.queue.get()
+                if item is _END:
+                    finished = True
+                    return
+                if isinstance(item, APIError):
+                    finished = True
+                    raise item
+                yield item
+
+        try:
+            self._send({"op": "call", "id": call.id, "method": method, "payload": payload})
+            yield pieces()
+        finally:
+            self.last_used = time.monotonic()
+            if not finished and self.alive:
+                call.abandoned = True
+                try:
+                    self._send({"op": "cancel", "id": call.id})
+                except APIError:
+                    self.calls.pop(call.id, None)
+            else:
+                self.calls.pop(call.id, None)

@@ -1,0 +1,135 @@
+"""The worker process: one loaded model, served over the framed protocol on a socket.
+
+Started by the server as `python -m localhost_ai.runtime.worker_main FD`.  The main
+thread reads frames (so pings are answered while calls run); calls run on the
+backend's own threads, in arrival order; when the server goes away the worker exits."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from localhost_ai.backends import CallControl, backend_class
+from localhost_ai.errors import APIError
+from localhost_ai.runtime.protocol import encode, recv_frame
+
+log = logging.getLogger("localhost_ai.worker")
+
+
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, APIError):
+        return {"status": exc.status, "message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
+    return {"status": 500, "message": f"{type(exc).__name__}: {exc}", "type": "server_error", "param": None, "code": None}
+
+
+class Worker:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.send_lock = threading.Lock()
+        self.backend: Any = None
+        self.waiting: "queue.Queue[tuple[dict[str, Any], CallControl]]" = queue.Queue()
+        self.calls: dict[str, CallControl] = {}
+        self.running: dict[str, CallControl] = {}
+
+    def send(self, message: dict[str, Any]) -> None:
+        frame = encode(message)
+        with self.send_lock:
+            try:
+                self.sock.sendall(frame)
+            except OSError:
+                os._exit(0)  # the server is gone: nothing left to serve
+
+    def serve(self) -> None:
+        while True:
+            message = recv_frame(self.sock)
+            if message is None:
+                os._exit(0)
+            op = message.get("op")
+            if op == "load":
+                threading.Thread(target=self.load, args=(message,), name="load", daemon=True).start()
+            elif op == "call":
+                control = CallControl()
+                self.calls[message["id"]] = control
+                self.waiting.put((message, control))
+            elif op == "cancel":
+                control = self.calls.get(message["id"])
+                if control is not None:
+                    control.set()
+            elif op == "ping":
+                now = time.monotonic()
+                stalled = max((now - c.last_beat for c in list(self.running.values())), default=0.0)
+                self.send({"type": "pong", "id": message["id"], "running": len(self.running), "stalled_for": stalled})
+            elif op == "shutdown":
+                self.shutdown()
+                return
+
+    def load(self, message: dict[str, Any]) -> None:
+        config = message["config"]
+        started = time.monotonic()
+        try:
+            cls = backend_class(config["backend"])
+            backend = cls(config, message.get("defaults") or {})
+            backend.load()
+        except BaseException as exc:
+            if not isinstance(exc, APIError):
+                log.error("loading failed: %s", "".join(traceback.format_exception_only(type(exc), exc)).strip())
+            self.send({"type": "load_error", "error": error_fields(exc)})
+            return
+        self.backend = backend
+        threads = max(1, cls.concurrency(config))
+        for n in range(threads):
+            threading.Thread(target=self.run_calls, name=f"call-{n}", daemon=True).start()
+        self.send({"type": "loaded", "concurrency": threads, "seconds": time.monotonic() - started})
+
+    def run_calls(self) -> None:
+        while True:
+            message, control = self.waiting.get()
+            call_id = message["id"]
+            if control.is_set():  # cancelled while it waited
+                self.calls.pop(call_id, None)
+                self.send({"type": "end", "id": call_id})
+                continue
+            control.beat()
+            self.running[call_id] = control
+            self.send({"type": "started", "id": call_id})
+            try:
+                for piece in self.backend.run(message["method"], message.get("payload") or {}, control):
+                    control.beat()
+                    self.send({"type": "piece", "id": call_id, "piece": piece})
+            except BaseException as exc:
+                if not isinstance(exc, APIError):
+                    log.error("call %s (%s) failed:\n%s", call_id, message["method"], traceback.format_exc().rstrip())
+                self.send({"type": "error", "id": call_id, "error": error_fields(exc)})
+            else:
+                self.send({"type": "end", "id": call_id})
+            finally:
+                self.running.pop(call_id, None)
+                self.calls.pop(call_id, None)
+
+    def shutdown(self) -> None:
+        if self.backend is not None:
+            try:
+                self.backend.close()
+            except Exception as exc:
+                log.warning("closing the model failed: %s", exc)
+        self.send({"type": "bye"})
+        os._exit(0)
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    sock = socket.socket(fileno=int(argv[1]))
+    sock.setblocking(True)
+    Worker(sock).serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
