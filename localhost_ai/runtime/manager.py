@@ -48,6 +48,7 @@ class ModelManager:
         self._pinging: set[str] = set()
         self._changed = asyncio.Event()
         self._watchdog: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
 
     # -- state -------------------------------------------------------------------------
 
@@ -201,6 +202,12 @@ class ModelManager:
     def start(self) -> None:
         self._watchdog = asyncio.create_task(self._watch())
 
+    def _spawn(self, coroutine: Any) -> None:
+        """Run in the background, holding a reference so the task is not collected mid-way."""
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _watch(self) -> None:
         options = self.options
         tick = min(1.0, options.busy_timeout / 4, (options.idle_timeout or 4.0) / 4)
@@ -214,9 +221,9 @@ class ModelManager:
                 idle = not worker.calls and not self._admitted[worker.name]
                 if idle and options.idle_timeout and now - worker.last_used >= options.idle_timeout:
                     log.info("model %s: idle for %.0fs (--idle-timeout); unloading", worker.name, now - worker.last_used)
-                    asyncio.create_task(self.unload(worker.name))
+                    self._spawn(self.unload(worker.name))
                 elif worker.running and worker.name not in self._pinging:
-                    asyncio.create_task(self._check_busy(worker))
+                    self._spawn(self._check_busy(worker))
 
     async def _check_busy(self, worker: WorkerProcess) -> None:
         """A worker that does not answer, or whose running call has made no progress, for
