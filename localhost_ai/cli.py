@@ -63,12 +63,68 @@ def _cmd_models_list(args: argparse.Namespace, settings: settings_module.Setting
 
     registry = Registry(settings.models_path)
     registry.refresh(force=True)
+    print("installed:")
     for config in registry.models():
-        print(f"{config.name}\t{config.backend}\t{','.join(sorted(capabilities(config)))}\t{config.source.name}")
+        print(f"  {config.name}\t{config.backend}\t{','.join(sorted(capabilities(config)))}\t{config.source.name}")
     for bad in registry.invalid():
         where = f" ({bad.field})" if bad.field else ""
         print(f"invalid: {bad.file}{where}: {bad.error}", file=sys.stderr)
+    if not args.installed_only:
+        installed = {c.name for c in registry.models()}
+        entries, problems = asyncio.run(_gallery_entries(settings))
+        print("available:")
+        for entry in entries:
+            mark = " (installed)" if entry.name in installed else ""
+            print(f"  {entry.id}{mark}\t{entry.data.get('description') or ''}")
+        for problem in problems:
+            print(f"gallery problem: {problem}", file=sys.stderr)
     return 0
+
+
+async def _gallery_entries(settings: settings_module.Settings):
+    import aiohttp
+
+    from localhost_ai.gallery.index import Galleries
+
+    galleries = Galleries(Galleries.parse_setting(settings.galleries), allow_file_uris=settings.allow_file_uris)
+    async with aiohttp.ClientSession() as session:
+        return await galleries.entries(session)
+
+
+def _cmd_gallery_list(args: argparse.Namespace, settings: settings_module.Settings) -> int:
+    from localhost_ai.gallery.index import Galleries
+
+    for ref in Galleries.parse_setting(settings.galleries):
+        print(f"gallery {ref.name}: {ref.url}")
+    entries, problems = asyncio.run(_gallery_entries(settings))
+    for entry in entries:
+        tags = ",".join(entry.data.get("tags") or [])
+        print(f"  {entry.id}\t{entry.data.get('license') or ''}\t{tags}\t{entry.data.get('description') or ''}")
+    for problem in problems:
+        print(f"gallery problem: {problem}", file=sys.stderr)
+    return 0
+
+
+def _cmd_models_install(args: argparse.Namespace, settings: settings_module.Settings) -> int:
+    from localhost_ai.gallery.cli_install import install_all
+
+    return asyncio.run(install_all(settings, args.models, name=args.name))
+
+
+def _cmd_models_remove(args: argparse.Namespace, settings: settings_module.Settings) -> int:
+    from localhost_ai.errors import APIError
+    from localhost_ai.gallery.install import check_name, delete_model
+
+    status = 0
+    for name in args.models:
+        try:
+            removed = delete_model(settings.models_path, check_name(name))
+        except APIError as exc:
+            print(f"localhost-ai: {exc.message}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"removed {name}: {', '.join(removed)}")
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,11 +136,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="put the demo models into the models folder, then serve")
     serve.set_defaults(func=_cmd_serve)
 
-    models = commands.add_parser("models", help="the models folder")
+    models = commands.add_parser("models", help="the models folder and the galleries")
     models_commands = models.add_subparsers(dest="models_command", required=True)
-    listing = models_commands.add_parser("list", help="list the servable models and the files left out")
-    settings_module.add_arguments(listing)
+    listing = models_commands.add_parser("list", help="installed models (and files left out), then the galleries' models")
+    listing.add_argument("--installed-only", action="store_true", help="do not read the galleries")
     listing.set_defaults(func=_cmd_models_list)
+    install = models_commands.add_parser("install", help="install models by gallery id (gallery@name or name) or definition URL")
+    install.add_argument("models", nargs="+", metavar="NAME|URL")
+    install.add_argument("--name", help="install under this name (one model only)")
+    install.set_defaults(func=_cmd_models_install)
+    remove = models_commands.add_parser("remove", help="remove installed models and the files only they use")
+    remove.add_argument("models", nargs="+", metavar="NAME")
+    remove.set_defaults(func=_cmd_models_remove)
+    for sub in (listing, install, remove):
+        settings_module.add_arguments(sub)
+
+    gallery = commands.add_parser("gallery", help="the configured galleries")
+    gallery_commands = gallery.add_subparsers(dest="gallery_command", required=True)
+    gallery_list = gallery_commands.add_parser("list", help="list the galleries and their models")
+    settings_module.add_arguments(gallery_list)
+    gallery_list.set_defaults(func=_cmd_gallery_list)
     return parser
 
 

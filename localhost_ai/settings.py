@@ -34,6 +34,11 @@ class Settings:
     busy_timeout: float = 300.0
     max_queue: int = 64
     shutdown_grace: float = 10.0
+    galleries: str | None = None  # JSON list of {name, url}; None: this project's own
+    allow_file_uris: bool = False
+    preload_models: str | None = None
+    preload_models_config: Path | None = None
+    max_downloads: int = 3
 
     @property
     def address(self) -> str:
@@ -84,6 +89,11 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
     ("--busy-timeout", "BUSY_TIMEOUT", parse_duration, "kill a worker whose call makes no progress for this long (default 5m)"),
     ("--max-queue", "MAX_QUEUE", int, "calls that may wait per model before 429 (default 64)"),
     ("--shutdown-grace", "SHUTDOWN_GRACE", parse_duration, "time running requests get to finish on SIGTERM (default 10s)"),
+    ("--galleries", "GALLERIES", str, 'JSON list of {"name", "url"} galleries (default: this project\'s own)'),
+    ("--allow-file-uris", "ALLOW_FILE_URIS", "bool", "let model installs read file:// URIs (off by default)"),
+    ("--preload-models", "PRELOAD_MODELS", str, "JSON list of /models/apply bodies installed at start-up"),
+    ("--preload-models-config", "PRELOAD_MODELS_CONFIG", str, "YAML file with a list of /models/apply bodies"),
+    ("--max-downloads", "MAX_DOWNLOADS", int, "files downloaded at once across install jobs (default 3)"),
 ]
 
 
@@ -148,6 +158,18 @@ def from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -
         settings.max_queue = int(raw["max_queue"])  # type: ignore[arg-type]
     if "shutdown_grace" in raw:
         settings.shutdown_grace = float(raw["shutdown_grace"])  # type: ignore[arg-type]
+    if "galleries" in raw:
+        settings.galleries = str(raw["galleries"])
+    if "allow_file_uris" in raw:
+        settings.allow_file_uris = bool(raw["allow_file_uris"])
+    if "preload_models" in raw:
+        settings.preload_models = str(raw["preload_models"])
+    if "preload_models_config" in raw:
+        settings.preload_models_config = Path(str(raw["preload_models_config"]))
+    if "max_downloads" in raw:
+        if int(raw["max_downloads"]) < 1:  # type: ignore[arg-type]
+            raise ValueError("--max-downloads must be at least 1")
+        settings.max_downloads = int(raw["max_downloads"])  # type: ignore[arg-type]
     if "log_level" in raw:
         settings.log_level = str(raw["log_level"]).upper()
     settings.models_path = settings.models_path.expanduser().resolve()

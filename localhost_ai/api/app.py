@@ -9,9 +9,12 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from localhost_ai.api import backend, chat, completions, health, models
-from localhost_ai.api.keys import MANAGER, REGISTRY, SETTINGS
+from localhost_ai.api import backend, chat, completions, gallery, health, models
+from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, PRELOAD, REGISTRY, SETTINGS
 from localhost_ai.api.middlewares import auth_middleware, cors_middleware, errors_middleware, metrics_middleware
+from localhost_ai.gallery.index import Galleries
+from localhost_ai.gallery.jobs import JobRunner
+from localhost_ai.gallery.preload import PreloadState, preload, preload_bodies
 from localhost_ai.registry import Registry
 from localhost_ai.runtime.manager import ManagerOptions, ModelManager
 from localhost_ai.settings import Settings
@@ -51,6 +54,30 @@ async def _watch_models_folder(app: web.Application) -> AsyncIterator[None]:
     await manager.close()
 
 
+async def _gallery_jobs(app: web.Application) -> AsyncIterator[None]:
+    """The install-job runner, and PRELOAD_MODELS installed in the background (/readyz
+    answers 503 until they are done)."""
+    settings = app[SETTINGS]
+    runner = JobRunner(settings.models_path, settings.allow_file_uris, settings.max_downloads)
+    app[JOBS] = runner
+    try:
+        bodies = preload_bodies(settings.preload_models, settings.preload_models_config)
+    except (ValueError, OSError) as exc:
+        log.error("preload: %s", exc)
+        app[PRELOAD].errors.append(f"preload settings: {exc}")
+        bodies = []
+    task = None
+    if bodies:
+        app[PRELOAD].pending = True
+        task = asyncio.create_task(preload(bodies, app[GALLERIES], runner, app[PRELOAD]))
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await runner.close()
+
+
 def create_app(settings: Settings) -> web.Application:
     middlewares = [metrics_middleware, errors_middleware]
     if settings.cors:
@@ -69,7 +96,10 @@ def create_app(settings: Settings) -> web.Application:
         shutdown_grace=settings.shutdown_grace,
     ))
     app[REGISTRY].refresh(force=True)
+    app[GALLERIES] = Galleries(Galleries.parse_setting(settings.galleries), allow_file_uris=settings.allow_file_uris)
+    app[PRELOAD] = PreloadState()
 
+    gallery.add_routes(app)  # before the unprefixed /models/{model}, which would shadow them
     for method, path, handler in _OPENAI_ROUTES:
         app.router.add_route(method, "/v1" + path, handler)
         app.router.add_route(method, path, handler)
@@ -80,5 +110,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/backend/monitor", backend.monitor)
     app.router.add_post("/backend/shutdown", backend.shutdown)
     app.router.add_get("/metrics", backend.prometheus)
+    app.cleanup_ctx.append(_gallery_jobs)
     app.cleanup_ctx.append(_watch_models_folder)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from localhost_ai.api.keys import REGISTRY
+from localhost_ai.api.keys import PRELOAD, REGISTRY
 from localhost_ai.errors import NotReady
 
 
@@ -16,4 +16,10 @@ async def readyz(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     if not registry.models_path.is_dir():
         raise NotReady(f"The models folder {registry.models_path} does not exist.", code="not_ready")
-    return web.json_response({"status": "ready", "models": len(registry.models())})
+    preload = request.app[PRELOAD]
+    if preload.pending:
+        raise NotReady("Preloading models (PRELOAD_MODELS) has not finished.", code="preloading")
+    body = {"status": "ready", "models": len(registry.models())}
+    if preload.errors:
+        body["preload_errors"] = preload.errors
+    return web.json_response(body)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from localhost_ai.gallery.index import Galleries
+from localhost_ai.gallery.jobs import JobRunner
+from localhost_ai.gallery.preload import PreloadState
 from localhost_ai.registry import Registry
 from localhost_ai.runtime.manager import ModelManager
 from localhost_ai.settings import Settings
@@ -11,3 +14,6 @@ from localhost_ai.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", Registry)
 MANAGER = web.AppKey("manager", ModelManager)
+GALLERIES = web.AppKey("galleries", Galleries)
+JOBS = web.AppKey("jobs", JobRunner)
+PRELOAD = web.AppKey("preload", PreloadState)

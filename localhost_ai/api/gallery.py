@@ -1,0 +1,111 @@
+"""The gallery over HTTP: /models/apply, /models/jobs, /models/available,
+/models/galleries and /models/delete (LocalAI's routes)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, SETTINGS
+from localhost_ai.api.validation import read_json
+from localhost_ai.errors import NotFound
+from localhost_ai.gallery.apply import APPLY_SCHEMA, build_request
+from localhost_ai.gallery.index import GalleryRef
+from localhost_ai.gallery.install import check_name, delete_model, installed_configs
+
+_GALLERY_BODY = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": {"type": "string", "minLength": 1}, "url": {"type": "string", "minLength": 1}},
+}
+
+
+async def apply(request: web.Request) -> web.Response:
+    body = await read_json(request, APPLY_SCHEMA)
+    runner = request.app[JOBS]
+    install = await build_request(body, request.app[GALLERIES], runner.session(), runner.allow_file_uris)
+    job = runner.submit(install)
+    status = str(request.url.origin().join(request.app.router["job"].url_for(uuid=job.uuid)))
+    return web.json_response({"uuid": job.uuid, "status": status})
+
+
+def _job(request: web.Request):
+    job = request.app[JOBS].jobs.get(request.match_info["uuid"])
+    if job is None:
+        raise NotFound(f"No job {request.match_info['uuid']}.", param="uuid", code="job_not_found")
+    return job
+
+
+async def job_status(request: web.Request) -> web.Response:
+    return web.json_response(_job(request).as_dict())
+
+
+async def jobs(request: web.Request) -> web.Response:
+    return web.json_response({uuid: job.as_dict() for uuid, job in request.app[JOBS].jobs.items()})
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    job = _job(request)
+    await request.app[JOBS].cancel(job.uuid)
+    return web.json_response(job.as_dict())
+
+
+async def available(request: web.Request) -> web.Response:
+    runner = request.app[JOBS]
+    entries, problems = await request.app[GALLERIES].entries(runner.session())
+    installed = set(installed_configs(request.app[SETTINGS].models_path))
+    refs = {ref.name: ref.as_dict() for ref in request.app[GALLERIES].refs}
+    models = []
+    for entry in entries:
+        data = entry.data
+        models.append({
+            "id": entry.id,
+            "name": entry.name,
+            "gallery": refs.get(entry.gallery, {"name": entry.gallery}),
+            "description": data.get("description") or "",
+            "license": data.get("license") or "",
+            "urls": data.get("urls") or [],
+            "tags": data.get("tags") or [],
+            "icon": data.get("icon") or "",
+            "files": [{"filename": f.get("filename"), "uri": f.get("uri"), "sha256": f.get("sha256")}
+                      for f in data.get("files") or []],
+            "installed": entry.name in installed,
+        })
+    headers = {"X-Gallery-Problems": str(len(problems))} if problems else {}
+    return web.json_response(models, headers=headers)
+
+
+async def list_galleries(request: web.Request) -> web.Response:
+    return web.json_response([ref.as_dict() for ref in request.app[GALLERIES].refs])
+
+
+async def add_gallery(request: web.Request) -> web.Response:
+    body = await read_json(request, {**_GALLERY_BODY, "required": ["name", "url"]})
+    request.app[GALLERIES].add(GalleryRef(body["name"], body["url"]))
+    return await list_galleries(request)
+
+
+async def remove_gallery(request: web.Request) -> web.Response:
+    body = await read_json(request, _GALLERY_BODY)
+    if not request.app[GALLERIES].remove(body["name"]):
+        raise NotFound(f"No gallery named '{body['name']}'.", param="name", code="gallery_not_found")
+    return await list_galleries(request)
+
+
+async def delete(request: web.Request) -> web.Response:
+    name = check_name(request.match_info["name"])
+    removed = delete_model(request.app[SETTINGS].models_path, name)
+    await request.app[MANAGER].unload(name)
+    return web.json_response({"model": name, "deleted": True, "removed_files": removed})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/models/apply", apply)
+    app.router.add_get("/models/jobs", jobs)
+    app.router.add_get("/models/jobs/{uuid}", job_status, name="job")
+    app.router.add_post("/models/jobs/{uuid}/cancel", cancel_job)
+    app.router.add_delete("/models/jobs/{uuid}", cancel_job)
+    app.router.add_get("/models/available", available)
+    app.router.add_get("/models/galleries", list_galleries)
+    app.router.add_post("/models/galleries", add_gallery)
+    app.router.add_delete("/models/galleries", remove_gallery)
+    app.router.add_post("/models/delete/{name}", delete)

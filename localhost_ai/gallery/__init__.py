@@ -1,0 +1,1 @@
+"""The model gallery: indexes, URIs, downloads, install jobs and preloading."""

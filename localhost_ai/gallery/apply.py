@@ -1,0 +1,57 @@
+"""An apply body (`POST /models/apply`, `PRELOAD_MODELS`, the CLI) turned into a checked
+InstallRequest: unknown ids, bad names and forbidden URIs are refused before any job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from jsonschema import Draft202012Validator
+
+from localhost_ai.errors import InvalidRequest
+from localhost_ai.gallery.index import Galleries
+from localhost_ai.gallery.install import InstallRequest, check_files, check_name
+from localhost_ai.gallery.uris import resolve
+
+APPLY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "minLength": 1},
+        "url": {"type": "string", "minLength": 1},
+        "config_url": {"type": "string", "minLength": 1},
+        "name": {"type": "string", "minLength": 1},
+        "files": {"type": "array"},
+        "overrides": {"type": "object"},
+    },
+    "anyOf": [{"required": ["id"]}, {"required": ["url"]}, {"required": ["config_url"]}],
+}
+_VALIDATOR = Draft202012Validator(APPLY_SCHEMA)
+
+
+async def build_request(body: Any, galleries: Galleries, session: aiohttp.ClientSession, allow_file: bool) -> InstallRequest:
+    if not isinstance(body, dict):
+        raise InvalidRequest("An apply request must be a JSON object.", code="invalid_body")
+    error = next(iter(_VALIDATOR.iter_errors(body)), None)
+    if error is not None:
+        param = ".".join(str(p) for p in error.absolute_path) or None
+        message = ("One of 'id', 'url' or 'config_url' is required." if error.validator == "anyOf"
+                   else f"Invalid value for '{param}': {error.message}")
+        raise InvalidRequest(message, param=param or "id", code="invalid_value")
+    if body.get("name") is not None:
+        check_name(body["name"])
+    for key in ("url", "config_url"):
+        if body.get(key):
+            resolve(body[key], allow_file=allow_file, param=key)
+    request = InstallRequest(
+        url=body.get("url"),
+        config_url=body.get("config_url"),
+        name=body.get("name"),
+        files=check_files(body.get("files"), "files", allow_file),
+        overrides=body.get("overrides") or {},
+    )
+    if body.get("id"):
+        request.entry = await galleries.find(session, body["id"])
+        check_files(request.entry.data.get("files"), "files", allow_file)
+        if request.entry.data.get("url"):
+            resolve(request.entry.data["url"], allow_file=allow_file, param="url")
+    return request

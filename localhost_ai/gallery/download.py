@@ -1,0 +1,184 @@
+"""Downloads that a package manager would be proud of: streamed to `<file>.partial`,
+resumed with HTTP Range, retried with backoff, checked against sha256, and renamed
+into place only when complete and verified."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import aiofiles
+import aiohttp
+
+from localhost_ai.errors import APIError
+from localhost_ai.gallery.fetch import USER_AGENT
+from localhost_ai.gallery.uris import Source
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+RETRIES = 5
+BACKOFF = 0.5
+Progress = Callable[[int, "int | None"], None]  # (bytes so far, total or None)
+
+
+class DownloadError(APIError):
+    status = 502
+    type = "server_error"
+
+
+class ChecksumMismatch(DownloadError):
+    pass
+
+
+def partial_path(target: Path) -> Path:
+    return target.with_name(target.name + ".partial")
+
+
+def _meta_path(target: Path) -> Path:
+    return target.with_name(target.name + ".partial.json")
+
+
+def remove_partial(target: Path) -> None:
+    for path in (partial_path(target), _meta_path(target)):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def already_installed(target: Path, sha256: str | None) -> bool:
+    """A file in place counts as installed when it matches its checksum (or has none)."""
+    if not target.is_file():
+        return False
+    return not sha256 or sha256_of(target) == sha256.lower()
+
+
+async def download(
+    session: aiohttp.ClientSession,
+    source: Source,
+    target: Path,
+    sha256: str | None,
+    progress: Progress,
+) -> None:
+    """Fetch `source` into `target`; raises DownloadError (partial kept for a later
+    resume) or ChecksumMismatch (nothing kept)."""
+    expected = sha256.lower() if sha256 else None
+    if already_installed(target, expected):
+        size = target.stat().st_size
+        progress(size, size)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial, meta = partial_path(target), _meta_path(target)
+    identity = {"uri": source.uri, "sha256": expected}
+    try:
+        if json.loads(meta.read_text()) != identity:
+            remove_partial(target)  # a leftover of some other download
+    except (OSError, ValueError):
+        remove_partial(target)
+    meta.write_text(json.dumps(identity))
+
+    if source.path is not None:
+        await asyncio.to_thread(_copy_local, source.path, partial, progress)
+    else:
+        await _fetch_with_retries(session, source, partial, progress)
+
+    if expected is not None:
+        actual = await asyncio.to_thread(sha256_of, partial)
+        if actual != expected:
+            remove_partial(target)
+            raise ChecksumMismatch(
+                f"{target.name}: sha256 is {actual}, expected {expected}; the file was discarded.",
+                code="checksum_mismatch",
+            )
+    os.replace(partial, target)
+    meta.unlink(missing_ok=True)
+
+
+def _copy_local(path: Path, partial: Path, progress: Progress) -> None:
+    try:
+        total = path.stat().st_size
+        done = 0
+        with path.open("rb") as src, partial.open("wb") as dst:
+            while block := src.read(CHUNK):
+                dst.write(block)
+                done += len(block)
+                progress(done, total)
+    except OSError as exc:
+        raise DownloadError(f"cannot copy {path}: {exc.strerror}") from None
+    shutil.copystat(path, partial)
+
+
+def _transient(status: int) -> bool:
+    return status in (408, 425, 429) or status >= 500
+
+
+async def _fetch_with_retries(session: aiohttp.ClientSession, source: Source, partial: Path, progress: Progress) -> None:
+    last_error = "no attempt made"
+    for attempt in range(RETRIES + 1):
+        if attempt:
+            delay = BACKOFF * 2 ** (attempt - 1)
+            log.info("download %s: retrying in %.1fs (%s)", source.uri, delay, last_error)
+            await asyncio.sleep(delay)
+        try:
+            if await _fetch_once(session, source, partial, progress):
+                return
+            last_error = "the connection closed before the file was complete"
+        except aiohttp.ClientResponseError as exc:
+            if not _transient(exc.status):
+                raise DownloadError(f"downloading {source.uri} failed: HTTP {exc.status} {exc.message}") from None
+            last_error = f"HTTP {exc.status}"
+        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+            last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    raise DownloadError(f"downloading {source.uri} failed after {RETRIES + 1} attempts: {last_error}; "
+                        "the partial file is kept and a new attempt resumes it.")
+
+
+async def _fetch_once(session: aiohttp.ClientSession, source: Source, partial: Path, progress: Progress) -> bool:
+    """One request, resuming from what `partial` holds.  True when the file is complete."""
+    have = partial.stat().st_size if partial.exists() else 0
+    headers = {"User-Agent": USER_AGENT}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    async with session.get(source.url, headers=headers) as response:
+        if response.status == 416 and have:
+            return True  # nothing left to fetch; the checksum decides
+        if response.status not in (200, 206):
+            response.raise_for_status()
+            raise DownloadError(f"downloading {source.uri} answered HTTP {response.status}")
+        if response.status == 200:
+            have = 0  # the server ignored the range: start over
+        length = response.content_length
+        total = have + length if length is not None else None
+        mode = "ab" if have else "wb"
+        received = have
+        progress(received, total)
+        buffer = bytearray()  # written in large pieces; progress counts every byte received
+        async with aiofiles.open(partial, mode) as handle:
+            try:
+                async for block in response.content.iter_any():
+                    buffer += block
+                    received += len(block)
+                    if len(buffer) >= CHUNK:
+                        await handle.write(bytes(buffer))
+                        buffer.clear()
+                    progress(received, total)
+            finally:
+                # Whatever arrived before a broken connection is kept: the resume starts after it.
+                if buffer:
+                    await handle.write(bytes(buffer))
+        return total is None or received >= total

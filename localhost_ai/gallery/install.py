@@ -1,0 +1,258 @@
+"""Install a model from a gallery entry, a definition URL or a config URL: download its
+files, then write its YAML last, so the registry never sees a model with missing files.
+Every name and path from outside is checked to stay inside the models folder."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+import aiohttp
+import yaml
+from jsonschema import Draft202012Validator
+
+from localhost_ai.backends import backend_names
+from localhost_ai.config.schema import model_schema
+from localhost_ai.config.model_config import YAML_SUFFIXES
+from localhost_ai.errors import InvalidRequest, NotFound
+from localhost_ai.gallery.download import Progress, download
+from localhost_ai.gallery.fetch import fetch_bytes, parse_yaml
+from localhost_ai.gallery.index import SAFE_NAME, Entry
+from localhost_ai.gallery.uris import resolve
+
+log = logging.getLogger(__name__)
+_SAFE_NAME = re.compile(SAFE_NAME)
+_GO_TEMPLATE = re.compile(r"{{-?\s*\.")  # LocalAI's Go templates: {{.Input}}, {{- .Content}}
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    filename: str
+    uri: str
+    sha256: str | None = None
+
+
+@dataclass
+class InstallRequest:
+    """What to install, checked up front so a bad request is a 4xx, not a failed job."""
+
+    entry: Entry | None = None
+    url: str | None = None
+    config_url: str | None = None
+    name: str | None = None
+    files: list[FileSpec] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name or (self.entry.id if self.entry else None) or self.url or self.config_url or "model"
+
+
+def check_name(name: str, param: str = "name") -> str:
+    if not isinstance(name, str) or not _SAFE_NAME.match(name):
+        raise InvalidRequest(f"'{name}' is not a valid model name: use letters, digits and . _ - + @ : "
+                             "(no slashes, at most 128 characters).", param=param, code="invalid_name")
+    return name
+
+
+def check_relpath(value: Any, param: str) -> PurePosixPath:
+    """A file name from outside: relative, plain parts, no way up or out."""
+    if not isinstance(value, str) or not value or len(value) > 255 or "\\" in value or "\0" in value:
+        raise InvalidRequest(f"Invalid file name {value!r}.", param=param, code="invalid_filename")
+    path = PurePosixPath(value)
+    if path.is_absolute() or any(part in ("", ".", "..") or part.startswith(".") for part in path.parts):
+        raise InvalidRequest(f"File name '{value}' must be a plain relative path inside the models folder "
+                             "(no '..', no absolute path, no hidden parts).", param=param, code="invalid_filename")
+    return path
+
+
+def target_path(models_path: Path, relpath: PurePosixPath, param: str) -> Path:
+    """The file's place in the models folder; refused when a link would lead it outside."""
+    root = models_path.resolve()
+    target = root.joinpath(*relpath.parts)
+    if target.is_symlink() or not Path(os.path.realpath(target.parent)).is_relative_to(root):
+        raise InvalidRequest(f"'{relpath}' would be written outside the models folder.", param=param,
+                             code="invalid_filename")
+    return target
+
+
+def check_files(items: Any, param: str, allow_file: bool) -> list[FileSpec]:
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise InvalidRequest(f"'{param}' must be a list of {{filename, uri, sha256}}.", param=param)
+    specs = []
+    for i, item in enumerate(items):
+        where = f"{param}[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"'{where}' must be an object with filename and uri.", param=where)
+        check_relpath(item.get("filename"), f"{where}.filename")
+        resolve(item.get("uri"), allow_file=allow_file, param=f"{where}.uri")
+        sha = item.get("sha256") or None
+        if sha is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha)):
+            raise InvalidRequest(f"'{where}.sha256' must be 64 hex digits.", param=f"{where}.sha256")
+        specs.append(FileSpec(item["filename"], item["uri"], sha.lower() if sha else None))
+    return specs
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _config_from(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    config = parse_yaml(value, what) if isinstance(value, (str, bytes)) else value
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise InvalidRequest(f"{what} must be a YAML mapping.", code="invalid_config")
+    return config
+
+
+def _drop_go_templates(config: dict[str, Any], label: str) -> None:
+    """LocalAI's gallery carries Go templates, which Jinja cannot render; without them the
+    model's own chat template (from its GGUF file) is used, which suits llama.cpp models."""
+    templates = config.get("template")
+    if not isinstance(templates, dict):
+        return
+    for key in [k for k, v in templates.items() if not isinstance(v, str) or _GO_TEMPLATE.search(v) or "{{" not in v]:
+        log.info("install %s: template.%s is not a Jinja template; the model's own template is used", label, key)
+        del templates[key]
+    if not templates:
+        del config["template"]
+
+
+@dataclass
+class Plan:
+    name: str
+    config: dict[str, Any]
+    files: list[FileSpec]
+
+
+async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, models_path: Path, allow_file: bool) -> Plan:
+    """Fetch definitions and merge: base config, entry overrides, request overrides; files likewise."""
+    config: dict[str, Any] = {}
+    files: list[FileSpec] = []
+    definition_name = None
+    definition_urls = [u for u in (request.entry.data.get("url") if request.entry else None, request.url) if u]
+    for url in definition_urls:
+        definition = _config_from(await fetch_bytes(session, resolve(url, allow_file=allow_file, param="url")), f"model definition {url}")
+        definition_name = definition.get("name") or definition_name
+        config = deep_merge(config, _config_from(definition.get("config_file"), f"config_file of {url}"))
+        files += check_files(definition.get("files"), "files", allow_file)
+    if request.entry is not None:
+        config = deep_merge(config, _config_from(request.entry.data.get("config_file"), f"config_file of {request.entry.id}"))
+        config = deep_merge(config, request.entry.data.get("overrides") or {})
+        files += check_files(request.entry.data.get("files"), "files", allow_file)
+    if request.config_url:
+        fetched = await fetch_bytes(session, resolve(request.config_url, allow_file=allow_file, param="config_url"))
+        config = deep_merge(config, _config_from(fetched, f"config {request.config_url}"))
+    config = deep_merge(config, request.overrides)
+    files += request.files
+    by_name = {f.filename: f for f in files}  # later ones (the request's) win
+
+    name = check_name(request.name or (request.entry.name if request.entry else None)
+                      or config.get("name") or definition_name or "", "name")
+    config["name"] = name
+    _drop_go_templates(config, name)
+    parameters = config.setdefault("parameters", {})
+    if not isinstance(parameters, dict):
+        raise InvalidRequest(f"the config of '{name}' has 'parameters' that is not a mapping.", code="invalid_config")
+    if not parameters.get("model") and len(by_name) == 1:
+        parameters["model"] = next(iter(by_name))
+    if not parameters.get("model"):
+        raise InvalidRequest(f"the config of '{name}' names no model file (parameters.model).", param="overrides",
+                             code="invalid_config")
+    check_relpath(parameters["model"], "parameters.model")
+    for spec in by_name.values():
+        target_path(models_path, check_relpath(spec.filename, "files"), "files")
+    error = next(iter(Draft202012Validator(model_schema(backend_names())).iter_errors(config)), None)
+    if error is not None:
+        field_name = ".".join(str(p) for p in error.absolute_path) or "config"
+        raise InvalidRequest(f"the config of '{name}' is invalid at '{field_name}': {error.message}",
+                             param="overrides", code="invalid_config")
+    return Plan(name=name, config=config, files=list(by_name.values()))
+
+
+FileProgress = Callable[[FileSpec, int, "int | None"], None]
+
+
+async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path, allow_file: bool,
+                  progress: FileProgress, slots: asyncio.Semaphore) -> Path:
+    """Download every file (at most `slots` at once across jobs), then write the YAML."""
+
+    async def fetch(spec: FileSpec) -> None:
+        target = target_path(models_path, check_relpath(spec.filename, "files"), "files")
+        report: Progress = lambda done, total: progress(spec, done, total)  # noqa: E731
+        async with slots:
+            await download(session, resolve(spec.uri, allow_file=allow_file), target, spec.sha256, report)
+
+    for spec in plan.files:  # one at a time within a job, so progress reads as one file
+        await fetch(spec)
+    config = dict(plan.config)
+    if plan.files:
+        config["installed_files"] = [f.filename for f in plan.files]
+    yaml_path = models_path / f"{plan.name}.yaml"
+    temporary = models_path / f".{plan.name}.yaml.tmp"
+    temporary.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    os.replace(temporary, yaml_path)
+    log.info("installed model %s (%d file(s))", plan.name, len(plan.files))
+    return yaml_path
+
+
+def installed_configs(models_path: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """name -> (YAML path, its data) for every readable YAML in the models folder."""
+    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+    if not models_path.is_dir():
+        return found
+    for path in sorted(models_path.iterdir()):
+        if not path.name.lower().endswith(YAML_SUFFIXES) or path.name.startswith("."):
+            continue
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict):
+            found.setdefault(str(data.get("name") or path.stem), (path, data))
+    return found
+
+
+def _files_of(data: dict[str, Any]) -> set[str]:
+    names = {str(f) for f in data.get("installed_files") or [] if isinstance(f, str)}
+    model = (data.get("parameters") or {}).get("model")
+    if isinstance(model, str):
+        names.add(model)
+    return names
+
+
+def delete_model(models_path: Path, name: str) -> list[str]:
+    """Remove the model's YAML and the files that no other model uses; return what went."""
+    configs = installed_configs(models_path)
+    if name not in configs:
+        raise NotFound(f"No installed model is named '{name}'.", param="name", code="model_not_found")
+    yaml_path, data = configs.pop(name)
+    still_used = set().union(*(_files_of(d) for _, d in configs.values())) if configs else set()
+    removed = [yaml_path.name]
+    yaml_path.unlink()
+    for filename in sorted(_files_of(data) - still_used):
+        try:
+            target = target_path(models_path, check_relpath(filename, "files"), "files")
+        except InvalidRequest:
+            continue  # never delete anything outside the models folder
+        if target.is_file():
+            target.unlink()
+            removed.append(filename)
+    return removed

@@ -1,0 +1,151 @@
+"""Background install jobs that clients poll at /models/jobs/<uuid>."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid as uuid_module
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from localhost_ai.errors import APIError
+from localhost_ai.gallery.download import remove_partial
+from localhost_ai.gallery.install import FileSpec, InstallRequest, Plan, check_relpath, execute, make_plan, target_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    uuid: str
+    label: str
+    message: str = "waiting"
+    progress: float = 0.0
+    file_name: str = ""
+    file_size: int = 0
+    downloaded_size: int = 0
+    error: str | None = None
+    processed: bool = False
+    cancelled: bool = False
+    installed_model: str | None = None
+    created: float = field(default_factory=time.time)
+    task: asyncio.Task | None = field(default=None, repr=False)
+    plan: Plan | None = field(default=None, repr=False)
+    _sizes: dict[str, tuple[int, int | None]] = field(default_factory=dict, repr=False)
+
+    @property
+    def cancellable(self) -> bool:
+        return not self.processed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "uuid": self.uuid,
+            "processed": self.processed,
+            "message": self.message,
+            "progress": round(self.progress, 2),
+            "file_name": self.file_name,
+            "file_size": self.file_size,
+            "downloaded_size": self.downloaded_size,
+            "error": self.error,
+            "cancelled": self.cancelled,
+            "cancellable": self.cancellable,
+            "gallery_element_name": self.label,
+            "installed_model": self.installed_model,
+        }
+
+    def on_progress(self, spec: FileSpec, done: int, total: int | None) -> None:
+        self._sizes[spec.filename] = (done, total)
+        self.file_name, self.downloaded_size, self.file_size = spec.filename, done, total or 0
+        self.message = f"downloading {spec.filename}"
+        known = [t for _, t in self._sizes.values() if t]
+        files = len(self.plan.files) if self.plan else 1
+        if total:
+            finished = sum(1 for d, t in self._sizes.values() if t and d >= t) - (1 if done >= total else 0)
+            self.progress = min(99.9, 100.0 * (finished + done / total) / max(files, 1))
+        elif known:
+            self.progress = min(99.9, self.progress)
+
+
+class JobRunner:
+    """Runs install jobs; at most `max_downloads` files are in flight across all of them."""
+
+    def __init__(self, models_path: Path, allow_file_uris: bool, max_downloads: int = 3) -> None:
+        self.models_path = models_path
+        self.allow_file_uris = allow_file_uris
+        self.jobs: dict[str, Job] = {}
+        self._slots = asyncio.Semaphore(max_downloads)
+        self._session: aiohttp.ClientSession | None = None
+        self._closing = False
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60))
+        return self._session
+
+    def submit(self, request: InstallRequest) -> Job:
+        job = Job(uuid=str(uuid_module.uuid4()), label=request.label)
+        self.jobs[job.uuid] = job
+        job.task = asyncio.create_task(self._run(job, request))
+        return job
+
+    async def _run(self, job: Job, request: InstallRequest) -> None:
+        try:
+            job.message = "resolving"
+            job.plan = await make_plan(self.session(), request, self.models_path, self.allow_file_uris)
+            job.label = request.entry.id if request.entry else job.plan.name
+            await execute(self.session(), job.plan, self.models_path, self.allow_file_uris, job.on_progress, self._slots)
+        except asyncio.CancelledError:
+            job.cancelled, job.message = True, "cancelled"
+            if self._closing:  # shutting down: keep partial files so the next run resumes them
+                log.info("job %s (%s): stopped by shutdown; partial files kept", job.uuid, job.label)
+            else:
+                self._remove_partials(job)
+                log.info("job %s (%s): cancelled", job.uuid, job.label)
+        except APIError as exc:
+            job.error, job.message = exc.message, "error"
+            log.warning("job %s (%s) failed: %s", job.uuid, job.label, exc.message)
+        except Exception as exc:
+            job.error, job.message = f"{type(exc).__name__}: {exc}", "error"
+            log.exception("job %s (%s) failed", job.uuid, job.label)
+        else:
+            job.installed_model = job.plan.name if job.plan else None
+            job.progress, job.message = 100.0, "completed"
+        finally:
+            job.processed = True
+
+    def _remove_partials(self, job: Job) -> None:
+        for spec in job.plan.files if job.plan else []:
+            try:
+                remove_partial(target_path(self.models_path, check_relpath(spec.filename, "files"), "files"))
+            except APIError:
+                pass
+
+    async def cancel(self, uuid: str) -> Job | None:
+        job = self.jobs.get(uuid)
+        if job is None:
+            return None
+        if job.task is not None and not job.task.done():
+            job.task.cancel()
+            try:
+                await job.task
+            except asyncio.CancelledError:
+                pass
+        return job
+
+    async def wait(self, job: Job) -> Job:
+        if job.task is not None:
+            await asyncio.shield(job.task)
+        return job
+
+    async def close(self) -> None:
+        self._closing = True
+        for job in self.jobs.values():
+            if job.task and not job.task.done():
+                job.task.cancel()
+        await asyncio.gather(*(j.task for j in self.jobs.values() if j.task), return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()

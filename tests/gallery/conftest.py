@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import pytest
+
+from tests.gallery.fakehub import FakeHub, start_fake_hub
+
+
+@pytest.fixture
+def hub():
+    fake, server = start_fake_hub()
+    yield fake
+    server.shutdown()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def blob(size: int, seed: int = 0) -> bytes:
+    """Incompressible, reproducible bytes."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+def gallery_env(hub: FakeHub, index_uri: str, **extra: str) -> dict[str, str]:
+    return {**hub.env, "GALLERIES": json.dumps([{"name": "test", "url": index_uri}]), **extra}
+
+
+def wait_job(server, uuid: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = server.get(f"/models/jobs/{uuid}").json()
+        if job["processed"]:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {uuid} did not finish: {job}\n{server.log()[-2000:]}")
+
+
+def files_under(folder) -> set[str]:
+    return {os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names}
