@@ -58,7 +58,8 @@ async def _gallery_jobs(app: web.Application) -> AsyncIterator[None]:
     """The install-job runner, and PRELOAD_MODELS installed in the background (/readyz
     answers 503 until they are done)."""
     settings = app[SETTINGS]
-    runner = JobRunner(settings.models_path, settings.allow_file_uris, settings.max_downloads)
+    runner = JobRunner(settings.models_path, settings.allow_file_uris, settings.max_downloads,
+                       on_installed=lambda name: app[REGISTRY].refresh(force=True))
     app[JOBS] = runner
     try:
         bodies = preload_bodies(settings.preload_models, settings.preload_models_config)

@@ -10,10 +10,11 @@ import json
 import logging
 import os
 import shutil
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-import aiofiles
 import aiohttp
 
 from localhost_ai.errors import APIError
@@ -23,6 +24,7 @@ from localhost_ai.gallery.uris import Source
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
+READ_BUFFER = 1024 * 1024  # aiohttp's read buffer for downloads: larger pieces, less overhead per byte
 RETRIES = 5
 BACKOFF = 0.5
 Progress = Callable[[int, "int | None"], None]  # (bytes so far, total or None)
@@ -78,7 +80,7 @@ async def download(
     """Fetch `source` into `target`; raises DownloadError (partial kept for a later
     resume) or ChecksumMismatch (nothing kept)."""
     expected = sha256.lower() if sha256 else None
-    if already_installed(target, expected):
+    if await asyncio.to_thread(already_installed, target, expected):
         size = target.stat().st_size
         progress(size, size)
         return
@@ -93,41 +95,102 @@ async def download(
     meta.write_text(json.dumps(identity))
 
     if source.path is not None:
-        await asyncio.to_thread(_copy_local, source.path, partial, progress)
+        actual = await asyncio.to_thread(_copy_local, source.path, partial, progress)
     else:
-        await _fetch_with_retries(session, source, partial, progress)
+        actual = await _fetch_with_retries(session, source, partial, progress, verify=expected is not None)
 
-    if expected is not None:
-        actual = await asyncio.to_thread(sha256_of, partial)
-        if actual != expected:
-            remove_partial(target)
-            raise ChecksumMismatch(
-                f"{target.name}: sha256 is {actual}, expected {expected}; the file was discarded.",
-                code="checksum_mismatch",
-            )
+    if expected is not None and actual != expected:
+        remove_partial(target)
+        raise ChecksumMismatch(
+            f"{target.name}: sha256 is {actual}, expected {expected}; the file was discarded.",
+            code="checksum_mismatch",
+        )
     os.replace(partial, target)
     meta.unlink(missing_ok=True)
 
 
-def _copy_local(path: Path, partial: Path, progress: Progress) -> None:
+def _copy_local(path: Path, partial: Path, progress: Progress) -> str:
+    digest = hashlib.sha256()
     try:
         total = path.stat().st_size
         done = 0
         with path.open("rb") as src, partial.open("wb") as dst:
             while block := src.read(CHUNK):
                 dst.write(block)
+                digest.update(block)
                 done += len(block)
                 progress(done, total)
     except OSError as exc:
         raise DownloadError(f"cannot copy {path}: {exc.strerror}") from None
     shutil.copystat(path, partial)
+    return digest.hexdigest()
+
+
+class _Writer:
+    """Writes (and hashes) 1 MB pieces on its own thread while the event loop reads the
+    next ones, with at most two pieces in flight, so memory stays flat.  On leaving
+    (also after a broken connection) everything received is written: a resume starts
+    right after it."""
+
+    def __init__(self, path: Path, append: bool, digest: "hashlib._Hash | None") -> None:
+        self.handle = path.open("ab" if append else "wb")
+        self.digest = digest
+        self.blocks: list[bytes] = []
+        self.buffered = 0
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="download-writer")
+        self.in_flight: deque[asyncio.Future] = deque()
+
+    def __enter__(self) -> "_Writer":
+        return self
+
+    def add(self, block: bytes) -> None:
+        self.blocks.append(block)
+        self.buffered += len(block)
+
+    def _write(self, data: bytes) -> None:
+        self.handle.write(data)
+        if self.digest is not None:
+            self.digest.update(data)
+
+    def _take(self) -> bytes:
+        data = b"".join(self.blocks)
+        self.blocks.clear()
+        self.buffered = 0
+        return data
+
+    async def flush(self) -> None:
+        self.in_flight.append(asyncio.get_running_loop().run_in_executor(self.thread, self._write, self._take()))
+        while len(self.in_flight) > 2:
+            await self.in_flight.popleft()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.blocks:
+            self.thread.submit(self._write, self._take())
+        self.thread.shutdown(wait=True)  # a few MB at most are left, written in order
+        self.handle.close()
+        for future in self.in_flight:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
 
 
 def _transient(status: int) -> bool:
     return status in (408, 425, 429) or status >= 500
 
 
-async def _fetch_with_retries(session: aiohttp.ClientSession, source: Source, partial: Path, progress: Progress) -> None:
+def _hash_existing(partial: Path) -> "hashlib._Hash":
+    digest = hashlib.sha256()
+    if partial.exists():
+        with partial.open("rb") as handle:
+            while block := handle.read(CHUNK):
+                digest.update(block)
+    return digest
+
+
+async def _fetch_with_retries(session: aiohttp.ClientSession, source: Source, partial: Path, progress: Progress,
+                              verify: bool) -> str | None:
+    """Fetch until complete; with `verify`, return the sha256 of the whole file, computed
+    while the bytes arrive (a resumed file's first part is read back once)."""
+    digest = [await asyncio.to_thread(_hash_existing, partial) if verify else None]
     last_error = "no attempt made"
     for attempt in range(RETRIES + 1):
         if attempt:
@@ -135,8 +198,8 @@ async def _fetch_with_retries(session: aiohttp.ClientSession, source: Source, pa
             log.info("download %s: retrying in %.1fs (%s)", source.uri, delay, last_error)
             await asyncio.sleep(delay)
         try:
-            if await _fetch_once(session, source, partial, progress):
-                return
+            if await _fetch_once(session, source, partial, progress, digest):
+                return digest[0].hexdigest() if digest[0] is not None else None
             last_error = "the connection closed before the file was complete"
         except aiohttp.ClientResponseError as exc:
             if not _transient(exc.status):
@@ -148,8 +211,10 @@ async def _fetch_with_retries(session: aiohttp.ClientSession, source: Source, pa
                         "the partial file is kept and a new attempt resumes it.")
 
 
-async def _fetch_once(session: aiohttp.ClientSession, source: Source, partial: Path, progress: Progress) -> bool:
-    """One request, resuming from what `partial` holds.  True when the file is complete."""
+async def _fetch_once(session: aiohttp.ClientSession, source: Source, partial: Path, progress: Progress,
+                      digest: list) -> bool:
+    """One request, resuming from what `partial` holds.  True when the file is complete.
+    `digest[0]` always covers exactly the bytes written to `partial`."""
     have = partial.stat().st_size if partial.exists() else 0
     headers = {"User-Agent": USER_AGENT}
     if have:
@@ -162,23 +227,16 @@ async def _fetch_once(session: aiohttp.ClientSession, source: Source, partial: P
             raise DownloadError(f"downloading {source.uri} answered HTTP {response.status}")
         if response.status == 200:
             have = 0  # the server ignored the range: start over
+            digest[0] = hashlib.sha256() if digest[0] is not None else None
         length = response.content_length
         total = have + length if length is not None else None
-        mode = "ab" if have else "wb"
         received = have
         progress(received, total)
-        buffer = bytearray()  # written in large pieces; progress counts every byte received
-        async with aiofiles.open(partial, mode) as handle:
-            try:
-                async for block in response.content.iter_any():
-                    buffer += block
-                    received += len(block)
-                    if len(buffer) >= CHUNK:
-                        await handle.write(bytes(buffer))
-                        buffer.clear()
-                    progress(received, total)
-            finally:
-                # Whatever arrived before a broken connection is kept: the resume starts after it.
-                if buffer:
-                    await handle.write(bytes(buffer))
+        with _Writer(partial, append=bool(have), digest=digest[0]) as writer:
+            async for block in response.content.iter_any():
+                writer.add(block)
+                received += len(block)
+                if writer.buffered >= CHUNK:
+                    await writer.flush()
+                progress(received, total)
         return total is None or received >= total

@@ -64,10 +64,10 @@ def check_name(name: str, param: str = "name") -> str:
 def check_relpath(value: Any, param: str) -> PurePosixPath:
     """A file name from outside: relative, plain parts, no way up or out."""
     if not isinstance(value, str) or not value or len(value) > 255 or "\\" in value or "\0" in value:
-        raise InvalidRequest(f"Invalid file name {value!r}.", param=param, code="invalid_filename")
+        raise InvalidRequest(f"Invalid file name {value!r} in '{param}'.", param=param, code="invalid_filename")
     path = PurePosixPath(value)
     if path.is_absolute() or any(part in ("", ".", "..") or part.startswith(".") for part in path.parts):
-        raise InvalidRequest(f"File name '{value}' must be a plain relative path inside the models folder "
+        raise InvalidRequest(f"'{param}' is '{value}': it must be a plain relative path inside the models folder "
                              "(no '..', no absolute path, no hidden parts).", param=param, code="invalid_filename")
     return path
 

@@ -8,7 +8,7 @@ import time
 import uuid as uuid_module
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
@@ -73,8 +73,10 @@ class Job:
 class JobRunner:
     """Runs install jobs; at most `max_downloads` files are in flight across all of them."""
 
-    def __init__(self, models_path: Path, allow_file_uris: bool, max_downloads: int = 3) -> None:
+    def __init__(self, models_path: Path, allow_file_uris: bool, max_downloads: int = 3,
+                 on_installed: Callable[[str], None] | None = None) -> None:
         self.models_path = models_path
+        self.on_installed = on_installed  # the server refreshes its table, so "completed" means servable
         self.allow_file_uris = allow_file_uris
         self.jobs: dict[str, Job] = {}
         self._slots = asyncio.Semaphore(max_downloads)
@@ -113,6 +115,8 @@ class JobRunner:
             log.exception("job %s (%s) failed", job.uuid, job.label)
         else:
             job.installed_model = job.plan.name if job.plan else None
+            if self.on_installed and job.installed_model:
+                self.on_installed(job.installed_model)
             job.progress, job.message = 100.0, "completed"
         finally:
             job.processed = True

@@ -119,9 +119,9 @@ def test_models_list_command_shows_models_and_bad_files(models_dir):
     import sys
 
     (models_dir / "bad.yaml").write_text("backend: nope\n")
-    out = subprocess.run([sys.executable, "-m", "localhost_ai", "models", "list", "--models-path", str(models_dir)],
+    out = subprocess.run([sys.executable, "-m", "localhost_ai", "models", "list", "--installed-only", "--models-path", str(models_dir)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
-    assert out.stdout.startswith("gemma\tllama-cpp")
+    assert out.stdout.startswith("installed:\n  gemma\tllama-cpp")
     assert "bad.yaml" in out.stderr and "backend" in out.stderr
     shutil.rmtree(models_dir)
