@@ -64,13 +64,11 @@ def status_kb(field: str) -> int:
 
 def child(url: str, target: str, sha: str) -> None:
     """Run the gallery's download in this process and report time and memory as JSON."""
-    import aiohttp
-
-    from localhost_ai.gallery.download import READ_BUFFER, download
+    from localhost_ai.gallery.download import download, new_session
     from localhost_ai.gallery.uris import Source
 
     async def run() -> float:
-        async with aiohttp.ClientSession(read_bufsize=READ_BUFFER) as session:
+        async with new_session() as session:
             idle = status_kb("VmRSS")
             started = time.perf_counter()
             await download(session, Source(uri=url, url=url), Path(target), sha or None, lambda done, total: None)

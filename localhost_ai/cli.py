@@ -82,12 +82,11 @@ def _cmd_models_list(args: argparse.Namespace, settings: settings_module.Setting
 
 
 async def _gallery_entries(settings: settings_module.Settings):
-    import aiohttp
-
+    from localhost_ai.gallery.download import new_session
     from localhost_ai.gallery.index import Galleries
 
     galleries = Galleries(Galleries.parse_setting(settings.galleries), allow_file_uris=settings.allow_file_uris)
-    async with aiohttp.ClientSession() as session:
+    async with new_session() as session:
         return await galleries.entries(session)
 
 

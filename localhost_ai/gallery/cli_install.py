@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import aiohttp
 from tqdm import tqdm
 
 from localhost_ai.errors import APIError
 from localhost_ai.gallery.apply import build_request
+from localhost_ai.gallery.download import new_session
 from localhost_ai.gallery.index import Galleries
 from localhost_ai.gallery.install import FileSpec, execute, make_plan
 from localhost_ai.settings import Settings
@@ -31,7 +31,7 @@ async def install_all(settings: Settings, models: list[str], name: str | None = 
     galleries = Galleries(Galleries.parse_setting(settings.galleries), allow_file_uris=settings.allow_file_uris)
     status = 0
     slots = asyncio.Semaphore(settings.max_downloads)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)) as session:
+    async with new_session() as session:
         for arg in models:
             bars: dict[str, tqdm] = {}
 

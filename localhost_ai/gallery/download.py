@@ -39,6 +39,13 @@ class ChecksumMismatch(DownloadError):
     pass
 
 
+def new_session() -> aiohttp.ClientSession:
+    """The HTTP client for gallery work: no total time limit (files are large), but a
+    connection that stalls for a minute counts as broken and is resumed."""
+    return aiohttp.ClientSession(read_bufsize=READ_BUFFER,
+                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60))
+
+
 def partial_path(target: Path) -> Path:
     return target.with_name(target.name + ".partial")
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import aiohttp
 
 from localhost_ai.errors import APIError
-from localhost_ai.gallery.download import remove_partial
+from localhost_ai.gallery.download import new_session, remove_partial
 from localhost_ai.gallery.install import FileSpec, InstallRequest, Plan, check_relpath, execute, make_plan, target_path
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class JobRunner:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60))
+            self._session = new_session()
         return self._session
 
     def submit(self, request: InstallRequest) -> Job:
