@@ -21,3 +21,5 @@ WORKER_RESTARTS = Counter("localhost_ai_worker_restarts", "Workers started again
                           ["model"], registry=REGISTRY)
 WORKER_DEATHS = Counter("localhost_ai_worker_deaths", "Worker processes that died or were killed",
                         ["model"], registry=REGISTRY)
+BATCH_CALLS = Histogram("localhost_ai_batch_calls", "Calls run together in one batch by a worker",
+                        ["model"], registry=REGISTRY, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))

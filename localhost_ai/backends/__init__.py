@@ -10,7 +10,7 @@ import logging
 import os
 from importlib.metadata import entry_points
 
-from localhost_ai.backends import llamacpp  # noqa: F401  (registers "llama-cpp")
+from localhost_ai.backends import llamacpp, sentencetransformers  # noqa: F401  (they register themselves)
 from localhost_ai.backends.base import Backend, CallControl, backend_class, backend_names
 
 log = logging.getLogger(__name__)

@@ -49,6 +49,18 @@ class Backend:
         """How many calls the loaded model runs at once; more wait in order."""
         return 1
 
+    def batching(self) -> dict[str, tuple[int, float]]:
+        """Operations whose concurrent calls the worker batches: op -> (max inputs, max wait s)."""
+        return {}
+
+    def batch_size(self, op: str, payload: dict[str, Any]) -> int:
+        """How many inputs a call adds to a batch."""
+        return 1
+
+    def run_batch(self, op: str, payloads: list[dict[str, Any]]) -> list[Any]:
+        """Run several calls' payloads at once; one piece (or an exception) per payload, in order."""
+        raise NotImplementedError
+
     def load(self) -> None:
         raise NotImplementedError
 

@@ -7,7 +7,8 @@ import logging
 import random
 from typing import Any, Iterator
 
-from localhost_ai.backends.base import CHAT, COMPLETION, EDIT, Backend, CallControl, Piece, register
+from localhost_ai.backends.base import CHAT, COMPLETION, EDIT, EMBEDDINGS, Backend, CallControl, Piece, register
+from localhost_ai.backends.embedding_inputs import EmbeddingInputs
 from localhost_ai.backends.stops import StopMatcher
 from localhost_ai.config.templates import (
     DEFAULT_COMPLETION_TEMPLATE,
@@ -50,19 +51,27 @@ def _import_llama() -> Any:
 class LlamaCppBackend(Backend):
     @classmethod
     def capabilities(cls, config: dict[str, Any]) -> frozenset[str]:
-        return frozenset({CHAT, COMPLETION, EDIT})
+        # A context made for embeddings pools its output; it is not used for generation.
+        return frozenset({EMBEDDINGS}) if config.get("embeddings") else frozenset({CHAT, COMPLETION, EDIT})
 
     def load(self) -> None:
         llama_cpp = _import_llama()
         self._llama_cpp = llama_cpp
         self.n_ctx = self.config.get("context_size") or self.defaults.get("context_size") or 2048
-        self.llm = llama_cpp.Llama(
-            model_path=self.config["model_path"],
-            n_ctx=self.n_ctx,
-            n_threads=self.config.get("threads") or self.defaults.get("threads"),
-            use_mmap=self.config.get("mmap", True),
-            verbose=False,
-        )
+        embeddings = bool(self.config.get("embeddings"))
+        extra = {"embedding": True, "n_batch": self.n_ctx, "n_ubatch": self.n_ctx} if embeddings else {}
+        self.llm = self._open(llama_cpp, **extra)
+        if embeddings and llama_cpp.llama_pooling_type(self.llm.ctx) == llama_cpp.LLAMA_POOLING_TYPE_NONE:
+            # A generative model names no pooling; its embeddings are the mean over tokens.
+            self.llm.close()
+            self.llm = self._open(llama_cpp, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, **extra)
+        if embeddings:
+            self.inputs = EmbeddingInputs(
+                tokenize=lambda text: self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True),
+                window=self.n_ctx,
+                vocab_size=self.llm.n_vocab(),
+            )
+            return
         templates = self.config.get("templates") or {}
         metadata = self.llm.metadata or {}
         self.chat_template = templates.get("chat") or metadata.get("tokenizer.chat_template")
@@ -73,6 +82,39 @@ class LlamaCppBackend(Backend):
         vocab = self.llm._model
         self.bos_text = vocab.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
         self.eos_text = vocab.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
+
+    # -- embeddings (batched by the worker) ---------------------------------------------
+
+    def batching(self) -> dict[str, tuple[int, float]]:
+        if not self.config.get("embeddings"):
+            return {}
+        wait_ms = self.config.get("batch_wait_ms")
+        return {"embeddings": (self.config.get("batch_size") or 32, (5.0 if wait_ms is None else wait_ms) / 1000)}
+
+    def batch_size(self, op: str, payload: dict[str, Any]) -> int:
+        return len(payload.get("input") or [])
+
+    def run_batch(self, op: str, payloads: list[dict[str, Any]]) -> list[Any]:
+        dimension = self.llm.n_embd()
+        return self.inputs.run(payloads, self._embed, dimension, bool(self.config.get("matryoshka")))
+
+    def _embed(self, sequences: list[list[int]]) -> Any:
+        """Pooled, L2-normalised embeddings; token ids go back to text, which llama-cpp-python's
+        embed() takes (the BOS it adds again is the one they began with)."""
+        import numpy as np
+
+        texts = [self.llm.detokenize(ids).decode("utf-8", errors="replace") for ids in sequences]
+        return np.asarray(self.llm.embed(texts, normalize=True), dtype=np.float32)
+
+    def _open(self, llama_cpp: Any, **extra: Any) -> Any:
+        return llama_cpp.Llama(
+            model_path=self.config["model_path"],
+            n_ctx=self.n_ctx,
+            n_threads=self.config.get("threads") or self.defaults.get("threads"),
+            use_mmap=self.config.get("mmap", True),
+            verbose=False,
+            **extra,
+        )
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)

@@ -48,6 +48,10 @@ class ModelConfig:
     templates: dict[str, str] = field(default_factory=dict)
     description: str = ""
     usage: str = ""
+    known_usecases: tuple[str, ...] = ()
+    batch_size: int | None = None
+    batch_wait_ms: float | None = None
+    matryoshka: bool = False
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     fingerprint: str = ""
 
@@ -70,6 +74,10 @@ class ModelConfig:
             "stopwords": list(self.stopwords),
             "system_prompt": self.system_prompt,
             "templates": dict(self.templates),
+            "known_usecases": list(self.known_usecases),
+            "batch_size": self.batch_size,
+            "batch_wait_ms": self.batch_wait_ms,
+            "matryoshka": self.matryoshka,
         }
 
 
@@ -164,9 +172,21 @@ def load_yaml_config(path: Path, models_root: Path, backends: list[str]) -> Mode
         templates=templates,
         description=data.get("description", ""),
         usage=data.get("usage", ""),
+        known_usecases=_usecases(data.get("known_usecases")),
+        batch_size=data.get("batch_size"),
+        batch_wait_ms=data.get("batch_wait_ms"),
+        matryoshka=bool(data.get("matryoshka", False)),
         raw=data,
         fingerprint=_fingerprint(text, _stat_key(model_path)),
     )
+
+
+def _usecases(value: str | list[str] | None) -> tuple[str, ...]:
+    """LocalAI writes `known_usecases` as a list or one string: `[rerank]`, `rerank`."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    return tuple(item.strip().lower() for item in items if item.strip())
 
 
 def bare_weights_config(path: Path) -> ModelConfig:

@@ -58,5 +58,8 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
             "description": {"type": "string"},
             "usage": {"type": "string"},
             "known_usecases": _STRING_OR_STRINGS,
+            "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096},
+            "batch_wait_ms": {"type": "number", "minimum": 0, "maximum": 1000},
+            "matryoshka": {"type": "boolean"},
         },
     }

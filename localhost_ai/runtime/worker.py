@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
+from localhost_ai import metrics
 from localhost_ai.config import ModelConfig
 from localhost_ai.errors import APIError, BackendError
 from localhost_ai.runtime.protocol import encode, read_frame
@@ -159,6 +160,8 @@ class WorkerProcess:
             call.queue.put_nowait(message["piece"])
         elif kind == "started" and call:
             call.started = True
+            if "batch_calls" in message:
+                metrics.BATCH_CALLS.labels(self.name).observe(message["batch_calls"])
         elif kind in ("end", "error") and call:
             if call.abandoned:
                 del self.calls[call.id]

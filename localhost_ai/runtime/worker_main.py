@@ -18,6 +18,7 @@ from typing import Any
 
 from localhost_ai.backends import CallControl, backend_class
 from localhost_ai.errors import APIError
+from localhost_ai.runtime.batching import BatchItem, Batcher
 from localhost_ai.runtime.protocol import encode, recv_frame
 
 log = logging.getLogger("localhost_ai.worker")
@@ -37,6 +38,7 @@ class Worker:
         self.waiting: "queue.Queue[tuple[dict[str, Any], CallControl]]" = queue.Queue()
         self.calls: dict[str, CallControl] = {}
         self.running: dict[str, CallControl] = {}
+        self.batchers: dict[str, Batcher] = {}
 
     def send(self, message: dict[str, Any]) -> None:
         frame = encode(message)
@@ -57,7 +59,11 @@ class Worker:
             elif op == "call":
                 control = CallControl()
                 self.calls[message["id"]] = control
-                self.waiting.put((message, control))
+                batcher = self.batchers.get(message["method"])
+                if batcher is not None:
+                    batcher.submit(message["id"], message.get("payload") or {}, control)
+                else:
+                    self.waiting.put((message, control))
             elif op == "cancel":
                 control = self.calls.get(message["id"])
                 if control is not None:
@@ -83,6 +89,16 @@ class Worker:
             self.send({"type": "load_error", "error": error_fields(exc)})
             return
         self.backend = backend
+        for op, (max_items, max_wait) in backend.batching().items():
+            self.batchers[op] = Batcher(
+                op,
+                process=lambda payloads, op=op: backend.run_batch(op, payloads),
+                size_of=lambda payload, op=op: backend.batch_size(op, payload),
+                max_items=max_items,
+                max_wait=max_wait,
+                on_start=self.batch_started,
+                on_done=self.batch_done,
+            )
         threads = max(1, cls.concurrency(config))
         for n in range(threads):
             threading.Thread(target=self.run_calls, name=f"call-{n}", daemon=True).start()
@@ -112,6 +128,26 @@ class Worker:
             finally:
                 self.running.pop(call_id, None)
                 self.calls.pop(call_id, None)
+
+    def batch_started(self, item: BatchItem, batch_calls: int) -> None:
+        item.control.beat()
+        self.running[item.call_id] = item.control
+        message = {"type": "started", "id": item.call_id}
+        if batch_calls:
+            message["batch_calls"] = batch_calls
+        self.send(message)
+
+    def batch_done(self, item: BatchItem, result: Any) -> None:
+        if isinstance(result, BaseException):
+            if not isinstance(result, APIError):
+                log.error("batched call %s failed: %s", item.call_id, result)
+            self.send({"type": "error", "id": item.call_id, "error": error_fields(result)})
+        else:
+            if result is not None:
+                self.send({"type": "piece", "id": item.call_id, "piece": result})
+            self.send({"type": "end", "id": item.call_id})
+        self.running.pop(item.call_id, None)
+        self.calls.pop(item.call_id, None)
 
     def shutdown(self) -> None:
         if self.backend is not None:

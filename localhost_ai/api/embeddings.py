@@ -1,0 +1,86 @@
+"""POST /v1/embeddings."""
+
+from __future__ import annotations
+
+import array
+import base64
+
+from aiohttp import web
+
+from localhost_ai.api.keys import MANAGER, REGISTRY
+from localhost_ai.api.validation import read_json
+from localhost_ai.backends.base import EMBEDDINGS
+from localhost_ai.errors import BackendError
+
+MAX_INPUTS = 2048
+MAX_CHARS = 200_000  # per input; token windows are far smaller, this bounds the work of tokenizing
+MAX_TOKENS = 100_000  # per token-id input
+
+_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_CHARS}
+_IDS = {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": MAX_TOKENS}
+
+EMBEDDINGS_SCHEMA = {
+    "type": "object",
+    "required": ["input"],
+    "properties": {
+        "model": {"type": ["string", "null"]},
+        "input": {
+            "anyOf": [
+                _TEXT,
+                {"type": "array", "items": _TEXT, "minItems": 1, "maxItems": MAX_INPUTS},
+                _IDS,
+                {"type": "array", "items": _IDS, "minItems": 1, "maxItems": MAX_INPUTS},
+            ]
+        },
+        "encoding_format": {"enum": ["float", "base64", None]},
+        "dimensions": {"type": ["integer", "null"], "minimum": 1},
+        "truncate": {"type": ["boolean", "null"]},
+        "user": {"type": ["string", "null"]},
+    },
+}
+
+
+def _inputs(value: object) -> list:
+    """One string, a list of strings, one token-id list, or a list of them."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return [value]
+    return list(value)  # type: ignore[arg-type]
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    body = await read_json(request, EMBEDDINGS_SCHEMA)
+    config = request.app[REGISTRY].resolve(body.get("model"), EMBEDDINGS)
+    payload = {
+        "input": _inputs(body["input"]),
+        "dimensions": body.get("dimensions"),
+        "truncate": body.get("truncate", True) is not False,
+    }
+    piece = None
+    async with request.app[MANAGER].call(config, "embeddings", payload) as pieces:
+        async for item in pieces:
+            piece = item
+    if piece is None or piece.get("type") != "embeddings":
+        raise BackendError(f"Model '{config.name}' returned no embeddings.")
+    data, rows, dim = piece["data"], piece["rows"], piece["dim"]
+    as_base64 = body.get("encoding_format") == "base64"
+    values = array.array("f")
+    if not as_base64:
+        values.frombytes(data)  # little-endian float32 from the worker; this host is little-endian
+    width = dim * 4
+    items = []
+    for index in range(rows):
+        if as_base64:
+            embedding: object = base64.b64encode(data[index * width:(index + 1) * width]).decode()
+        else:
+            embedding = values[index * dim:(index + 1) * dim].tolist()
+        items.append({"object": "embedding", "index": index, "embedding": embedding})
+    tokens = piece.get("prompt_tokens", 0)
+    return web.json_response({
+        "object": "list",
+        "data": items,
+        "model": config.name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    })
+

@@ -1,0 +1,89 @@
+"""What every embeddings backend does with a request's inputs: text or token ids to
+token-id sequences within the model's window (truncated or refused, as the request
+asks), and the resulting rows to one compact piece per request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from localhost_ai.errors import InvalidRequest
+
+
+@dataclass
+class EmbeddingInputs:
+    tokenize: Callable[[str], list[int]]
+    window: int
+    vocab_size: int
+    end_token: int | None = None  # kept last when a tokenized text is cut to the window
+
+    def sequences(self, payload: dict[str, Any]) -> list[list[int]]:
+        truncate = payload.get("truncate", True)
+        out = []
+        for position, item in enumerate(payload["input"]):
+            if isinstance(item, str):
+                ids = list(self.tokenize(item))
+                from_text = True
+            else:
+                ids = list(item)
+                from_text = False
+                bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
+                if bad is not None:
+                    raise InvalidRequest(f"input[{position}] holds token id {bad}, outside this model's vocabulary "
+                                         f"of {self.vocab_size}.", param="input", code="invalid_token")
+            if not ids:
+                raise InvalidRequest(f"input[{position}] is empty.", param="input", code="empty_input")
+            if len(ids) > self.window:
+                if not truncate:
+                    raise InvalidRequest(
+                        f"input[{position}] has {len(ids)} tokens, more than this model's window of {self.window}; "
+                        "send \"truncate\": true to have it cut to fit.", param="input", code="input_too_long")
+                keep_end = from_text and self.end_token is not None and ids[-1] == self.end_token
+                ids = ids[: self.window - 1] + [ids[-1]] if keep_end else ids[: self.window]
+            out.append(ids)
+        return out
+
+    def run(self, payloads: list[dict[str, Any]], encode: Callable[[list[list[int]]], Any],
+            dimension: int, truncatable: bool) -> list[Any]:
+        """Prepare each payload (a bad one fails alone), encode all rows at once, split back."""
+        import numpy as np
+
+        prepared: list[Any] = []
+        flat: list[list[int]] = []
+        for payload in payloads:
+            try:
+                wanted = payload.get("dimensions")
+                if wanted is not None and wanted != dimension and not (truncatable and 0 < wanted < dimension):
+                    raise InvalidRequest(
+                        f"This model gives {dimension}-dimensional embeddings"
+                        + (f"; 'dimensions' may be 1 to {dimension}." if truncatable else " and cannot shorten them."),
+                        param="dimensions", code="invalid_dimensions")
+                sequences = self.sequences(payload)
+            except InvalidRequest as exc:
+                prepared.append(exc)
+                continue
+            prepared.append((len(flat), len(sequences), sum(len(s) for s in sequences), wanted))
+            flat += sequences
+        matrix = encode(flat) if flat else np.zeros((0, dimension), dtype=np.float32)
+        results = []
+        for item in prepared:
+            if isinstance(item, Exception):
+                results.append(item)
+                continue
+            start, count, tokens, wanted = item
+            results.append(embeddings_piece(matrix[start:start + count], tokens, wanted))
+        return results
+
+
+def embeddings_piece(rows: Any, tokens: int, dimensions: int | None) -> dict[str, Any]:
+    """Rows as little-endian float32 bytes (they cross to the server as a raw blob)."""
+    import numpy as np
+
+    rows = np.asarray(rows, dtype=np.float32)
+    if dimensions is not None and dimensions < rows.shape[1]:
+        rows = rows[:, :dimensions]
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        rows = rows / np.where(norms == 0, 1, norms)
+    rows = np.ascontiguousarray(rows, dtype="<f4")
+    return {"type": "embeddings", "data": rows.tobytes(), "rows": rows.shape[0], "dim": rows.shape[1],
+            "prompt_tokens": tokens}
