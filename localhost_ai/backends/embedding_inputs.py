@@ -5,24 +5,25 @@ asks), and the resulting rows to one compact piece per request."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from localhost_ai.errors import InvalidRequest
 
 
 @dataclass
 class EmbeddingInputs:
-    tokenize: Callable[[str], list[int]]
+    tokenize: Callable[[list[str]], list[list[int]]]  # many texts at once: fast tokenizers run them in parallel
     window: int
     vocab_size: int
     end_token: int | None = None  # kept last when a tokenized text is cut to the window
 
-    def sequences(self, payload: dict[str, Any]) -> list[list[int]]:
+    def sequences(self, payload: dict[str, Any], tokenized: Iterator[list[int]]) -> list[list[int]]:
+        """`tokenized` yields the token ids of this payload's texts, in order."""
         truncate = payload.get("truncate", True)
         out = []
         for position, item in enumerate(payload["input"]):
             if isinstance(item, str):
-                ids = list(self.tokenize(item))
+                ids = list(next(tokenized))
                 from_text = True
             else:
                 ids = list(item)
@@ -50,7 +51,10 @@ class EmbeddingInputs:
 
         prepared: list[Any] = []
         flat: list[list[int]] = []
+        texts = [item for payload in payloads for item in payload["input"] if isinstance(item, str)]
+        tokenized = iter(self.tokenize(texts) if texts else [])  # one call for the whole batch
         for payload in payloads:
+            own = [next(tokenized) for item in payload["input"] if isinstance(item, str)]
             try:
                 wanted = payload.get("dimensions")
                 if wanted is not None and wanted != dimension and not (truncatable and 0 < wanted < dimension):
@@ -58,7 +62,7 @@ class EmbeddingInputs:
                         f"This model gives {dimension}-dimensional embeddings"
                         + (f"; 'dimensions' may be 1 to {dimension}." if truncatable else " and cannot shorten them."),
                         param="dimensions", code="invalid_dimensions")
-                sequences = self.sequences(payload)
+                sequences = self.sequences(payload, iter(own))
             except InvalidRequest as exc:
                 prepared.append(exc)
                 continue

@@ -67,7 +67,7 @@ class LlamaCppBackend(Backend):
             self.llm = self._open(llama_cpp, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, **extra)
         if embeddings:
             self.inputs = EmbeddingInputs(
-                tokenize=lambda text: self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True),
+                tokenize=lambda texts: [self.llm.tokenize(t.encode("utf-8"), add_bos=True, special=True) for t in texts],
                 window=self.n_ctx,
                 vocab_size=self.llm.n_vocab(),
             )

@@ -30,6 +30,9 @@ class SentenceTransformersBackend(Backend):
     def load(self) -> None:
         # Weights come from the models folder only; never from a hub at run time.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        # Between batches torch's OpenMP threads would spin and take the cores the server
+        # needs to answer the previous batch and gather the next (read when torch loads).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import torch
             from sentence_transformers import CrossEncoder, SentenceTransformer
@@ -47,7 +50,7 @@ class SentenceTransformersBackend(Backend):
             self.model = SentenceTransformer(path, device="cpu")
             self.model.eval()
             self.inputs = EmbeddingInputs(
-                tokenize=lambda text: self.model.tokenizer(text, add_special_tokens=True)["input_ids"],
+                tokenize=lambda texts: self.model.tokenizer(texts, add_special_tokens=True)["input_ids"],
                 window=self.model.max_seq_length,
                 vocab_size=len(self.model.tokenizer),
                 end_token=self.model.tokenizer.sep_token_id,

@@ -57,17 +57,18 @@ def test_a_worker_killed_mid_stream_fails_the_stream_and_is_started_again(models
         pid = worker_pid(server)
         os.kill(pid, signal.SIGKILL)
         rest = [line[6:] for line in lines if line.startswith(b"data: ")]
-    assert rest[-1] == b"[DONE]"
+    context = f"events: {rest[-3:]}\nlog:\n{server.log()[-3000:]}"
+    assert rest[-1] == b"[DONE]", context
     error = json.loads(rest[-2])["error"]
-    assert "gemma" in error["message"] and "SIGKILL" in error["message"]
+    assert "gemma" in error["message"] and "SIGKILL" in error["message"], context
     assert error["code"] == "worker_died"
 
     reply = complete(server)
-    assert reply.status_code == 200, reply.text
+    assert reply.status_code == 200, reply.text + context
     assert worker_pid(server) != pid
     samples = metric_samples(server)
-    assert samples[("localhost_ai_worker_restarts_total", (("model", "gemma"),))] == 1
-    assert samples[("localhost_ai_worker_deaths_total", (("model", "gemma"),))] == 1
+    assert samples[("localhost_ai_worker_restarts_total", (("model", "gemma"),))] == 1, context
+    assert samples[("localhost_ai_worker_deaths_total", (("model", "gemma"),))] == 1, context
 
 
 def test_a_worker_that_dies_during_a_plain_request_gives_500_naming_the_model(tmp_path, make_server):
