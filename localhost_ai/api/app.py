@@ -9,7 +9,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from localhost_ai.api import backend, chat, completions, embeddings, gallery, health, models, rerank
+from localhost_ai.api import audio, backend, chat, completions, embeddings, gallery, health, models, rerank
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, PRELOAD, REGISTRY, SETTINGS
 from localhost_ai.api.middlewares import auth_middleware, cors_middleware, errors_middleware, metrics_middleware
 from localhost_ai.gallery.index import Galleries
@@ -31,6 +31,8 @@ _OPENAI_ROUTES = [
     ("POST", "/embeddings", embeddings.embeddings),
     ("POST", "/rerank", rerank.rerank),
     ("POST", "/reranking", rerank.nexa_reranking),
+    ("POST", "/audio/transcriptions", audio.transcriptions),
+    ("POST", "/audio/translations", audio.translations),
 ]
 
 

@@ -10,7 +10,12 @@ import logging
 import os
 from importlib.metadata import entry_points
 
-from localhost_ai.backends import llamacpp, sentencetransformers  # noqa: F401  (they register themselves)
+from localhost_ai.backends import (  # noqa: F401  (each registers itself)
+    fasterwhisper,
+    llamacpp,
+    openaiwhisper,
+    sentencetransformers,
+)
 from localhost_ai.backends.base import Backend, CallControl, backend_class, backend_names
 
 log = logging.getLogger(__name__)

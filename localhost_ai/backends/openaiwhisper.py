@@ -1,0 +1,55 @@
+"""whisper backend: openai-whisper checkpoints (`.pt`), transcription and translation."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from localhost_ai.backends.audio import SAMPLE_RATE, decode_audio, segment, transcription_piece
+from localhost_ai.backends.base import TRANSCRIPTION, Backend, CallControl, Piece, register
+from localhost_ai.errors import BackendError
+
+
+@register("whisper")
+class OpenAIWhisperBackend(Backend):
+    @classmethod
+    def capabilities(cls, config: dict[str, Any]) -> frozenset[str]:
+        return frozenset({TRANSCRIPTION})
+
+    def load(self) -> None:
+        try:
+            import torch
+            import whisper
+        except ImportError:
+            raise BackendError("The whisper backend needs its extra: pip install 'localhost-ai[whisper]'",
+                               code="backend_not_installed") from None
+        torch.set_num_threads(self.config.get("threads") or self.defaults.get("threads") or 1)
+        self.model = whisper.load_model(self.config["model_path"], device="cpu")
+        self.default_language = (self.config.get("parameters") or {}).get("language")
+
+    def op_transcribe(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
+        audio = decode_audio(payload["audio"], payload.get("filename", ""))
+        task = payload.get("task", "transcribe")
+        temperature = payload.get("temperature")
+        options: dict[str, Any] = {
+            "task": task,
+            "language": payload.get("language") or self.default_language,
+            "initial_prompt": payload.get("prompt") or None,
+            "temperature": (temperature,) if temperature is not None else (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+            "fp16": False,
+            "verbose": None,
+        }
+        if payload.get("beam_size"):
+            options["beam_size"] = payload["beam_size"]
+        if not self.model.is_multilingual:
+            options["language"] = "en"
+            options["task"] = "transcribe"  # an English-only model already gives English
+        result = self.model.transcribe(audio, **options)  # stitches Whisper's 30-second windows
+        if cancel.is_set():
+            return
+        segments = [
+            segment(i, s["seek"], s["start"], s["end"], s["text"], s["tokens"], s["temperature"], s["avg_logprob"],
+                    s["compression_ratio"], s["no_speech_prob"])
+            for i, s in enumerate(result.get("segments") or [])
+        ]
+        yield transcription_piece(result.get("text", ""), result.get("language"), audio.size / SAMPLE_RATE,
+                                  segments, task)
