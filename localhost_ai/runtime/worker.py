@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -135,10 +136,20 @@ class WorkerProcess:
         """The worker's stdout and stderr (native libraries print there) go to our log."""
         assert self.process and self.process.stdout
         prefix = f"[{self.name} {self.pid}]"
-        async for line in self.process.stdout:
-            text = line.decode(errors="replace").rstrip()
-            if text:
-                log.info("%s %s", prefix, text)
+        pending = b""
+        # Read in chunks, not lines: progress bars redraw with '\r' and never end a line, and
+        # a pipe left unread would block the worker on its next write.
+        while chunk := await self.process.stdout.read(65536):
+            pending += chunk
+            *lines, pending = re.split(rb"[\r\n]", pending)
+            if len(pending) > 65536:
+                lines, pending = lines + [pending], b""
+            for line in lines:
+                text = line.decode(errors="replace").rstrip()
+                if text:
+                    log.info("%s %s", prefix, text)
+        if pending.strip():
+            log.info("%s %s", prefix, pending.decode(errors="replace").rstrip())
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
