@@ -42,7 +42,9 @@ class Registry:
     def _listing(self) -> list[os.DirEntry]:
         try:
             with os.scandir(self.models_path) as entries:
-                return sorted((e for e in entries if e.is_file() and not e.name.startswith(".")), key=lambda e: e.name)
+                # Downloads in progress change size constantly and are never models.
+                return sorted((e for e in entries if e.is_file() and not e.name.startswith(".")
+                               and not e.name.endswith((".partial", ".partial.json"))), key=lambda e: e.name)
         except FileNotFoundError:
             return []
 
@@ -54,7 +56,10 @@ class Registry:
                 return False
             self._checked_at = now
             entries = self._listing()
-            stamp = tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries)
+            try:
+                stamp = tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries)
+            except OSError:  # a file went away while we looked: look again next time
+                return False
             if stamp == self._stamp and not force:
                 return False
             self._stamp = stamp
@@ -88,8 +93,6 @@ class Registry:
         for entry in entries:
             path = Path(entry.path)
             if infer_backend(entry.name) is None or path in claimed or entry.name in models:
-                continue
-            if entry.name.endswith(".partial"):
                 continue
             models[entry.name] = bare_weights_config(path)
 

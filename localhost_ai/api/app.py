@@ -85,9 +85,8 @@ async def _gallery_jobs(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    middlewares = [metrics_middleware, errors_middleware]
-    if settings.cors:
-        middlewares.append(cors_middleware(settings))
+    # CORS outside the error handler, so error responses carry its headers too.
+    middlewares = [metrics_middleware, cors_middleware(settings), errors_middleware]
     if settings.api_keys:
         middlewares.append(auth_middleware(settings.api_keys))
     app = web.Application(middlewares=middlewares, client_max_size=settings.upload_limit_mb * 1024 * 1024)

@@ -7,9 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from localhost_ai.api.keys import MANAGER, REGISTRY, SETTINGS
+from localhost_ai.api.generation import one_piece
+from localhost_ai.api.keys import REGISTRY, SETTINGS
 from localhost_ai.backends.base import TRANSCRIPTION
-from localhost_ai.errors import BackendError, InvalidRequest, PayloadTooLarge
+from localhost_ai.errors import InvalidRequest, PayloadTooLarge
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
@@ -92,12 +93,7 @@ async def _run(request: web.Request, task: str) -> web.Response:
         "temperature": _number(fields, "temperature", float, 0.0, 1.0),
         "beam_size": _number(fields, "beam_size", int, 1, 20),
     }
-    result = None
-    async with request.app[MANAGER].call(config, "transcribe", payload) as pieces:
-        async for piece in pieces:
-            result = piece
-    if result is None or result.get("type") != "transcription":
-        raise BackendError(f"Model '{config.name}' returned no transcription.")
+    result = await one_piece(request, config, "transcribe", payload, "transcription")
     segments = result["segments"]
     if response_format == "text":
         return web.Response(text=result["text"] + "\n", content_type="text/plain")

@@ -7,10 +7,10 @@ import base64
 
 from aiohttp import web
 
-from localhost_ai.api.keys import MANAGER, REGISTRY
+from localhost_ai.api.generation import one_piece
+from localhost_ai.api.keys import REGISTRY
 from localhost_ai.api.validation import read_json
 from localhost_ai.backends.base import EMBEDDINGS
-from localhost_ai.errors import BackendError
 
 MAX_INPUTS = 2048
 MAX_CHARS = 200_000  # per input; token windows are far smaller, this bounds the work of tokenizing
@@ -57,12 +57,7 @@ async def embeddings(request: web.Request) -> web.Response:
         "dimensions": body.get("dimensions"),
         "truncate": body.get("truncate", True) is not False,
     }
-    piece = None
-    async with request.app[MANAGER].call(config, "embeddings", payload) as pieces:
-        async for item in pieces:
-            piece = item
-    if piece is None or piece.get("type") != "embeddings":
-        raise BackendError(f"Model '{config.name}' returned no embeddings.")
+    piece = await one_piece(request, config, "embeddings", payload, "embeddings")
     data, rows, dim = piece["data"], piece["rows"], piece["dim"]
     as_base64 = body.get("encoding_format") == "base64"
     values = array.array("f")

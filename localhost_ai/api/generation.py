@@ -13,7 +13,7 @@ from aiohttp import web
 from localhost_ai.api.keys import MANAGER
 from localhost_ai.api.sse import EventStream
 from localhost_ai.config import ModelConfig
-from localhost_ai.errors import APIError
+from localhost_ai.errors import APIError, BackendError
 
 _SAMPLING_FIELDS = (
     "temperature", "top_p", "top_k", "min_p", "seed",
@@ -123,6 +123,17 @@ async def stream(
         await events.send(usage_chunk(result.usage))
     await events.close()
     return events.response
+
+
+async def one_piece(request: web.Request, config: ModelConfig, op: str, payload: dict[str, Any], kind: str) -> dict[str, Any]:
+    """Run a call that answers with one piece (embeddings, scores, a transcription)."""
+    piece = None
+    async with request.app[MANAGER].call(config, op, payload) as pieces:
+        async for item in pieces:
+            piece = item
+    if piece is None or piece.get("type") != kind:
+        raise BackendError(f"Model '{config.name}' returned no {kind}.")
+    return piece
 
 
 def created() -> int:

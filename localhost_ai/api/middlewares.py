@@ -86,6 +86,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     return response
 
 
+def _cross_site_write(request: web.Request, allowed_origin: str | None) -> bool:
+    origin = request.headers.get("Origin")
+    if request.method in ("GET", "HEAD", "OPTIONS") or origin is None or allowed_origin:
+        return False
+    return origin.split("://", 1)[-1] != request.host
+
+
 def cors_middleware(settings: Settings) -> Callable:
     allowed = settings.cors_allow_origins
 
@@ -97,7 +104,16 @@ def cors_middleware(settings: Settings) -> Callable:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = origin_for(request)
+        origin = origin_for(request) if settings.cors else None
+        if _cross_site_write(request, origin):
+            # A web page elsewhere may not make the server install, delete or unload models
+            # (a plain-text POST needs no preflight); curl and SDKs send no Origin.
+            return error_response(APIError(
+                f"Requests from the web origin {request.headers['Origin']} are not allowed; start the server "
+                "with --cors (and --cors-allow-origins) to allow them.",
+                status=403, type="invalid_request_error", code="origin_not_allowed"))
+        if not settings.cors:
+            return await handler(request)
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             response: web.StreamResponse = web.Response(status=204)
         else:

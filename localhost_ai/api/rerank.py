@@ -7,11 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from localhost_ai.api.keys import MANAGER, REGISTRY
+from localhost_ai.api.generation import one_piece
+from localhost_ai.api.keys import REGISTRY
 from localhost_ai.api.validation import read_json
 from localhost_ai.backends.base import RERANK
 from localhost_ai.config import ModelConfig
-from localhost_ai.errors import BackendError, InvalidRequest
+from localhost_ai.errors import BackendError
 
 MAX_DOCUMENTS = 1000
 MAX_CHARS = 200_000
@@ -53,12 +54,9 @@ def _text(document: Any) -> str:
 
 
 async def _scores(request: web.Request, config: ModelConfig, query: str, documents: list[str]) -> tuple[list[float], int]:
-    piece = None
-    async with request.app[MANAGER].call(config, "rerank", {"query": query, "documents": documents}) as pieces:
-        async for item in pieces:
-            piece = item
-    if piece is None or piece.get("type") != "scores" or len(piece["scores"]) != len(documents):
-        raise BackendError(f"Model '{config.name}' returned no scores.")
+    piece = await one_piece(request, config, "rerank", {"query": query, "documents": documents}, "scores")
+    if len(piece["scores"]) != len(documents):
+        raise BackendError(f"Model '{config.name}' returned {len(piece['scores'])} scores for {len(documents)} documents.")
     return piece["scores"], piece.get("prompt_tokens", 0)
 
 
@@ -106,9 +104,7 @@ async def nexa_reranking(request: web.Request) -> web.Response:
         scores = logits
     elif method == "sigmoid":
         scores = [sigmoid(x) for x in logits]
-    elif method == "softmax":
+    else:
         scores = softmax(logits)
-    else:  # the schema allows no other value
-        raise InvalidRequest(f"Unknown normalize_method {method!r}.", param="normalize_method")
     return web.json_response({"model": config.name, "result": scores,
                               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})

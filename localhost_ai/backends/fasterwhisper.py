@@ -6,7 +6,7 @@ from typing import Any, Iterator
 
 from localhost_ai.backends.audio import decode_audio, segment, transcription_piece
 from localhost_ai.backends.base import TRANSCRIPTION, Backend, CallControl, Piece, register
-from localhost_ai.errors import BackendError
+from localhost_ai.errors import BackendError, InvalidRequest
 
 
 @register("faster-whisper")
@@ -39,6 +39,9 @@ class FasterWhisperBackend(Backend):
             language, model_task = "en", "transcribe"
         else:
             model_task = task
+        if language and language not in self.model.supported_languages:
+            raise InvalidRequest(f"This model does not know the language {language!r}; it knows: "
+                                 f"{', '.join(self.model.supported_languages)}.", param="language")
         segments_iter, info = self.model.transcribe(
             audio,
             language=language,

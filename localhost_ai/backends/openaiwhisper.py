@@ -6,7 +6,7 @@ from typing import Any, Iterator
 
 from localhost_ai.backends.audio import SAMPLE_RATE, decode_audio, segment, transcription_piece
 from localhost_ai.backends.base import TRANSCRIPTION, Backend, CallControl, Piece, register
-from localhost_ai.errors import BackendError
+from localhost_ai.errors import BackendError, InvalidRequest
 
 
 @register("whisper")
@@ -40,6 +40,11 @@ class OpenAIWhisperBackend(Backend):
         }
         if payload.get("beam_size"):
             options["beam_size"] = payload["beam_size"]
+        from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+
+        language = options["language"]
+        if language and language.lower() not in LANGUAGES and language.lower() not in TO_LANGUAGE_CODE:
+            raise InvalidRequest(f"Unknown language {language!r}; use an ISO-639-1 code such as 'en'.", param="language")
         if not self.model.is_multilingual:
             options["language"] = "en"
             options["task"] = "transcribe"  # an English-only model already gives English

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from localhost_ai.backends.base import EMBEDDINGS, RERANK, Backend, register
-from localhost_ai.backends.embedding_inputs import EmbeddingInputs, embeddings_piece
+from localhost_ai.backends.embedding_inputs import EmbeddingInputs
 from localhost_ai.errors import BackendError
 
 DEFAULT_BATCH = 64

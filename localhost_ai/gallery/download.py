@@ -62,12 +62,17 @@ def remove_partial(target: Path) -> None:
             pass
 
 
-def sha256_of(path: Path) -> str:
+def _digest_of(path: Path) -> "hashlib._Hash":
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+    if path.exists():
+        with path.open("rb") as handle:
+            while block := handle.read(CHUNK):
+                digest.update(block)
+    return digest
+
+
+def sha256_of(path: Path) -> str:
+    return _digest_of(path).hexdigest()
 
 
 def already_installed(target: Path, sha256: str | None) -> bool:
@@ -184,20 +189,11 @@ def _transient(status: int) -> bool:
     return status in (408, 425, 429) or status >= 500
 
 
-def _hash_existing(partial: Path) -> "hashlib._Hash":
-    digest = hashlib.sha256()
-    if partial.exists():
-        with partial.open("rb") as handle:
-            while block := handle.read(CHUNK):
-                digest.update(block)
-    return digest
-
-
 async def _fetch_with_retries(session: aiohttp.ClientSession, source: Source, partial: Path, progress: Progress,
                               verify: bool) -> str | None:
     """Fetch until complete; with `verify`, return the sha256 of the whole file, computed
     while the bytes arrive (a resumed file's first part is read back once)."""
-    digest = [await asyncio.to_thread(_hash_existing, partial) if verify else None]
+    digest = [await asyncio.to_thread(_digest_of, partial) if verify else None]
     last_error = "no attempt made"
     for attempt in range(RETRIES + 1):
         if attempt:

@@ -9,6 +9,7 @@ import copy
 import logging
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
@@ -188,6 +189,7 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
 
 
 FileProgress = Callable[[FileSpec, int, "int | None"], None]
+_target_locks: dict[Path, asyncio.Lock] = {}
 
 
 async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path, allow_file: bool,
@@ -197,17 +199,21 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
     async def fetch(spec: FileSpec) -> None:
         target = target_path(models_path, check_relpath(spec.filename, "files"), "files")
         report: Progress = lambda done, total: progress(spec, done, total)  # noqa: E731
-        async with slots:
+        # Two jobs for one file take turns: the second finds it installed (or resumes it).
+        async with _target_locks.setdefault(target, asyncio.Lock()), slots:
             await download(session, resolve(spec.uri, allow_file=allow_file), target, spec.sha256, report)
 
     for spec in plan.files:  # one at a time within a job, so progress reads as one file
         await fetch(spec)
     config = dict(plan.config)
+    # What delete removes: only the files this install fetched, never a list from outside.
+    config.pop("installed_files", None)
     if plan.files:
         config["installed_files"] = [f.filename for f in plan.files]
     yaml_path = models_path / f"{plan.name}.yaml"
-    temporary = models_path / f".{plan.name}.yaml.tmp"
-    temporary.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    handle, temporary = tempfile.mkstemp(prefix=f".{plan.name}.", suffix=".yaml.tmp", dir=models_path)
+    with os.fdopen(handle, "w") as out:
+        out.write(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     os.replace(temporary, yaml_path)
     log.info("installed model %s (%d file(s))", plan.name, len(plan.files))
     return yaml_path

@@ -220,10 +220,17 @@ class ModelManager:
                 metrics.QUEUE_LENGTH.labels(worker.name).set(self.queue_length(worker.name))
                 idle = not worker.calls and not self._admitted[worker.name]
                 if idle and options.idle_timeout and now - worker.last_used >= options.idle_timeout:
-                    log.info("model %s: idle for %.0fs (--idle-timeout); unloading", worker.name, now - worker.last_used)
-                    self._spawn(self.unload(worker.name))
+                    self._spawn(self._unload_if_idle(worker))
                 elif worker.running and worker.name not in self._pinging:
                     self._spawn(self._check_busy(worker))
+
+    async def _unload_if_idle(self, worker: WorkerProcess) -> None:
+        """Checked again when the task runs: a call may have arrived since the watchdog looked."""
+        idle_for = time.monotonic() - worker.last_used
+        if (self._workers.get(worker.name) is worker and not worker.calls and not self._admitted[worker.name]
+                and idle_for >= (self.options.idle_timeout or 0)):
+            log.info("model %s: idle for %.0fs (--idle-timeout); unloading", worker.name, idle_for)
+            await self.unload(worker.name)
 
     async def _check_busy(self, worker: WorkerProcess) -> None:
         """A worker that does not answer, or whose running call has made no progress, for
@@ -247,9 +254,11 @@ class ModelManager:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
-        await asyncio.gather(*(self.unload(name) for name in list(self._workers)), return_exceptions=True)
-        for task in list(self._loading.values()):
+        loading = list(self._loading.values())
+        for task in loading:  # first, so that no load starts a worker while the others stop
             task.cancel()
+        await asyncio.gather(*loading, return_exceptions=True)
+        await asyncio.gather(*(self.unload(name) for name in list(self._workers)), return_exceptions=True)
 
 
 async def _counted(name: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[Piece]:

@@ -286,6 +286,9 @@ class WorkerProcess:
             yield pieces()
         finally:
             self.last_used = time.monotonic()
+            while not finished and not call.queue.empty():  # its end may already be here, unread
+                item = call.queue.get_nowait()
+                finished = item is _END or isinstance(item, APIError)
             if not finished and self.alive:
                 call.abandoned = True
                 try:

@@ -68,6 +68,8 @@ class Worker:
                 control = self.calls.get(message["id"])
                 if control is not None:
                     control.set()
+                else:  # already finished: say so again, so the server forgets the call for sure
+                    self.send({"type": "end", "id": message["id"]})
             elif op == "ping":
                 now = time.monotonic()
                 stalled = max((now - c.last_beat for c in list(self.running.values())), default=0.0)

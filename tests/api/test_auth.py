@@ -53,3 +53,33 @@ def test_cors_preflight_and_headers(models_dir, make_server):
     assert preflight.headers["Access-Control-Allow-Origin"] == "*"
     listing = server.get("/v1/models", headers={"Origin": "http://app.example"})
     assert listing.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_web_page_elsewhere_cannot_change_the_server(models_dir, make_server):
+    import requests
+
+    server = make_server(models_dir)
+    evil = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    response = requests.post(server.url + "/backend/shutdown", data='{"model": "gemma"}', headers=evil, timeout=10)
+    assert_error(response, 403)
+    assert_error(requests.post(server.url + "/models/galleries", data='{"name": "x", "url": "https://x/y"}',
+                               headers=evil, timeout=10), 403)
+    assert [g["name"] for g in server.get("/models/galleries").json()] == ["localhost-ai"]
+    # the server's own pages, curl and SDKs (no Origin) are unaffected
+    same = requests.post(server.url + "/backend/shutdown", json={"model": "gemma"},
+                         headers={"Origin": server.url}, timeout=10)
+    assert same.status_code == 200
+
+
+def test_cors_headers_are_on_errors_too(models_dir, make_server):
+    import requests
+
+    server = make_server(models_dir, "--cors", "--api-keys", "k")
+    origin = {"Origin": "http://app.example"}
+    unauthorised = requests.get(server.url + "/v1/models", headers=origin, timeout=10)
+    assert unauthorised.status_code == 401 and unauthorised.headers["Access-Control-Allow-Origin"] == "*"
+    missing = requests.get(server.url + "/v1/models/nope", headers={**origin, "Authorization": "Bearer k"}, timeout=10)
+    assert missing.status_code == 404 and missing.headers["Access-Control-Allow-Origin"] == "*"
+    allowed_write = requests.post(server.url + "/v1/completions", json={"prompt": "Hi", "max_tokens": 1},
+                                  headers={**origin, "Authorization": "Bearer k"}, timeout=60)
+    assert allowed_write.status_code == 200

@@ -156,6 +156,8 @@ def test_bad_uploads_get_clear_errors_and_the_server_keeps_serving(audio_server,
     assert_error(post(audio_server, "/v1/audio/transcriptions", speech_wav.read_bytes(), response_format="docx"), 400,
                  "response_format")
     assert_error(post(audio_server, "/v1/audio/transcriptions", speech_wav.read_bytes(), temperature="hot"), 400, "temperature")
+    assert_error(requests.post(url, files={"file": ("a.wav", speech_wav.read_bytes())},
+                               data={"model": "random", "language": "klingon"}, timeout=60), 400, "language")
     too_big = os.urandom(4 * 1024 * 1024)
     error = assert_error(post(audio_server, "/v1/audio/transcriptions", too_big), 413)
     assert "3 MB" in error["message"]

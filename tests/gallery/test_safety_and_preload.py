@@ -181,3 +181,32 @@ def test_cli_install_list_remove_and_gallery_list(tmp_path, hub, tiny):
     removed = run_cli("models", "remove", "tiny", "--models-path", str(models), env=env)
     assert removed.returncode == 0
     assert files_under(models) == set()
+
+
+def test_delete_removes_only_what_the_install_fetched(tmp_path, hub, make_server):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "other.yaml").write_text("name: other\nparameters:\n  model: other.gguf\n")
+    (models / "other.gguf").write_bytes(b"GGUF")
+    data = blob(1000, seed=30)
+    body = {"config_url": hub.github("acme/defs", "e.yaml", "name: evil\nparameters:\n  model: e.gguf\n"),
+            "files": [{"filename": "e.gguf", "uri": hub.hf("acme/e", "e.gguf", data)}],
+            "overrides": {"installed_files": ["other.yaml", "other.gguf"]}}
+    server = make_server(models, env=hub.env)
+    assert wait_job(server, server.post("/models/apply", json=body).json()["uuid"])["error"] is None
+    assert yaml.safe_load((models / "evil.yaml").read_text())["installed_files"] == ["e.gguf"]
+    server.post("/models/delete/evil")
+    assert files_under(models) == {"other.yaml", "other.gguf"}
+
+
+def test_the_same_file_installed_twice_at_once_stays_whole(tmp_path, hub, make_server):
+    data = blob(1_500_000, seed=31)
+    uri = hub.hf("acme/twice", "twice.gguf", data, delay=0.01)
+    models = tmp_path / "models"
+    server = make_server(models, env=hub.env)
+    body = {"config_url": hub.github("acme/defs", "t.yaml", "name: twice\nparameters:\n  model: twice.gguf\n"),
+            "files": [{"filename": "twice.gguf", "uri": uri}]}
+    uuids = [server.post("/models/apply", json=body).json()["uuid"] for _ in range(2)]
+    assert all(wait_job(server, u)["error"] is None for u in uuids)
+    assert (models / "twice.gguf").read_bytes() == data
+    assert files_under(models) == {"twice.gguf", "twice.yaml"}
