@@ -39,6 +39,10 @@ class Settings:
     preload_models: str | None = None
     preload_models_config: Path | None = None
     max_downloads: int = 3
+    generated_images_path: Path = Path("./generated-images")
+    generated_images_max_age: float = 3600.0
+    images_path: Path | None = None  # where Nexa's image_path may read from; None: data URLs only
+    max_image_size: int = 1024
 
     @property
     def address(self) -> str:
@@ -94,6 +98,10 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
     ("--preload-models", "PRELOAD_MODELS", str, "JSON list of /models/apply bodies installed at start-up"),
     ("--preload-models-config", "PRELOAD_MODELS_CONFIG", str, "YAML file with a list of /models/apply bodies"),
     ("--max-downloads", "MAX_DOWNLOADS", int, "files downloaded at once across install jobs (default 3)"),
+    ("--generated-images-path", "GENERATED_IMAGES_PATH", str, "where generated images are kept for their URLs (default ./generated-images)"),
+    ("--generated-images-max-age", "GENERATED_IMAGES_MAX_AGE", parse_duration, "remove generated images after this long (default 1h)"),
+    ("--images-path", "IMAGES_PATH", str, "folder that image_path in image requests may read from (default: none, data URLs only)"),
+    ("--max-image-size", "MAX_IMAGE_SIZE", int, "largest width or height of a generated image (default 1024)"),
 ]
 
 
@@ -170,7 +178,18 @@ def from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -
         if int(raw["max_downloads"]) < 1:  # type: ignore[arg-type]
             raise ValueError("--max-downloads must be at least 1")
         settings.max_downloads = int(raw["max_downloads"])  # type: ignore[arg-type]
+    if "generated_images_path" in raw:
+        settings.generated_images_path = Path(str(raw["generated_images_path"]))
+    if "generated_images_max_age" in raw:
+        settings.generated_images_max_age = float(raw["generated_images_max_age"])  # type: ignore[arg-type]
+    if "images_path" in raw:
+        settings.images_path = Path(str(raw["images_path"])).expanduser().resolve()
+    if "max_image_size" in raw:
+        if int(raw["max_image_size"]) < 8:  # type: ignore[arg-type]
+            raise ValueError("--max-image-size must be at least 8")
+        settings.max_image_size = int(raw["max_image_size"])  # type: ignore[arg-type]
     if "log_level" in raw:
         settings.log_level = str(raw["log_level"]).upper()
     settings.models_path = settings.models_path.expanduser().resolve()
+    settings.generated_images_path = settings.generated_images_path.expanduser().resolve()
     return settings

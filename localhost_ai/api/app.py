@@ -9,7 +9,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from localhost_ai.api import audio, backend, chat, completions, embeddings, gallery, health, models, rerank
+from localhost_ai.api import audio, backend, chat, completions, embeddings, gallery, health, images, models, rerank
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, PRELOAD, REGISTRY, SETTINGS
 from localhost_ai.api.middlewares import auth_middleware, cors_middleware, errors_middleware, metrics_middleware
 from localhost_ai.gallery.index import Galleries
@@ -33,6 +33,10 @@ _OPENAI_ROUTES = [
     ("POST", "/reranking", rerank.nexa_reranking),
     ("POST", "/audio/transcriptions", audio.transcriptions),
     ("POST", "/audio/translations", audio.translations),
+    ("POST", "/images/generations", images.generations),
+    ("POST", "/images/edits", images.edits),
+    ("POST", "/txt2img", images.txt2img),
+    ("POST", "/img2img", images.img2img),
 ]
 
 
@@ -51,11 +55,12 @@ async def _watch_models_folder(app: web.Application) -> AsyncIterator[None]:
                 log.exception("rescanning %s failed", registry.models_path)
 
     manager.start()
-    task = asyncio.create_task(loop())
+    tasks = [asyncio.create_task(loop()), asyncio.create_task(images.remove_old_images(app))]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await manager.close()
 
 
@@ -115,6 +120,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/backend/monitor", backend.monitor)
     app.router.add_post("/backend/shutdown", backend.shutdown)
     app.router.add_get("/metrics", backend.prometheus)
+    app.router.add_get("/generated-images/{name}", images.generated_image, name="generated_image")
     app.cleanup_ctx.append(_gallery_jobs)
     app.cleanup_ctx.append(_watch_models_folder)
     return app

@@ -11,6 +11,7 @@ import os
 from importlib.metadata import entry_points
 
 from localhost_ai.backends import (  # noqa: F401  (each registers itself)
+    diffusion,
     fasterwhisper,
     llamacpp,
     openaiwhisper,
