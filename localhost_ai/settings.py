@@ -6,6 +6,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 
 def _env_bool(value: str) -> bool:
@@ -77,119 +78,98 @@ def parse_address(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-# flag, environment variable, how to read it, help
-_OPTIONS: list[tuple[str, str, object, str]] = [
-    ("--models-path", "MODELS_PATH", str, "folder of model YAML files and weights (default ./models)"),
-    ("--address", "ADDRESS", str, "HOST:PORT to listen on (default 127.0.0.1:8080)"),
-    ("--threads", "THREADS", int, "CPU threads per model (default: all cores)"),
-    ("--context-size", "CONTEXT_SIZE", int, "default context size for models that set none (default 2048)"),
-    ("--api-keys", "API_KEY", str, "comma-separated keys; when set, every API call needs one"),
-    ("--cors", "CORS", "bool", "answer CORS preflights and add CORS headers"),
-    ("--cors-allow-origins", "CORS_ALLOW_ORIGINS", str, "comma-separated origins for CORS (default *)"),
-    ("--upload-limit", "UPLOAD_LIMIT", int, "largest request body in MB (default 15)"),
-    ("--log-level", "LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR (default INFO)"),
-    ("--max-loaded-models", "MAX_LOADED_MODELS", int, "keep at most N models loaded; the least recently used goes first (default: no limit)"),
-    ("--idle-timeout", "IDLE_TIMEOUT", parse_duration, "unload a model that served nothing for this long, e.g. 15m (default: never)"),
-    ("--busy-timeout", "BUSY_TIMEOUT", parse_duration, "kill a worker whose call makes no progress for this long (default 5m)"),
-    ("--max-queue", "MAX_QUEUE", int, "calls that may wait per model before 429 (default 64)"),
-    ("--shutdown-grace", "SHUTDOWN_GRACE", parse_duration, "time running requests get to finish on SIGTERM (default 10s)"),
-    ("--galleries", "GALLERIES", str, 'JSON list of {"name", "url"} galleries (default: this project\'s own)'),
-    ("--allow-file-uris", "ALLOW_FILE_URIS", "bool", "let model installs read file:// URIs (off by default)"),
-    ("--preload-models", "PRELOAD_MODELS", str, "JSON list of /models/apply bodies installed at start-up"),
-    ("--preload-models-config", "PRELOAD_MODELS_CONFIG", str, "YAML file with a list of /models/apply bodies"),
-    ("--max-downloads", "MAX_DOWNLOADS", int, "files downloaded at once across install jobs (default 3)"),
-    ("--generated-images-path", "GENERATED_IMAGES_PATH", str, "where generated images are kept for their URLs (default ./generated-images)"),
-    ("--generated-images-max-age", "GENERATED_IMAGES_MAX_AGE", parse_duration, "remove generated images after this long (default 1h)"),
-    ("--images-path", "IMAGES_PATH", str, "folder that image_path in image requests may read from (default: none, data URLs only)"),
-    ("--max-image-size", "MAX_IMAGE_SIZE", int, "largest width or height of a generated image (default 1024)"),
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, LocalAI's environment name, how its text is read, and the
+    Settings field it fills (default: named after the flag)."""
+
+    flag: str
+    env: str
+    read: Callable[[str], Any] | None  # None: an on/off switch
+    help: str
+    field: str | None = None
+    minimum: float | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+_OPTIONS = [
+    Option("--models-path", "MODELS_PATH", Path, "folder of model YAML files and weights (default ./models)"),
+    Option("--address", "ADDRESS", parse_address, "HOST:PORT to listen on (default 127.0.0.1:8080)"),
+    Option("--threads", "THREADS", int, "CPU threads per model (default: all cores)", minimum=1),
+    Option("--context-size", "CONTEXT_SIZE", int, "default context size for models that set none (default 2048)",
+           minimum=1),
+    Option("--api-keys", "API_KEY", _split_csv, "comma-separated keys; when set, every API call needs one"),
+    Option("--cors", "CORS", None, "answer CORS preflights and add CORS headers"),
+    Option("--cors-allow-origins", "CORS_ALLOW_ORIGINS", _split_csv, "comma-separated origins for CORS (default *)"),
+    Option("--upload-limit", "UPLOAD_LIMIT", int, "largest request body in MB (default 15)", field="upload_limit_mb",
+           minimum=1),
+    Option("--log-level", "LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+    Option("--max-loaded-models", "MAX_LOADED_MODELS", int,
+           "keep at most N models loaded; the least recently used goes first (default: no limit)", minimum=0),
+    Option("--idle-timeout", "IDLE_TIMEOUT", lambda text: parse_duration(text) or None,
+           "unload a model that served nothing for this long, e.g. 15m (default: never)"),
+    Option("--busy-timeout", "BUSY_TIMEOUT", parse_duration,
+           "kill a worker whose call makes no progress for this long (default 5m)", minimum=0.001),
+    Option("--max-queue", "MAX_QUEUE", int, "calls that may wait per model before 429 (default 64)", minimum=1),
+    Option("--shutdown-grace", "SHUTDOWN_GRACE", parse_duration,
+           "time running requests get to finish on SIGTERM (default 10s)"),
+    Option("--galleries", "GALLERIES", str, 'JSON list of {"name", "url"} galleries (default: this project\'s own)'),
+    Option("--allow-file-uris", "ALLOW_FILE_URIS", None, "let model installs read file:// URIs (off by default)"),
+    Option("--preload-models", "PRELOAD_MODELS", str, "JSON list of /models/apply bodies installed at start-up"),
+    Option("--preload-models-config", "PRELOAD_MODELS_CONFIG", Path, "YAML file with a list of /models/apply bodies"),
+    Option("--max-downloads", "MAX_DOWNLOADS", int, "files downloaded at once across install jobs (default 3)",
+           minimum=1),
+    Option("--generated-images-path", "GENERATED_IMAGES_PATH", Path,
+           "where generated images are kept for their URLs (default ./generated-images)"),
+    Option("--generated-images-max-age", "GENERATED_IMAGES_MAX_AGE", parse_duration,
+           "remove generated images after this long (default 1h)"),
+    Option("--images-path", "IMAGES_PATH", lambda text: Path(text).expanduser().resolve(),
+           "folder that image_path in image requests may read from (default: none, data URLs only)"),
+    Option("--max-image-size", "MAX_IMAGE_SIZE", int, "largest width or height of a generated image (default 1024)",
+           minimum=8),
 ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for flag, env, kind, help_text in _OPTIONS:
-        help_text = f"{help_text} [env {env}]"
-        if kind == "bool":
-            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+    for option in _OPTIONS:
+        help_text = f"{option.help} [env {option.env}]"
+        if option.read is None:
+            parser.add_argument(option.flag, action="store_true", default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=None, help=help_text)
+            parser.add_argument(option.flag, default=None, help=help_text)  # read below, like the environment
+
+
+def _read(option: Option, text: str, source: str) -> Any:
+    try:
+        value = _env_bool(text) if option.read is None else option.read(text)
+    except ValueError as exc:
+        raise ValueError(f"{source}={text!r}: {exc}") from None
+    if option.minimum is not None and value is not None and value < option.minimum:
+        raise ValueError(f"{option.flag} must be at least {option.minimum:g}, got {text!r}")
+    return value
 
 
 def from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
     """Flags win over environment variables, which win over defaults."""
     environ = dict(os.environ if environ is None else environ)
-    raw: dict[str, object] = {}
-    for flag, env, kind, _ in _OPTIONS:
-        dest = flag.lstrip("-").replace("-", "_")
-        value = getattr(args, dest, None)
-        if value is None and environ.get(env, "") != "":
-            text = environ[env]
-            try:
-                value = _env_bool(text) if kind == "bool" else kind(text)  # type: ignore[operator]
-            except ValueError as exc:
-                raise ValueError(f"{env}={text!r}: {exc}") from None
-        if value is not None:
-            raw[dest] = value
-
     settings = Settings()
-    if "models_path" in raw:
-        settings.models_path = Path(str(raw["models_path"]))
-    if "address" in raw:
-        settings.host, settings.port = parse_address(str(raw["address"]))
-    for dest in ("threads", "context_size", "upload_limit"):
-        if dest in raw and int(raw[dest]) <= 0:  # type: ignore[arg-type]
-            raise ValueError(f"--{dest.replace('_', '-')} must be a positive number")
-    if "threads" in raw:
-        settings.threads = int(raw["threads"])  # type: ignore[arg-type]
-    if "context_size" in raw:
-        settings.context_size = int(raw["context_size"])  # type: ignore[arg-type]
-    if "upload_limit" in raw:
-        settings.upload_limit_mb = int(raw["upload_limit"])  # type: ignore[arg-type]
-    if "api_keys" in raw:
-        settings.api_keys = _split_csv(str(raw["api_keys"]))
-    if "cors" in raw:
-        settings.cors = bool(raw["cors"])
-    if "cors_allow_origins" in raw:
-        settings.cors_allow_origins = _split_csv(str(raw["cors_allow_origins"]))
-    if "max_loaded_models" in raw:
-        if int(raw["max_loaded_models"]) < 0:  # type: ignore[arg-type]
-            raise ValueError("--max-loaded-models cannot be negative")
-        settings.max_loaded_models = int(raw["max_loaded_models"])  # type: ignore[arg-type]
-    if "idle_timeout" in raw:
-        settings.idle_timeout = float(raw["idle_timeout"]) or None  # type: ignore[arg-type]
-    if "busy_timeout" in raw:
-        if float(raw["busy_timeout"]) <= 0:  # type: ignore[arg-type]
-            raise ValueError("--busy-timeout must be positive")
-        settings.busy_timeout = float(raw["busy_timeout"])  # type: ignore[arg-type]
-    if "max_queue" in raw:
-        if int(raw["max_queue"]) < 1:  # type: ignore[arg-type]
-            raise ValueError("--max-queue must be at least 1")
-        settings.max_queue = int(raw["max_queue"])  # type: ignore[arg-type]
-    if "shutdown_grace" in raw:
-        settings.shutdown_grace = float(raw["shutdown_grace"])  # type: ignore[arg-type]
-    if "galleries" in raw:
-        settings.galleries = str(raw["galleries"])
-    if "allow_file_uris" in raw:
-        settings.allow_file_uris = bool(raw["allow_file_uris"])
-    if "preload_models" in raw:
-        settings.preload_models = str(raw["preload_models"])
-    if "preload_models_config" in raw:
-        settings.preload_models_config = Path(str(raw["preload_models_config"]))
-    if "max_downloads" in raw:
-        if int(raw["max_downloads"]) < 1:  # type: ignore[arg-type]
-            raise ValueError("--max-downloads must be at least 1")
-        settings.max_downloads = int(raw["max_downloads"])  # type: ignore[arg-type]
-    if "generated_images_path" in raw:
-        settings.generated_images_path = Path(str(raw["generated_images_path"]))
-    if "generated_images_max_age" in raw:
-        settings.generated_images_max_age = float(raw["generated_images_max_age"])  # type: ignore[arg-type]
-    if "images_path" in raw:
-        settings.images_path = Path(str(raw["images_path"])).expanduser().resolve()
-    if "max_image_size" in raw:
-        if int(raw["max_image_size"]) < 8:  # type: ignore[arg-type]
-            raise ValueError("--max-image-size must be at least 8")
-        settings.max_image_size = int(raw["max_image_size"])  # type: ignore[arg-type]
-    if "log_level" in raw:
-        settings.log_level = str(raw["log_level"]).upper()
+    for option in _OPTIONS:
+        given = getattr(args, option.dest, None)
+        if given is True and option.read is None:
+            value = True
+        elif given is not None:
+            value = _read(option, str(given), option.flag)
+        elif environ.get(option.env, "") != "":
+            value = _read(option, environ[option.env], option.env)
+        else:
+            continue
+        if option.dest == "address":
+            settings.host, settings.port = value
+        else:
+            setattr(settings, option.field or option.dest, value)
     settings.models_path = settings.models_path.expanduser().resolve()
     settings.generated_images_path = settings.generated_images_path.expanduser().resolve()
     return settings
