@@ -56,6 +56,20 @@ def decode_audio(data: bytes, filename: str = "") -> Any:
     return audio
 
 
+# Whisper's own fallback: decode again, hotter, when a window's output looks like a loop.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def whisper_request(payload: dict[str, Any], default_language: str | None, multilingual: bool) -> tuple[str | None, str, tuple[float, ...]]:
+    """(language, task, temperatures) for a Whisper model.  An English-only model already
+    gives English, so it answers a translation with its transcription."""
+    temperature = payload.get("temperature")
+    temperatures = (temperature,) if temperature is not None else FALLBACK_TEMPERATURES
+    if not multilingual:
+        return "en", "transcribe", temperatures
+    return payload.get("language") or default_language, payload.get("task", "transcribe"), temperatures
+
+
 def transcription_piece(text: str, language: str | None, duration: float, segments: list[dict[str, Any]],
                         task: str) -> dict[str, Any]:
     return {"type": "transcription", "task": task, "text": text.strip(), "language": language or "",

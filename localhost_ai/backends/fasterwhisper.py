@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from localhost_ai.backends.audio import decode_audio, segment, transcription_piece
+from localhost_ai.backends.audio import decode_audio, segment, transcription_piece, whisper_request
 from localhost_ai.backends.base import TRANSCRIPTION, Backend, CallControl, Piece, register
 from localhost_ai.errors import BackendError, InvalidRequest
 
@@ -33,12 +33,8 @@ class FasterWhisperBackend(Backend):
     def op_transcribe(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
         audio = decode_audio(payload["audio"], payload.get("filename", ""))
         task = payload.get("task", "transcribe")
-        temperature = payload.get("temperature")
-        language = payload.get("language") or self.default_language
-        if not self.model.model.is_multilingual:  # an English-only model already gives English
-            language, model_task = "en", "transcribe"
-        else:
-            model_task = task
+        language, model_task, temperatures = whisper_request(payload, self.default_language,
+                                                             self.model.model.is_multilingual)
         if language and language not in self.model.supported_languages:
             raise InvalidRequest(f"This model does not know the language {language!r}; it knows: "
                                  f"{', '.join(self.model.supported_languages)}.", param="language")
@@ -48,7 +44,7 @@ class FasterWhisperBackend(Backend):
             task=model_task,
             initial_prompt=payload.get("prompt") or None,
             beam_size=payload.get("beam_size") or 5,
-            temperature=[temperature] if temperature is not None else [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            temperature=list(temperatures),
             vad_filter=False,
         )
         segments, texts = [], []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from localhost_ai.backends.audio import SAMPLE_RATE, decode_audio, segment, transcription_piece
+from localhost_ai.backends.audio import SAMPLE_RATE, decode_audio, segment, transcription_piece, whisper_request
 from localhost_ai.backends.base import TRANSCRIPTION, Backend, CallControl, Piece, register
 from localhost_ai.errors import BackendError, InvalidRequest
 
@@ -29,25 +29,22 @@ class OpenAIWhisperBackend(Backend):
     def op_transcribe(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
         audio = decode_audio(payload["audio"], payload.get("filename", ""))
         task = payload.get("task", "transcribe")
-        temperature = payload.get("temperature")
+        from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+
+        requested = payload.get("language") or self.default_language
+        if requested and requested.lower() not in LANGUAGES and requested.lower() not in TO_LANGUAGE_CODE:
+            raise InvalidRequest(f"Unknown language {requested!r}; use an ISO-639-1 code such as 'en'.", param="language")
+        language, model_task, temperatures = whisper_request(payload, self.default_language, self.model.is_multilingual)
         options: dict[str, Any] = {
-            "task": task,
-            "language": payload.get("language") or self.default_language,
+            "task": model_task,
+            "language": language,
             "initial_prompt": payload.get("prompt") or None,
-            "temperature": (temperature,) if temperature is not None else (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+            "temperature": temperatures,
             "fp16": False,
             "verbose": None,
         }
         if payload.get("beam_size"):
             options["beam_size"] = payload["beam_size"]
-        from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
-
-        language = options["language"]
-        if language and language.lower() not in LANGUAGES and language.lower() not in TO_LANGUAGE_CODE:
-            raise InvalidRequest(f"Unknown language {language!r}; use an ISO-639-1 code such as 'en'.", param="language")
-        if not self.model.is_multilingual:
-            options["language"] = "en"
-            options["task"] = "transcribe"  # an English-only model already gives English
         result = self.model.transcribe(audio, **options)  # stitches Whisper's 30-second windows
         if cancel.is_set():
             return
