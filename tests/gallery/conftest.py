@@ -35,6 +35,15 @@ def gallery_env(hub: FakeHub, index_uri: str, **extra: str) -> dict[str, str]:
     return {**hub.env, "GALLERIES": json.dumps([{"name": "test", "url": index_uri}]), **extra}
 
 
+def one_file_body(hub: FakeHub, name: str, filename: str, uri: str, sha256: str | None = None) -> dict:
+    """An apply body: a config on the loopback GitHub naming one file, and that file."""
+    config = hub.github("acme/defs", f"{name}.yaml", f"name: {name}\nparameters:\n  model: {filename}\n")
+    spec = {"filename": filename, "uri": uri}
+    if sha256 is not None:
+        spec["sha256"] = sha256
+    return {"config_url": config, "files": [spec]}
+
+
 def wait_job(server, uuid: str, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -7,7 +7,7 @@ import time
 import yaml
 
 from tests.conftest import GEMMA_FILE, assert_error
-from tests.gallery.conftest import blob, files_under, gallery_env, sha, wait_job
+from tests.gallery.conftest import blob, files_under, gallery_env, one_file_body, sha, wait_job
 
 CHAT_TEMPLATE = "{% for m in messages %}Question: {{ m.content }}\n{% endfor %}Answer:"
 
@@ -117,8 +117,7 @@ def test_progress_rises_while_a_slow_file_downloads(tmp_path, hub, make_server):
     data = blob(2_000_000, seed=3)
     uri = hub.hf("acme/slow", "slow.gguf", data, delay=0.05)
     server = make_server(tmp_path / "models", env=hub.env)
-    body = {"config_url": hub.github("acme/defs", "c.yaml", "name: slow\nparameters:\n  model: slow.gguf\n"),
-            "files": [{"filename": "slow.gguf", "uri": uri, "sha256": sha(data)}]}
+    body = one_file_body(hub, "slow", "slow.gguf", uri, sha(data))
     uuid = server.post("/models/apply", json=body).json()["uuid"]
     seen = []
     while True:
@@ -140,8 +139,7 @@ def test_a_cut_connection_resumes_with_range(tmp_path, hub, make_server):
     uri = hub.hf("acme/cut", "cut.gguf", data, cut_after=600_000)
     models = tmp_path / "models"
     server = make_server(models, env=hub.env)
-    body = {"config_url": hub.github("acme/defs", "c.yaml", "name: cut\nparameters:\n  model: cut.gguf\n"),
-            "files": [{"filename": "cut.gguf", "uri": uri, "sha256": sha(data)}]}
+    body = one_file_body(hub, "cut", "cut.gguf", uri, sha(data))
     job = wait_job(server, server.post("/models/apply", json=body).json()["uuid"])
     assert job["error"] is None, job
     ranges = [r.range for r in hub.requests_for("cut.gguf")]
@@ -154,8 +152,7 @@ def test_transient_errors_are_retried(tmp_path, hub, make_server):
     uri = hub.hf("acme/flaky", "flaky.gguf", data, fail_times=2)
     models = tmp_path / "models"
     server = make_server(models, env=hub.env)
-    body = {"config_url": hub.github("acme/defs", "c.yaml", "name: flaky\nparameters:\n  model: flaky.gguf\n"),
-            "files": [{"filename": "flaky.gguf", "uri": uri, "sha256": sha(data)}]}
+    body = one_file_body(hub, "flaky", "flaky.gguf", uri, sha(data))
     assert wait_job(server, server.post("/models/apply", json=body).json()["uuid"])["error"] is None
     assert len(hub.requests_for("flaky.gguf")) == 3
 
@@ -165,8 +162,7 @@ def test_a_wrong_checksum_fails_and_leaves_nothing(tmp_path, hub, make_server):
     uri = hub.hf("acme/bad", "bad.gguf", data)
     models = tmp_path / "models"
     server = make_server(models, env=hub.env)
-    body = {"config_url": hub.github("acme/defs", "c.yaml", "name: bad\nparameters:\n  model: bad.gguf\n"),
-            "files": [{"filename": "bad.gguf", "uri": uri, "sha256": "0" * 64}]}
+    body = one_file_body(hub, "bad", "bad.gguf", uri, "0" * 64)
     job = wait_job(server, server.post("/models/apply", json=body).json()["uuid"])
     assert "sha256" in job["error"] and job["message"] == "error"
     assert files_under(models) == set()
@@ -178,8 +174,7 @@ def test_cancel_removes_partial_files(tmp_path, hub, make_server):
     uri = hub.hf("acme/slow", "cancel.gguf", data, delay=0.05)
     models = tmp_path / "models"
     server = make_server(models, env=hub.env)
-    body = {"config_url": hub.github("acme/defs", "c.yaml", "name: c\nparameters:\n  model: cancel.gguf\n"),
-            "files": [{"filename": "cancel.gguf", "uri": uri, "sha256": sha(data)}]}
+    body = one_file_body(hub, "c", "cancel.gguf", uri, sha(data))
     uuid = server.post("/models/apply", json=body).json()["uuid"]
     server.wait_for(lambda: server.get(f"/models/jobs/{uuid}").json()["downloaded_size"] > 0)
     assert (models / "cancel.gguf.partial").exists()

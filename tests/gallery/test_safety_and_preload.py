@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import assert_error
-from tests.gallery.conftest import blob, files_under, gallery_env, sha, wait_job
+from tests.gallery.conftest import blob, files_under, gallery_env, one_file_body, sha, wait_job
 
 
 @pytest.fixture
@@ -137,8 +137,7 @@ def test_a_restart_mid_download_resumes(tmp_path, hub, make_server):
     data = blob(3_000_000, seed=24)
     uri = hub.hf("acme/restart", "restart.gguf", data, delay=0.03)
     models = tmp_path / "models"
-    body = {"config_url": hub.github("acme/defs", "r.yaml", "name: r\nparameters:\n  model: restart.gguf\n"),
-            "files": [{"filename": "restart.gguf", "uri": uri, "sha256": sha(data)}]}
+    body = one_file_body(hub, "r", "restart.gguf", uri, sha(data))
     server = make_server(models, env=hub.env)
     uuid = server.post("/models/apply", json=body).json()["uuid"]
     server.wait_for(lambda: server.get(f"/models/jobs/{uuid}").json()["downloaded_size"] > 1_100_000)
@@ -204,8 +203,7 @@ def test_the_same_file_installed_twice_at_once_stays_whole(tmp_path, hub, make_s
     uri = hub.hf("acme/twice", "twice.gguf", data, delay=0.01)
     models = tmp_path / "models"
     server = make_server(models, env=hub.env)
-    body = {"config_url": hub.github("acme/defs", "t.yaml", "name: twice\nparameters:\n  model: twice.gguf\n"),
-            "files": [{"filename": "twice.gguf", "uri": uri}]}
+    body = one_file_body(hub, "twice", "twice.gguf", uri)
     uuids = [server.post("/models/apply", json=body).json()["uuid"] for _ in range(2)]
     assert all(wait_job(server, u)["error"] is None for u in uuids)
     assert (models / "twice.gguf").read_bytes() == data
