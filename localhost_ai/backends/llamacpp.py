@@ -5,11 +5,14 @@ from __future__ import annotations
 import codecs
 import logging
 import random
-from typing import Any, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from localhost_ai.backends.base import CHAT, COMPLETION, EDIT, EMBEDDINGS, Backend, CallControl, Piece, register
+from localhost_ai.backends import llama_tools
 from localhost_ai.backends.embedding_inputs import EmbeddingInputs
+from localhost_ai.backends.llama_tools import FunctionSettings, ToolUse
 from localhost_ai.backends.stops import StopMatcher
+from localhost_ai.backends.tool_calls import CallShaper
 from localhost_ai.config.templates import (
     DEFAULT_COMPLETION_TEMPLATE,
     DEFAULT_EDIT_TEMPLATE,
@@ -79,6 +82,8 @@ class LlamaCppBackend(Backend):
         self.chat_template = self.chat_template or FALLBACK_CHAT_TEMPLATE
         self.completion_template = templates.get("completion") or DEFAULT_COMPLETION_TEMPLATE
         self.edit_template = templates.get("edit") or DEFAULT_EDIT_TEMPLATE
+        self.function_template = templates.get("function")
+        self.functions = FunctionSettings.from_config(self.config)
         vocab = self.llm._model
         self.bos_text = vocab.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
         self.eos_text = vocab.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
@@ -135,19 +140,41 @@ class LlamaCppBackend(Backend):
     def op_chat(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
         messages = normalise_messages(payload["messages"])
         messages = [{**m, "role": "system" if m["role"] == "developer" else m["role"]} for m in messages]
+        use = ToolUse.from_payload(payload, self.functions)
+        template = (use and self.function_template) or self.chat_template
+        tools = None
+        if llama_tools.template_knows_tools(template):
+            messages = llama_tools.messages_for_template(messages)
+            tools = llama_tools.openai_tools(use) if use else None
+        else:
+            guide = llama_tools.instructions(use, self.functions, self.config["name"]) if use else None
+            messages = llama_tools.messages_in_plain_text(messages, guide)
         system_prompt = self.config.get("system_prompt")
         if system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system_prompt})
         prompt = self._render(
-            self.chat_template,
+            template,
             messages=messages,
             add_generation_prompt=True,
             bos_token=self.bos_text,
             eos_token=self.eos_text,
             system_prompt=system_prompt or "",
-            tools=None,
+            tools=tools,
         )
-        return self._generate([prompt], payload, cancel, extra_stops=self.chat_stopwords, lstrip=True)
+        grammar = None
+        if use is not None and self.functions.grammar:
+            grammar = llama_tools.tools_grammar(use)
+        elif use is None and payload.get("response_format"):
+            grammar = llama_tools.response_format_grammar(payload["response_format"])
+        shaper = None
+        if use is not None:
+            settings = self.functions
+            names = {t["name"] for t in use.tools if t["name"] != use.no_action}
+            shaper = lambda index: CallShaper(  # noqa: E731
+                index, names, use.parallel, use.no_action, grammar is not None,
+                settings.response_regex, settings.name_key, settings.arguments_key)
+        return self._generate([prompt], payload, cancel, extra_stops=self.chat_stopwords, lstrip=True,
+                              grammar=grammar, shaper=shaper, legacy=bool(use and use.legacy))
 
     # -- generation ------------------------------------------------------------------
 
@@ -198,12 +225,18 @@ class LlamaCppBackend(Backend):
         echo: bool = False,
         extra_stops: list[str] | None = None,
         lstrip: bool = False,
+        grammar: str | None = None,
+        shaper: Callable[[int], CallShaper] | None = None,
+        legacy: bool = False,
     ) -> Iterator[Piece]:
         """`lstrip`: a chat answer starts at its first visible character (templates end
-        with 'Answer:' or a newline, and the model's first token carries the space)."""
+        with 'Answer:' or a newline, and the model's first token carries the space).
+        Under a grammar no stop word applies: the output ends where the grammar ends."""
         n = payload.get("n", 1)
         sampling = self._settings(payload)
         stops = list(payload.get("stop") or []) + list(self.config.get("stopwords") or []) + list(extra_stops or [])
+        if grammar is not None:
+            stops = []
         tokenized = [self._tokenize(p) for p in prompts]
         budgets = [self._budget(len(t), payload.get("max_tokens")) for t in tokenized]
         prompt_tokens = sum(len(t) for t in tokenized)
@@ -213,14 +246,50 @@ class LlamaCppBackend(Backend):
                 index = p_index * n + copy
                 if echo:
                     yield {"type": "text", "index": index, "text": prompt}
-                produced, finish = yield from self._sequence(tokens, budget, sampling, stops, index, cancel, lstrip)
+                shape = shaper(index) if shaper else None
+                sequence = self._sequence(tokens, budget, sampling, stops, index, cancel, lstrip, grammar)
+                while True:
+                    try:
+                        piece = next(sequence)
+                    except StopIteration as end:
+                        produced, finish = end.value
+                        break
+                    yield from shape.feed(piece["text"]) if shape else [piece]
                 completion_tokens += produced
                 if cancel.is_set():
                     log.info("model %s: cancelled after %d tokens", self.config["name"], produced)
                     return
+                if shape:
+                    yield from shape.finish()
+                    if shape.calls and finish == "stop":
+                        finish = "function_call" if legacy else "tool_calls"
                 log.debug("model %s: %d prompt + %d completion tokens, %s", self.config["name"], len(tokens), produced, finish)
                 yield {"type": "finish", "index": index, "finish_reason": finish}
         yield {"type": "usage", "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+
+    def _sampler(self, sampling: dict[str, Any], seed: int, grammar: str | None) -> Any:
+        from localhost_ai.backends.llama_sampler import GrammarError, Sampler  # numpy: not at server start
+
+        try:
+            return Sampler(self._llama_cpp, self.llm._model.vocab, self.llm.n_vocab(), sampling, seed, grammar)
+        except GrammarError as exc:
+            raise InvalidRequest(f"Model '{self.config['name']}': {exc}", code="invalid_grammar") from None
+
+    def _evaluate_prompt(self, tokens: list[int], seeded: bool) -> None:
+        """Evaluate the prompt, reusing the cached prefix it shares with the last one.
+        Reusing a prefix changes the logits in the last bits (the rest is decoded in a
+        different batch shape), which can change a sampled token: a seeded request is
+        decoded from scratch so that it repeats."""
+        llm = self.llm
+        shared = 0
+        if not seeded:
+            for cached, token in zip(llm.input_ids[: llm.n_tokens], tokens):
+                if cached != token:
+                    break
+                shared += 1
+        # At least one token is evaluated, so that its logits are fresh.
+        llm.n_tokens = min(shared, len(tokens) - 1)
+        llm.eval(tokens[llm.n_tokens:])
 
     def _sequence(
         self,
@@ -231,55 +300,45 @@ class LlamaCppBackend(Backend):
         index: int,
         cancel: CallControl,
         lstrip: bool = False,
-    ) -> Iterator[Piece]:
+        grammar: str | None = None,
+    ) -> Generator[Piece, None, tuple[int, str]]:
         """Generate one sequence; return (tokens produced, finish reason)."""
         llama_cpp = self._llama_cpp
         seed = sampling["seed"]
-        if seed is not None and seed >= 0:
-            # Reusing a cached prompt prefix changes the logits in the last bits (the
-            # rest is decoded in a different batch shape), which is enough to change a
-            # sampled token: a seeded request is decoded from scratch so that it repeats.
-            self.llm.reset()
-            self.llm.set_seed(seed)
-        else:
-            self.llm.set_seed(random.getrandbits(31))
+        seeded = seed is not None and seed >= 0
+        sampler = self._sampler(sampling, seed if seeded else random.getrandbits(31), grammar)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         matcher = StopMatcher(stops)
         vocab = self.llm._model.vocab
         produced = 0
         finish = "length"
         context = list(tokens)
-        for token in self.llm.generate(
-            tokens,
-            top_k=sampling["top_k"],
-            top_p=sampling["top_p"],
-            min_p=sampling["min_p"],
-            temp=sampling["temperature"],
-            repeat_penalty=sampling["repeat_penalty"],
-            presence_penalty=sampling["presence_penalty"],
-            frequency_penalty=sampling["frequency_penalty"],
-            reset=True,
-        ):
-            if cancel.is_set():
-                finish = "stop"
-                break
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                finish = "stop"
-                break
-            produced += 1
-            piece = self.llm.detokenize([token], prev_tokens=context)
-            context.append(token)
-            text = matcher.feed(decoder.decode(piece))
-            if lstrip and text:
-                text = text.lstrip()
-                lstrip = not text
-            if text:
-                yield {"type": "text", "index": index, "text": text}
-            if matcher.stopped:
-                finish = "stop"
-                break
-            if produced >= budget:
-                break
+        try:
+            self._evaluate_prompt(tokens, seeded)
+            while produced < budget:
+                if cancel.is_set():
+                    finish = "stop"
+                    break
+                token = sampler.sample(self.llm._ctx.ctx, -1)
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                produced += 1
+                piece = self.llm.detokenize([token], prev_tokens=context)
+                context.append(token)
+                text = matcher.feed(decoder.decode(piece))
+                if lstrip and text:
+                    text = text.lstrip()
+                    lstrip = not text
+                if text:
+                    yield {"type": "text", "index": index, "text": text}
+                if matcher.stopped:
+                    finish = "stop"
+                    break
+                if produced < budget:
+                    self.llm.eval([token])
+        finally:
+            sampler.close()
         if not matcher.stopped:
             tail = matcher.feed(decoder.decode(b"", final=True))
             tail += "" if matcher.stopped else matcher.flush()

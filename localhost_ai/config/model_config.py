@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class ModelConfig:
     stopwords: tuple[str, ...] = ()
     system_prompt: str | None = None
     templates: dict[str, str] = field(default_factory=dict)
+    function: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     usage: str = ""
     known_usecases: tuple[str, ...] = ()
@@ -74,6 +76,7 @@ class ModelConfig:
             "stopwords": list(self.stopwords),
             "system_prompt": self.system_prompt,
             "templates": dict(self.templates),
+            "function": dict(self.function),
             "known_usecases": list(self.known_usecases),
             "batch_size": self.batch_size,
             "batch_wait_ms": self.batch_wait_ms,
@@ -155,6 +158,9 @@ def load_yaml_config(path: Path, models_root: Path, backends: list[str]) -> Mode
         except PromptTemplateError as exc:
             raise ConfigError(path, f"template.{kind}", str(exc)) from None
 
+    function = dict(data.get("function") or {})
+    _check_function_section(path, function)
+
     name = data.get("name") or path.stem
     return ModelConfig(
         name=name,
@@ -170,6 +176,7 @@ def load_yaml_config(path: Path, models_root: Path, backends: list[str]) -> Mode
         stopwords=tuple(data.get("stopwords") or ()),
         system_prompt=data.get("system_prompt"),
         templates=templates,
+        function=function,
         description=data.get("description", ""),
         usage=data.get("usage", ""),
         known_usecases=_usecases(data.get("known_usecases")),
@@ -179,6 +186,20 @@ def load_yaml_config(path: Path, models_root: Path, backends: list[str]) -> Mode
         raw=data,
         fingerprint=_fingerprint(text, _stat_key(model_path)),
     )
+
+
+def _check_function_section(path: Path, function: dict[str, Any]) -> None:
+    """The tools prompt compiles and the response regexes are regexes, or the file is refused."""
+    if function.get("prompt"):
+        try:
+            compile_template(function["prompt"])
+        except PromptTemplateError as exc:
+            raise ConfigError(path, "function.prompt", str(exc)) from None
+    for i, pattern in enumerate(function.get("response_regex") or []):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(path, f"function.response_regex[{i}]", f"is not a regular expression: {exc}") from None
 
 
 def _usecases(value: str | list[str] | None) -> tuple[str, ...]:
