@@ -27,6 +27,7 @@ _OPENAI_ROUTES = [
     ("GET", "/models/{model:.+}", models.get_model),
     ("POST", "/completions", completions.completions),
     ("POST", "/chat/completions", chat.chat_completions),
+    ("POST", "/function-calling", chat.function_calling),
     ("POST", "/edits", completions.edits),
     ("POST", "/embeddings", embeddings.embeddings),
     ("POST", "/rerank", rerank.rerank),

@@ -55,6 +55,7 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 class Result:
     texts: dict[int, str] = field(default_factory=dict)
     finish: dict[int, str] = field(default_factory=dict)
+    calls: dict[int, list[dict[str, str]]] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -65,6 +66,10 @@ class Result:
         elif kind == "finish":
             self.finish[piece["index"]] = piece["finish_reason"]
             self.texts.setdefault(piece["index"], "")
+        elif kind == "tool_call":
+            self.calls.setdefault(piece["index"], []).append({"id": piece["id"], "name": piece["name"], "arguments": ""})
+        elif kind == "arguments":
+            self.calls[piece["index"]][piece["call"]]["arguments"] += piece["text"]
         elif kind == "usage":
             self.prompt_tokens = piece["prompt_tokens"]
             self.completion_tokens = piece["completion_tokens"]

@@ -51,14 +51,90 @@ _TEXT_PART = {
     "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
 }
 
+_CONTENT = _nullable({"anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}]})
+
+# OpenAI's rule for function names.
+FUNCTION_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}
+
+_TOOL_CALL = {
+    "type": "object",
+    "required": ["function"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}},
+        },
+    },
+}
+
 MESSAGE = {
     "type": "object",
     "required": ["role"],
     "properties": {
-        "role": {"enum": ["system", "developer", "user", "assistant"]},
-        "content": _nullable({"anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}]}),
+        "role": {"enum": ["system", "developer", "user", "assistant", "tool", "function"]},
+        "content": _CONTENT,
         "name": {"type": "string"},
+        "tool_calls": _nullable({"type": "array", "items": _TOOL_CALL}),
+        "function_call": _nullable(_TOOL_CALL["properties"]["function"]),
+        "tool_call_id": {"type": "string"},
     },
+    "allOf": [
+        {"if": {"required": ["role"], "properties": {"role": {"const": "tool"}}}, "then": {"required": ["tool_call_id"]}},
+        {"if": {"required": ["role"], "properties": {"role": {"const": "function"}}}, "then": {"required": ["name"]}},
+    ],
+}
+
+FUNCTION = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": FUNCTION_NAME,
+        "description": {"type": "string"},
+        "parameters": {"type": "object"},
+        "strict": _nullable({"type": "boolean"}),
+    },
+}
+
+TOOL = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {"type": {"const": "function"}, "function": FUNCTION},
+}
+
+_NAMED = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+
+TOOL_FIELDS: dict[str, Any] = {
+    "tools": _nullable({"type": "array", "items": TOOL, "maxItems": 128}),
+    "tool_choice": _nullable({
+        "anyOf": [
+            {"enum": ["none", "auto", "required"]},
+            {"type": "object", "required": ["type", "function"],
+             "properties": {"type": {"const": "function"}, "function": _NAMED}},
+        ]
+    }),
+    "parallel_tool_calls": _nullable({"type": "boolean"}),
+    "functions": _nullable({"type": "array", "items": FUNCTION, "maxItems": 128}),
+    "function_call": _nullable({"anyOf": [{"enum": ["none", "auto"]}, _NAMED]}),
+    "response_format": _nullable({
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"enum": ["text", "json_object", "json_schema"]},
+            "json_schema": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": FUNCTION_NAME,
+                    "description": {"type": "string"},
+                    "schema": {"type": "object"},
+                    "strict": _nullable({"type": "boolean"}),
+                },
+            },
+        },
+    }),
 }
 
 COMPLETION = {
@@ -84,11 +160,15 @@ CHAT = {
     "required": ["messages"],
     "properties": {
         **SAMPLING,
+        **TOOL_FIELDS,
         "messages": {"type": "array", "items": MESSAGE, "minItems": 1},
         "logprobs": _nullable({"const": False}),
         "top_logprobs": {"type": "null"},
     },
 }
+
+# Nexa's /v1/function-calling: a chat request whose tools are required.
+FUNCTION_CALLING = {**CHAT, "required": ["messages", "tools"]}
 
 EDIT = {
     "type": "object",
