@@ -42,7 +42,8 @@ def _message(result: Result, index: int, legacy: bool, nexa: bool) -> dict[str, 
 
 async def _answer(request: web.Request, body: dict[str, Any], nexa: bool = False) -> web.StreamResponse:
     config = request.app[REGISTRY].resolve(body.get("model"), CHAT)
-    payload = {**generation_payload(body), **tool_payload(body), "messages": body["messages"]}
+    grammar = not ((config.function.get("grammar") or {}).get("disable"))
+    payload = {**generation_payload(body), **tool_payload(body, grammar), "messages": body["messages"]}
     legacy = bool(payload.get("legacy_functions"))
     response_id, stamp = new_id("chatcmpl"), created()
 
@@ -79,7 +80,9 @@ async def _answer(request: web.Request, body: dict[str, Any], nexa: bool = False
                 return [chunk(piece["index"], {}, piece["finish_reason"])]
             return []
 
-        opening = [chunk(i, {"role": "assistant", "content": ""}, None) for i in range(payload["n"])]
+        # With tools, content stays null unless text comes, as OpenAI streams it.
+        opening = [chunk(i, {"role": "assistant", "content": None if payload.get("tools") else ""}, None)
+                   for i in range(payload["n"])]
         return await stream(request, config, "chat", payload, chunks, first_chunks=opening,
                             usage_chunk=(lambda u: shape("chat.completion.chunk", [], usage=u)) if include_usage else None)
 

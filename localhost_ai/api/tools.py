@@ -40,6 +40,8 @@ def _points_to(root: Any, ref: str) -> bool:
 
 
 def _unenforceable(schema: Any, path: str, root: Any) -> Iterator[str]:
+    if schema is False and not path.endswith((".additionalProperties", ".items")):
+        yield f"a false schema (no value is valid) at {path}"
     if not isinstance(schema, dict):
         return
     for key in schema:
@@ -60,11 +62,39 @@ def _unenforceable(schema: Any, path: str, root: Any) -> Iterator[str]:
         yield from _unenforceable(schema.get(key), f"{path}.{key}", root)
 
 
-def check_schema(schema: dict[str, Any], what: str, param: str, object_root: bool) -> None:
-    """Refuse a schema that is not valid JSON Schema or that no grammar can enforce."""
+# Keywords that only describe; a schema made of these alone allows any value.
+_ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "deprecated", "readOnly",
+                          "writeOnly", "$schema", "$id"})
+_ANY = ["string", "number", "boolean", "null", "object", "array"]
+
+
+def _explicit(schema: Any) -> Any:
+    """`true`, `{}` or a schema of annotations alone allow any value; the grammar converter
+    reads them as objects only or not at all, so they are spelled out as every type."""
+    if schema is True or (isinstance(schema, dict) and not set(schema) - _ANNOTATIONS):
+        return {**(schema if isinstance(schema, dict) else {}), "type": list(_ANY)}
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {k: _explicit(v) for k, v in out[key].items()}
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [_explicit(v) for v in out[key]]
+    if "items" in out and out["items"] is not False:
+        out["items"] = _explicit(out["items"])
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = _explicit(out["additionalProperties"])
+    return out
+
+
+def check_schema(schema: dict[str, Any], what: str, param: str, object_root: bool, grammar: bool = True) -> dict[str, Any]:
+    """The schema, once it is known to be valid JSON Schema that a grammar can enforce
+    (that part only when `grammar`); a 400 naming it otherwise."""
     try:
         Draft202012Validator.check_schema(schema)
-        problems = list(_unenforceable(schema, "the root", schema))
+        problems = list(_unenforceable(schema, "the root", schema)) if grammar else []
     except SchemaError as exc:
         raise InvalidRequest(f"{what}: not a valid JSON Schema: {exc.message}", param=param,
                              code="invalid_schema") from None
@@ -72,21 +102,22 @@ def check_schema(schema: dict[str, Any], what: str, param: str, object_root: boo
         raise InvalidRequest(f"{what}: not a valid JSON Schema: {exc}", param=param, code="invalid_schema") from None
     except RecursionError:
         raise InvalidRequest(f"{what}: nested too deeply.", param=param, code="invalid_schema") from None
-    if object_root and schema.get("type", "object") != "object":
-        raise InvalidRequest(f"{what}: must describe a JSON object (\"type\": \"object\").", param=param,
-                             code="invalid_schema")
+    if object_root and schema.get("type") != "object":
+        raise InvalidRequest(f"{what}: must describe a JSON object (\"type\": \"object\" at its root).",
+                             param=param, code="invalid_schema")
     if problems:
         raise InvalidRequest(
             f"{what}: uses {', '.join(problems[:5])}, which constrained decoding cannot enforce; "
             "remove it, or turn the model's grammar off (function.grammar.disable).",
             param=param, code="unsupported_schema")
+    return _explicit(schema)
 
 
 def _functions(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str, bool]:
     """The declared functions, the request field they came from, and whether it is the legacy one."""
     if body.get("tools") and body.get("functions"):
         raise InvalidRequest("Send either 'tools' or the older 'functions', not both.", param="functions")
-    if body.get("functions") or (body.get("function_call") is not None and body.get("tool_choice") is None):
+    if body.get("functions") or (body.get("function_call") is not None and not body.get("tools")):
         return list(body.get("functions") or []), "functions", True
     return [tool["function"] for tool in body.get("tools") or []], "tools", False
 
@@ -107,8 +138,9 @@ def _choice(body: dict[str, Any], legacy: bool, names: list[str]) -> str | dict[
     return raw
 
 
-def tool_payload(body: dict[str, Any]) -> dict[str, Any]:
-    """The backend's view of the request's functions and response format: {} when neither is asked."""
+def tool_payload(body: dict[str, Any], grammar: bool = True) -> dict[str, Any]:
+    """The backend's view of the request's functions and response format: {} when neither
+    is asked.  `grammar`: the model constrains its output, so schemas must be enforceable."""
     functions, field, legacy = _functions(body)
     names = [f["name"] for f in functions]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -118,7 +150,7 @@ def tool_payload(body: dict[str, Any]) -> dict[str, Any]:
     for i, function in enumerate(functions):
         parameters = function.get("parameters") or {"type": "object", "properties": {}}
         param = f"{field}[{i}].function.parameters" if field == "tools" else f"functions[{i}].parameters"
-        check_schema(parameters, f"Tool '{function['name']}' parameters", param, object_root=True)
+        parameters = check_schema(parameters, f"Tool '{function['name']}' parameters", param, True, grammar)
         tools.append({"name": function["name"], "description": function.get("description") or "",
                       "parameters": parameters})
     payload: dict[str, Any] = {}
@@ -135,8 +167,8 @@ def tool_payload(body: dict[str, Any]) -> dict[str, Any]:
             raise InvalidRequest("A 'json_schema' response_format needs its 'json_schema' object "
                                  "({\"name\": ..., \"schema\": ...}).", param="response_format.json_schema")
         schema = spec.get("schema") or {"type": "object"}
-        check_schema(schema, f"response_format schema '{spec['name']}'", "response_format.json_schema.schema",
-                     object_root=False)
+        schema = check_schema(schema, f"response_format schema '{spec['name']}'", "response_format.json_schema.schema",
+                              False, grammar)
         payload["response_format"] = {"type": "json_schema", "schema": schema}
     elif response_format["type"] == "json_object":
         payload["response_format"] = {"type": "json_object"}

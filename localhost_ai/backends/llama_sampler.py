@@ -23,6 +23,20 @@ SHORTLIST = 256
 PENALTY_WINDOW = 64
 
 
+def _init_penalties(llama_cpp: Any) -> Any:
+    """llama.cpp's `llama_sampler_init_penalties(int32 last_n, float repeat, float freq,
+    float present)`, declared here: the binding still declares an older signature with a
+    leading n_vocab, which only works where ints and floats travel in separate registers."""
+    global _PENALTIES
+    if _PENALTIES is None:
+        prototype = ctypes.CFUNCTYPE(llama_cpp.llama_sampler_chain_init.restype, ctypes.c_int32, ctypes.c_float, ctypes.c_float, ctypes.c_float)
+        _PENALTIES = prototype(("llama_sampler_init_penalties", llama_cpp.llama_cpp._lib))
+    return _PENALTIES
+
+
+_PENALTIES: Any = None
+
+
 class GrammarError(ValueError):
     """llama.cpp refused the grammar text."""
 
@@ -37,11 +51,10 @@ class Sampler:
         self.chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         self.grammar = None
         add = lambda sampler: llama_cpp.llama_sampler_chain_add(self.chain, sampler)  # noqa: E731
-        # The binding declares a leading n_vocab that llama.cpp's C function no longer has;
-        # the first integer is what C reads as the window, so both get the window.
-        add(llama_cpp.llama_sampler_init_penalties(
-            PENALTY_WINDOW, PENALTY_WINDOW,
-            settings["repeat_penalty"], settings["frequency_penalty"], settings["presence_penalty"]))
+        penalised = settings["repeat_penalty"] != 1.0 or settings["frequency_penalty"] or settings["presence_penalty"]
+        if penalised:
+            add(_init_penalties(llama_cpp)(
+                PENALTY_WINDOW, settings["repeat_penalty"], settings["frequency_penalty"], settings["presence_penalty"]))
         if settings["temperature"] <= 0:
             add(llama_cpp.llama_sampler_init_greedy())
         else:
@@ -49,7 +62,8 @@ class Sampler:
             add(llama_cpp.llama_sampler_init_top_p(settings["top_p"], 1))
             add(llama_cpp.llama_sampler_init_min_p(settings["min_p"], 1))
             add(llama_cpp.llama_sampler_init_temp(settings["temperature"]))
-            add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+            # 0xFFFFFFFF is llama.cpp's "pick a random seed".
+            add(llama_cpp.llama_sampler_init_dist(min(seed & 0xFFFFFFFF, 0xFFFFFFFE)))
         if grammar is not None:
             self.grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
             if not self.grammar:
@@ -57,10 +71,14 @@ class Sampler:
                 self.close()
                 raise GrammarError("llama.cpp could not parse the grammar")
         self.n_vocab = n_vocab
+        # Greedy with no penalties is the arg-max, which needs no copy of the logits.
+        self._argmax = settings["temperature"] <= 0 and not penalised
         # A shortlist pick equals a full pick when it holds as many allowed tokens as the
         # chain keeps (one when greedy, top_k otherwise).
         top_k = settings["top_k"]
         self._needed = 1 if settings["temperature"] <= 0 else (top_k if 0 < top_k <= SHORTLIST else None)
+        if settings["presence_penalty"] < 0 or settings["frequency_penalty"] < 0 or settings["repeat_penalty"] < 1:
+            self._needed = None  # penalties that raise logits could lift a token into the shortlist
         self._shortlist = np.zeros(min(SHORTLIST, n_vocab), dtype=_TOKEN_DATA)
         self._short = self._view(self._shortlist)
         self._ids = np.arange(n_vocab, dtype=np.int32)
@@ -79,7 +97,7 @@ class Sampler:
         """Pick the next token from the logits of batch row `index` and accept it."""
         lib = self._lib
         logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
-        token = self._pick(logits, constrained=False)
+        token = int(np.argmax(logits)) if self._argmax else self._pick(logits, constrained=False)
         if self.grammar is not None and not self._allowed(token, logits):
             self.grammar_rejections += 1
             token = self._pick_from_shortlist(logits)

@@ -154,7 +154,7 @@ def _visit(converter: Any, schema: dict[str, Any], name: str, what: str, param: 
     try:
         resolved = converter.resolve_refs(_namespaced(copy.deepcopy(schema), f"{name}-"), name)
         return converter.visit(resolved, name)
-    except (ValueError, AssertionError, KeyError, TypeError, IndexError, RecursionError) as exc:
+    except (ValueError, AssertionError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
         raise InvalidRequest(f"{what}: cannot be turned into a grammar: {exc}", param=param,
                              code="unsupported_schema") from None
 
@@ -217,14 +217,22 @@ def _calls_of(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def messages_for_template(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For a template that knows tools: arguments as objects, as those templates expect."""
+    """For a template that knows tools: OpenAI's current shape (legacy `function_call` and
+    `role: function` turned into tool calls and results), absent fields left out rather
+    than null, and arguments as objects, as Hugging Face templates expect."""
     out = []
     for message in messages:
-        if message.get("tool_calls"):
-            calls = [{**c, "function": {**(c.get("function") or {}),
-                                        "arguments": _parsed((c.get("function") or {}).get("arguments"))}}
-                     for c in message["tool_calls"]]
-            message = {**message, "tool_calls": calls}
+        message = {k: v for k, v in message.items() if v is not None}
+        calls = list(message.pop("tool_calls", None) or [])
+        legacy = message.pop("function_call", None)
+        if legacy:
+            calls.append({"id": f"call_{legacy.get('name', '')}", "type": "function", "function": legacy})
+        if calls:
+            message["tool_calls"] = [{**c, "type": "function", "function": {
+                **(c.get("function") or {}), "arguments": _parsed((c.get("function") or {}).get("arguments"))}}
+                for c in calls]
+        if message["role"] == "function":
+            message = {**message, "role": "tool", "tool_call_id": f"call_{message.get('name', '')}"}
         out.append(message)
     return out
 

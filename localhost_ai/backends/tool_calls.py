@@ -22,6 +22,11 @@ from typing import Any
 # before it is not taken for part of the arguments).
 _CALL_HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*(?=\S)')
 _LIST_OPEN = re.compile(r"\s*\[")
+# The no-action call's message so far: its JSON string, perhaps not yet closed.
+_MESSAGE_SO_FAR = re.compile(r'\{\s*"message"\s*:\s*"((?:[^"\\]|\\.)*)(\\?)')
+# The end of a partial JSON string that cannot be decoded yet: half an escape, or a high
+# surrogate whose low half is still to come.
+_UNFINISHED_ESCAPE = re.compile(r'(\\u[0-9a-fA-F]{0,3}|\\u[dD][89abAB][0-9a-fA-F]{2})$')
 
 
 def new_call_id() -> str:
@@ -49,8 +54,9 @@ class ToolCallParser:
     _depth: int = 0
     _in_string: bool = False
     _escaped: bool = False
-    _silent: bool = False  # inside the no-action call: its arguments become text
+    _silent: bool = False  # inside the no-action call: its message becomes text
     _held: list[str] = field(default_factory=list)
+    _told: int = 0  # characters of the message already given out as text
 
     def feed(self, text: str) -> list[Event]:
         self._buffer += text
@@ -120,9 +126,15 @@ class ToolCallParser:
         piece, self._buffer = self._buffer[:taken], self._buffer[taken:]
         if self._silent:
             self._held.append(piece)
+            held = "".join(self._held)
             if complete:
-                events.append(Event("text", text=_message(json.loads("".join(self._held), strict=False))))
-                self._held = []
+                message = _message(json.loads(held, strict=False))
+                self._held, told, self._told = [], self._told, 0
+            else:
+                message, told = _message_so_far(held), self._told
+                self._told = max(told, len(message))
+            if message[told:]:
+                events.append(Event("text", text=message[told:]))
         elif piece:
             events.append(Event("arguments", self.calls, text=piece))
         if not complete:
@@ -130,6 +142,20 @@ class ToolCallParser:
         self.calls += 0 if self._silent else 1
         self._state = "close"
         return True
+
+
+def _message_so_far(held: str) -> str:
+    """The decodable start of the no-action message, so that a text answer streams."""
+    match = _MESSAGE_SO_FAR.match(held)
+    if not match:
+        return ""
+    raw = match.group(1)
+    while _UNFINISHED_ESCAPE.search(raw):  # a surrogate pair's first half waits for its second
+        raw = _UNFINISHED_ESCAPE.sub("", raw)
+    try:
+        return json.loads(f'"{raw}"', strict=False)
+    except ValueError:
+        return ""
 
 
 def _message(arguments: Any) -> str:
@@ -155,7 +181,7 @@ def find_calls(text: str, names: set[str], regexes: list[str] | None = None,
     for pattern in regexes or []:
         for match in re.finditer(pattern, text, re.DOTALL):
             groups = match.groupdict()
-            if groups.get("name") in names:
+            if isinstance(groups.get("name"), str) and groups["name"] in names:
                 found.append((groups["name"], canonical_arguments(groups.get("arguments") or "{}")))
     if found:
         return found
@@ -171,7 +197,7 @@ def find_calls(text: str, names: set[str], regexes: list[str] | None = None,
             position = start + 1
             continue
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, dict) and item.get(name_key) in names:
+            if isinstance(item, dict) and isinstance(item.get(name_key), str) and item[name_key] in names:
                 arguments = item.get(arguments_key, {})
                 found.append((item[name_key], arguments if isinstance(arguments, str) else
                               json.dumps(arguments, ensure_ascii=False)))

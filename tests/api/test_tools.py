@@ -72,9 +72,10 @@ MODELS = [
                                "response_regex": [r"CALL (?P<name>\w+) (?P<arguments>\{.*?\})"]},
           function=examples('CALL UserDetail {"name": "Tom", "age": 30}', 'CALL UserDetail {"name": "Ann", "age": 41}')),
     # Templates that report what they were given, by failing with it.
-    model("gemma-knows-tools", chat=(
+    {**model("gemma-knows-tools", chat=(
         "{% if tools %}{{ raise_exception('tools: ' ~ (tools | map(attribute='function') | map(attribute='name')"
-        " | join(','))) }}{% endif %}" + TRANSCRIPT)),
+        " | join(',')) ~ ' / system: ' ~ messages[0].content) }}{% endif %}" + TRANSCRIPT)),
+     "system_prompt": "Be brief."},
     model("gemma-probe", settings={
         "no_action_function_name": "reply",
         "prompt": "{{ raise_exception('prompt: ' ~ (tools | map(attribute='name') | join(',')) ~ ' / ' ~ no_action) }}"}),
@@ -146,12 +147,12 @@ def test_tool_choice_naming_a_function_calls_that_one(tools_server):
 def test_auto_can_answer_in_text_or_call(tools_server):
     client = tools_server.client()
     text = client.chat.completions.create(model="gemma", messages=ask("What is the capital of France?"),
-                                          tools=[WEATHER_TOOL], tool_choice="auto", temperature=0)
+                                          tools=[WEATHER_TOOL], tool_choice="auto", temperature=0, seed=1)
     assert text.choices[0].finish_reason == "stop"
     assert text.choices[0].message.tool_calls is None
     assert text.choices[0].message.content.strip()
     call = client.chat.completions.create(model="gemma", messages=ask("Extract Jason is 25 years old"),
-                                          tools=[USER_TOOL], temperature=0)  # auto is the default
+                                          tools=[USER_TOOL], temperature=0, seed=1)  # auto is the default
     assert call.choices[0].finish_reason == "tool_calls"
     assert arguments_of(call.choices[0].message.tool_calls[0], USER_DETAIL) == {"name": "Jason", "age": 25}
 
@@ -165,8 +166,9 @@ def test_none_means_plain_text(tools_server):
 
 def test_streamed_tool_calls_assemble_into_the_same_calls(tools_server):
     client = tools_server.client()
+    # Seeded, so that both are decoded afresh (a reused cached prefix can change the last bits).
     request = dict(model="gemma", messages=ask("Extract Jason is 25 years old"), tools=[USER_TOOL, WEATHER_TOOL],
-                   tool_choice="required", temperature=0)
+                   tool_choice="required", temperature=0, seed=3)
     plain = client.chat.completions.create(**request).choices[0]
     with client.chat.completions.stream(**request) as stream:
         for _ in stream:
@@ -289,10 +291,40 @@ def test_grammar_off_reads_calls_the_model_writes(tools_server):
         assert arguments_of(choice.message.tool_calls[0], USER_DETAIL) == {"name": "Jason", "age": 25}
 
 
+def test_auto_text_answers_stream_as_they_are_written(tools_server):
+    body = {"model": "gemma", "messages": ask("What is the capital of France?"), "tools": [WEATHER_TOOL],
+            "temperature": 0, "seed": 1, "stream": True}
+    chunks = [json.loads(e) for e in sse_events(tools_server.post("/v1/chat/completions", json=body))[:-1]]
+    texts = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"][0]["delta"].get("content")]
+    assert len(texts) > 2, texts
+    assert chunks[0]["choices"][0]["delta"]["content"] is None  # with tools, content starts as null
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_schema_corners(tools_server):
+    client = tools_server.client()
+    loose = {"type": "object", "properties": {"any": True, "list": {"type": "array", "items": True, "maxItems": 2}},
+             "required": ["any", "list"]}
+    reply = client.chat.completions.create(model="gemma", messages=ask("Give me anything."), tools=[tool("Loose", loose)],
+                                           tool_choice="required", temperature=0, max_tokens=60)
+    if reply.choices[0].finish_reason == "tool_calls":
+        arguments_of(reply.choices[0].message.tool_calls[0], loose)
+    # With tools given, function_call (legacy) does not turn them off.
+    mixed = tools_server.post("/v1/chat/completions", json={
+        "model": "gemma", "messages": ask("Extract Jason is 25 years old"), "tools": [USER_TOOL],
+        "function_call": "auto", "tool_choice": "required", "temperature": 0}).json()
+    assert mixed["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "UserDetail"
+    # A model without a grammar takes keywords that only a grammar could not enforce.
+    bounded = tool("UserDetail", {**USER_DETAIL, "properties": {**USER_DETAIL["properties"],
+                                                                "age": {"type": "integer", "minimum": 0}}})
+    free = client.chat.completions.create(model="gemma-free", messages=ask("Extract Jason is 25"), tools=[bounded])
+    assert free.choices[0].finish_reason == "tool_calls"
+
+
 def test_templates_and_prompts_are_given_the_tools(tools_server):
     body = {"model": "gemma-knows-tools", "messages": ask("hi"), "tools": [USER_TOOL, WEATHER_TOOL]}
     error = assert_error(tools_server.post("/v1/chat/completions", json=body), 400)
-    assert "tools: UserDetail,get_weather,answer" in error["message"]
+    assert "tools: UserDetail,get_weather,answer / system: Be brief." in error["message"]
     assert tools_server.post("/v1/chat/completions", json={**body, "tools": None}).status_code == 200
     error = assert_error(tools_server.post("/v1/chat/completions", json={**body, "model": "gemma-probe"}), 400)
     assert "prompt: UserDetail,get_weather / reply" in error["message"]
@@ -341,6 +373,10 @@ INVALID = [
     ("not keyword", {"tools": [tool("T", {"type": "object", "properties": {"a": {"not": {"type": "string"}}}})]},
      "tools[0].function.parameters"),
     ("root not an object", {"tools": [tool("T", {"type": "string"})]}, "tools[0].function.parameters"),
+    ("root without a type", {"tools": [tool("T", {"anyOf": [{"type": "string"}, {"type": "object"}]})]},
+     "tools[0].function.parameters"),
+    ("false schema", {"tools": [tool("T", {"type": "object", "properties": {"a": False}})]},
+     "tools[0].function.parameters"),
     ("remote ref", {"tools": [tool("T", {"type": "object", "properties": {"a": {"$ref": "https://example.com/a.json"}}})]},
      "tools[0].function.parameters"),
     ("dangling ref", {"tools": [tool("T", {"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}})]},

@@ -31,7 +31,7 @@ def test_a_list_of_calls_reads_the_same_in_any_chunking(step):
             arguments[event.call] = arguments.get(event.call, "") + event.text
     assert json.loads(arguments[0]) == {"name": 'Ja"{son', "age": 25, "x": [1, {"a": "]"}]}
     assert arguments[1] == "{}"
-    assert [e.text for e in events if e.kind == "text"] == ["Hi é there"]
+    assert "".join(e.text for e in events if e.kind == "text") == "Hi é there"
     assert parser.complete and parser.calls == 2
 
 
@@ -68,3 +68,31 @@ def test_a_shaper_without_grammar_answers_text_when_no_call_is_found():
     assert shaper.feed("just ") == [] and shaper.feed("words") == []
     assert shaper.finish() == [{"type": "text", "index": 0, "text": "just words"}]
     assert shaper.calls == 0
+
+
+def test_free_text_with_odd_names_is_text_not_a_crash():
+    assert find_calls('{"name": ["X"], "arguments": {}} {"name": {"a": 1}}', {"X"}) == []
+
+
+def test_the_no_action_message_streams_and_survives_truncation():
+    text = '{"name": "answer", "arguments": {"message": "Hi \\"you\\" \\u00e9 \\ud83d\\ude00 done"}}'
+    for step in (1, 2, 5):
+        parser = ToolCallParser(parallel=False, no_action="answer")
+        pieces = [e.text for e in run(parser, text, step) if e.kind == "text"]
+        assert "".join(pieces) == 'Hi "you" é 😀 done' and len(pieces) > 1
+    cut = ToolCallParser(parallel=False, no_action="answer")
+    assert [e.text for e in cut.feed('{"name": "answer", "arguments": {"message": "cut of')] == ["cut of"]
+
+
+def test_templates_that_know_tools_get_openai_shaped_history():
+    from localhost_ai.backends.llama_tools import messages_for_template
+
+    messages = messages_for_template([
+        {"role": "assistant", "content": "ok", "tool_calls": None},
+        {"role": "assistant", "content": None, "function_call": {"name": "F", "arguments": '{"a": 1}'}},
+        {"role": "function", "name": "F", "content": "42"},
+    ])
+    assert "tool_calls" not in messages[0]
+    assert "content" not in messages[1]
+    assert messages[1]["tool_calls"][0]["function"] == {"name": "F", "arguments": {"a": 1}}
+    assert messages[2]["role"] == "tool" and messages[2]["tool_call_id"] == messages[1]["tool_calls"][0]["id"]
