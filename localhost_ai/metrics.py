@@ -12,6 +12,8 @@ LATENCY = Histogram("localhost_ai_request_duration_seconds", "Time to answer an 
                     ["endpoint"], registry=REGISTRY,
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
 PROMPT_TOKENS = Counter("localhost_ai_prompt_tokens", "Prompt tokens processed", ["model"], registry=REGISTRY)
+CACHED_PROMPT_TOKENS = Counter("localhost_ai_prompt_tokens_cached", "Prompt tokens found in a cached prefix",
+                               ["model"], registry=REGISTRY)
 GENERATED_TOKENS = Counter("localhost_ai_generated_tokens", "Tokens generated", ["model"], registry=REGISTRY)
 QUEUE_LENGTH = Gauge("localhost_ai_queue_length", "Calls waiting for a model (loading or behind others)",
                      ["model"], registry=REGISTRY)

@@ -31,7 +31,7 @@ async def _model_name(request: web.Request) -> str:
 
 async def monitor(request: web.Request) -> web.Response:
     name = await _model_name(request)
-    return web.json_response(request.app[MANAGER].status(name))
+    return web.json_response(await request.app[MANAGER].live_status(name))
 
 
 async def shutdown(request: web.Request) -> web.Response:

@@ -58,6 +58,7 @@ class Result:
     calls: dict[int, list[dict[str, str]]] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int | None = None
 
     def take(self, piece: dict[str, Any]) -> None:
         kind = piece["type"]
@@ -73,10 +74,14 @@ class Result:
         elif kind == "usage":
             self.prompt_tokens = piece["prompt_tokens"]
             self.completion_tokens = piece["completion_tokens"]
+            self.cached_tokens = piece.get("cached_tokens")
 
     @property
-    def usage(self) -> dict[str, int]:
-        return usage(self.prompt_tokens, self.completion_tokens)
+    def usage(self) -> dict[str, Any]:
+        counts: dict[str, Any] = usage(self.prompt_tokens, self.completion_tokens)
+        if self.cached_tokens is not None:  # as OpenAI reports prompt caching
+            counts["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return counts
 
 
 async def generate(request: web.Request, config: ModelConfig, op: str, payload: dict[str, Any]) -> Result:

@@ -64,6 +64,10 @@ class Backend:
     def load(self) -> None:
         raise NotImplementedError
 
+    def stats(self) -> dict[str, Any]:
+        """Figures about the loaded model's work, shown by /backend/monitor."""
+        return {}
+
     def close(self) -> None:
         """Free what load() took; the default relies on garbage collection."""
 

@@ -44,6 +44,7 @@ class ModelConfig:
     mmap: bool = True
     embeddings: bool = False
     parallel: int | None = None
+    prefill_chunk: int | None = None
     stopwords: tuple[str, ...] = ()
     system_prompt: str | None = None
     templates: dict[str, str] = field(default_factory=dict)
@@ -73,6 +74,7 @@ class ModelConfig:
             "mmap": self.mmap,
             "embeddings": self.embeddings,
             "parallel": self.parallel,
+            "prefill_chunk": self.prefill_chunk,
             "stopwords": list(self.stopwords),
             "system_prompt": self.system_prompt,
             "templates": dict(self.templates),
@@ -173,6 +175,7 @@ def load_yaml_config(path: Path, models_root: Path, backends: list[str]) -> Mode
         mmap=data.get("mmap", True),
         embeddings=bool(data.get("embeddings", False)),
         parallel=data.get("parallel"),
+        prefill_chunk=data.get("prefill_chunk"),
         stopwords=tuple(data.get("stopwords") or ()),
         system_prompt=data.get("system_prompt"),
         templates=templates,

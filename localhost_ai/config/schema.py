@@ -43,7 +43,8 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
             "mmap": {"type": "boolean"},
             "mmlock": {"type": "boolean"},
             "embeddings": {"type": "boolean"},
-            "parallel": {"type": "integer", "minimum": 1, "maximum": 256},
+            "parallel": {"type": "integer", "minimum": 1, "maximum": 64},
+            "prefill_chunk": {"type": "integer", "minimum": 16, "maximum": 4096},
             "stopwords": _STRINGS,
             "system_prompt": {"type": "string"},
             "template": {

@@ -80,6 +80,19 @@ class ModelManager:
             "concurrency": worker.concurrency,
         }
 
+    async def live_status(self, name: str) -> dict[str, Any]:
+        """status(), plus the figures a ready worker reports of its work (`engine`)."""
+        status = self.status(name)
+        worker = self._workers.get(name)
+        if worker is not None and worker.state == "ready":
+            try:
+                stats = (await worker.ping(2.0)).get("stats")
+            except (asyncio.TimeoutError, ConnectionError):
+                stats = None
+            if stats:
+                status["engine"] = stats
+        return status
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
@@ -266,4 +279,5 @@ async def _counted(name: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[Pie
         if piece.get("type") == "usage":
             metrics.PROMPT_TOKENS.labels(name).inc(piece.get("prompt_tokens", 0))
             metrics.GENERATED_TOKENS.labels(name).inc(piece.get("completion_tokens", 0))
+            metrics.CACHED_PROMPT_TOKENS.labels(name).inc(piece.get("cached_tokens", 0))
         yield piece

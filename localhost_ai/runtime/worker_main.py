@@ -73,7 +73,9 @@ class Worker:
             elif op == "ping":
                 now = time.monotonic()
                 stalled = max((now - c.last_beat for c in list(self.running.values())), default=0.0)
-                self.send({"type": "pong", "id": message["id"], "running": len(self.running), "stalled_for": stalled})
+                stats = self.backend.stats() if self.backend is not None else {}
+                self.send({"type": "pong", "id": message["id"], "running": len(self.running), "stalled_for": stalled,
+                           "stats": stats})
             elif op == "shutdown":
                 self.shutdown()
                 return

@@ -145,6 +145,8 @@ def test_a_failed_load_reaches_every_waiting_request_and_is_retried(models_dir, 
 
 
 def test_a_full_queue_answers_429_with_retry_after(models_dir, make_server):
+    with (models_dir / "gemma.yaml").open("a") as config:
+        config.write("parallel: 1\n")  # one running call, so that the next one queues
     server = make_server(models_dir, "--max-queue", "1")
     assert complete(server).status_code == 200
     with requests.post(server.url + "/v1/completions", json={"model": "gemma", **LONG, "stream": True},

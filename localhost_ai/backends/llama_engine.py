@@ -1,0 +1,269 @@
+"""Continuous batching: many sequences decoded together in one llama.cpp context.
+
+One thread owns the context.  Each step it builds one batch: the next token of every
+sequence that is generating, plus at most `chunk` prompt tokens of sequences still
+being read (so a long prompt delays the others by one chunk's work per step, not by
+its whole length), decodes it with one `llama_decode`, and samples every sequence
+that has new logits with that sequence's own sampler.  The tokens go back to the
+callers' threads, which turn them into text.
+
+Each sequence id is a slot; the slots share one KV cache of `context_per_slot` cells per
+slot.  A finished slot keeps its cells: a new prompt that starts like one of them reuses
+that prefix.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sequence:
+    """One generation: the prompt's tokens in, sampled tokens out on `output` as
+    ("token", id), then ("end", "stop" | "length") or ("error", exception)."""
+
+    tokens: list[int]
+    sampler: Any
+    budget: int
+    control: Any  # CallControl: set when the caller has gone
+    reuse: bool = True
+    output: "queue.Queue[tuple[str, Any]]" = field(default_factory=queue.Queue)
+    stopped: bool = False  # the caller has what it wants (a stop word)
+    cached: int = 0  # prompt tokens found in the slot's cells
+    slot: "Slot | None" = None
+    position: int = 0  # tokens in the KV cells
+    pending: int | None = None  # sampled, to be decoded next step
+    generated: int = 0
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@dataclass
+class Slot:
+    seq_id: int
+    cells: list[int] = field(default_factory=list)  # the tokens its KV cells hold
+    sequence: Sequence | None = None
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class EngineStats:
+    steps: int = 0
+    prompt_tokens: int = 0  # prompt tokens the requests brought
+    prompt_tokens_evaluated: int = 0  # of those, how many were decoded (the rest reused)
+    tokens_generated: int = 0
+    max_prompt_tokens_in_step: int = 0
+    max_sequences_in_step: int = 0
+    steps_with_prompt_and_generation: int = 0  # a prompt chunk read alongside others' next tokens
+
+
+class Engine:
+    def __init__(self, llama_cpp: Any, model: Any, context_per_slot: int, slots: int, threads: int | None,
+                 chunk: int) -> None:
+        self.lib = llama_cpp
+        self.chunk = chunk
+        self.context_per_slot = context_per_slot
+        self.batch_size = chunk + slots
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = context_per_slot * slots
+        params.n_seq_max = slots
+        params.n_batch = params.n_ubatch = self.batch_size
+        params.kv_unified = True
+        params.swa_full = True  # so that a slot's cells can be cut back to a shared prefix
+        if threads:
+            params.n_threads = params.n_threads_batch = threads
+        self.ctx = llama_cpp.llama_init_from_model(model, params)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create a context for continuous batching")
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.batch = llama_cpp.llama_batch_init(self.batch_size, 0, 1)
+        self.slots = [Slot(i) for i in range(slots)]
+        self.incoming: collections.deque[Sequence] = collections.deque()
+        self.active: list[Sequence] = []  # in order of admission
+        self.stats = EngineStats()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="llama-engine", daemon=True)
+        self._thread.start()
+
+    # -- the callers' side ---------------------------------------------------------
+
+    def submit(self, sequence: Sequence) -> None:
+        with self._wake:
+            self.incoming.append(sequence)
+            self._wake.notify()
+
+    def snapshot(self) -> dict[str, Any]:
+        stats = self.stats
+        return {
+            "slots": len(self.slots),
+            "active": len(self.active),
+            "waiting": len(self.incoming),
+            "context_per_slot": self.context_per_slot,
+            "prefill_chunk": self.chunk,
+            "steps": stats.steps,
+            "prompt_tokens": stats.prompt_tokens,
+            "prompt_tokens_evaluated": stats.prompt_tokens_evaluated,
+            "prompt_tokens_reused": stats.prompt_tokens - stats.prompt_tokens_evaluated,
+            "tokens_generated": stats.tokens_generated,
+            "max_prompt_tokens_in_step": stats.max_prompt_tokens_in_step,
+            "max_sequences_in_step": stats.max_sequences_in_step,
+            "steps_with_prompt_and_generation": stats.steps_with_prompt_and_generation,
+        }
+
+    def close(self) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join(timeout=30)
+        for sequence in list(self.incoming) + self.active:
+            sequence.output.put(("error", RuntimeError("the model is unloading")))
+        self.lib.llama_batch_free(self.batch)
+        self.lib.llama_free(self.ctx)
+        self.ctx = None
+
+    # -- the engine thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closing and not self.active and not self.incoming:
+                    self._wake.wait()
+                if self._closing:
+                    return
+                self._admit()
+            try:
+                self._step()
+            except Exception as exc:  # a failed decode fails the sequences in it, not the worker
+                log.exception("decoding step failed")
+                for sequence in list(self.active):
+                    self._finish(sequence, exc)
+                for slot in self.slots:  # what the cells hold is no longer known
+                    self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, 0, -1)
+                    slot.cells = []
+
+    def _admit(self) -> None:
+        """Free slots take waiting sequences in arrival order; each goes to the free slot
+        holding the longest prefix of its prompt."""
+        while self.incoming:
+            free = [slot for slot in self.slots if slot.sequence is None]
+            if not free:
+                return
+            sequence = self.incoming.popleft()
+            if sequence.control.is_set():
+                sequence.output.put(("end", "stop"))
+                continue
+            if sequence.reuse:
+                slot = max(free, key=lambda s: common_prefix(s.cells, sequence.tokens))
+                # At least the last prompt token is decoded, so that its logits are fresh.
+                keep = min(common_prefix(slot.cells, sequence.tokens), len(sequence.tokens) - 1)
+            else:
+                slot = min(free, key=lambda s: len(s.cells))
+                keep = 0
+            if not self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, keep, -1):
+                # A recurrent model's state cannot be cut back to a prefix: start afresh.
+                self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, 0, -1)
+                keep = 0
+            slot.cells = slot.cells[:keep]
+            slot.sequence = sequence
+            sequence.slot = slot
+            sequence.position = sequence.cached = keep
+            self.stats.prompt_tokens += len(sequence.tokens)
+            self.active.append(sequence)
+
+    def _add(self, n: int, token: int, position: int, seq_id: int, logits: bool) -> None:
+        batch = self.batch
+        batch.token[n] = token
+        batch.pos[n] = position
+        batch.n_seq_id[n] = 1
+        batch.seq_id[n][0] = seq_id
+        batch.logits[n] = logits
+
+    def _step(self) -> None:
+        """One decode: first one prompt chunk (the oldest sequence still reading its
+        prompt), then the next token of every generating sequence.  llama.cpp's results
+        for a prompt depend on what precedes it in a batch; a prompt at the head of the
+        batch, alone, reads as it would in a batch of its own."""
+        for sequence in list(self.active):
+            if sequence.stopped or sequence.control.is_set():
+                self._finish(sequence, "stop")
+        n = 0
+        sampled: list[tuple[Sequence, int]] = []
+        reading = next((s for s in self.active if not s.generated and s.pending is None
+                        and s.position < len(s.tokens)), None)
+        prompt_tokens = 0
+        if reading is not None:
+            left = len(reading.tokens) - reading.position
+            prompt_tokens = min(left, self.chunk)
+            for i in range(prompt_tokens):
+                last = i == prompt_tokens - 1 and prompt_tokens == left
+                self._add(n, reading.tokens[reading.position + i], reading.position + i, reading.slot.seq_id, last)
+                if last:
+                    sampled.append((reading, n))
+                n += 1
+            reading.slot.cells.extend(reading.tokens[reading.position:reading.position + prompt_tokens])
+            reading.position += prompt_tokens
+            self.stats.prompt_tokens_evaluated += prompt_tokens
+        generating = 0
+        for sequence in self.active:
+            if sequence.pending is not None:  # generating: its last token
+                self._add(n, sequence.pending, sequence.position, sequence.slot.seq_id, True)
+                sequence.slot.cells.append(sequence.pending)
+                sequence.position += 1
+                sequence.pending = None
+                sampled.append((sequence, n))
+                n += 1
+                generating += 1
+        if n == 0:
+            return
+        self.batch.n_tokens = n
+        result = self.lib.llama_decode(self.ctx, self.batch)
+        if result != 0:
+            raise RuntimeError(f"llama_decode failed ({result})")
+        stats = self.stats
+        stats.steps += 1
+        stats.max_prompt_tokens_in_step = max(stats.max_prompt_tokens_in_step, prompt_tokens)
+        stats.max_sequences_in_step = max(stats.max_sequences_in_step, len(self.active))
+        if generating and prompt_tokens:
+            stats.steps_with_prompt_and_generation += 1
+        vocab = self.lib.llama_model_get_vocab(self.lib.llama_get_model(self.ctx))
+        for sequence in self.active:
+            sequence.control.beat()
+        for sequence, index in sampled:
+            token = sequence.sampler.sample(self.ctx, index)
+            if self.lib.llama_vocab_is_eog(vocab, token):
+                self._finish(sequence, "stop")
+                continue
+            sequence.generated += 1
+            stats.tokens_generated += 1
+            sequence.output.put(("token", token))
+            if sequence.generated >= sequence.budget:
+                self._finish(sequence, "length")
+            else:
+                sequence.pending = token
+
+    def _finish(self, sequence: Sequence, outcome: str | BaseException) -> None:
+        if sequence in self.active:
+            self.active.remove(sequence)
+        if sequence.slot is not None:
+            sequence.slot.sequence = None
+        if isinstance(outcome, BaseException):
+            sequence.output.put(("error", outcome))
+        else:
+            sequence.output.put(("end", outcome))
