@@ -147,10 +147,11 @@ class Engine:
                     self._wake.wait()
                 if self._closing:
                     return
-                self._admit()
             try:
+                with self._wake:
+                    self._admit()
                 self._step()
-            except Exception as exc:  # a failed decode fails the sequences in it, not the worker
+            except Exception as exc:  # a failed step fails the sequences in it, not the worker
                 log.exception("decoding step failed")
                 for sequence in list(self.active):
                     self._finish(sequence, exc)
