@@ -7,9 +7,9 @@ its whole length), decodes it with one `llama_decode`, and samples every sequenc
 that has new logits with that sequence's own sampler.  The tokens go back to the
 callers' threads, which turn them into text.
 
-Each sequence id is a slot; the slots share one KV cache of `context_per_slot` cells per
-slot.  A finished slot keeps its cells: a new prompt that starts like one of them reuses
-that prefix.
+Each sequence id is a slot with its own KV stream of `context_per_slot` cells.  A
+finished slot keeps its cells: a new prompt that starts like one of them reuses that
+prefix.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Engine:
         params.n_ctx = context_per_slot * slots
         params.n_seq_max = slots
         params.n_batch = params.n_ubatch = self.batch_size
-        params.kv_unified = True
+        params.kv_unified = False  # a KV stream per slot: a sequence's cells do not depend on the others'
         params.swa_full = True  # so that a slot's cells can be cut back to a shared prefix
         if threads:
             params.n_threads = params.n_threads_batch = threads
@@ -104,8 +104,14 @@ class Engine:
 
     # -- the callers' side ---------------------------------------------------------
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def submit(self, sequence: Sequence) -> None:
         with self._wake:
+            if self._closing or not self.alive:
+                raise RuntimeError("the model is unloading")
             self.incoming.append(sequence)
             self._wake.notify()
 
@@ -131,16 +137,31 @@ class Engine:
         with self._wake:
             self._closing = True
             self._wake.notify()
-        self._thread.join(timeout=30)
-        for sequence in list(self.incoming) + self.active:
-            sequence.output.put(("error", RuntimeError("the model is unloading")))
+        self._thread.join(timeout=120)
+        if self._thread.is_alive():  # a step still running uses the context: leave it to the exit
+            log.warning("the decoding thread did not stop; its context is not freed")
+            return
+        self._fail_all(RuntimeError("the model is unloading"))
         self.lib.llama_batch_free(self.batch)
         self.lib.llama_free(self.ctx)
         self.ctx = None
 
+    def _fail_all(self, error: BaseException) -> None:
+        with self._wake:
+            waiting, self.incoming = list(self.incoming), collections.deque()
+        for sequence in waiting + list(self.active):
+            self._finish(sequence, error)
+
     # -- the engine thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # nothing may wait on a thread that is gone
+            log.exception("the decoding thread stopped")
+            self._fail_all(RuntimeError(f"the decoding thread stopped: {exc}"))
+
+    def _loop(self) -> None:
         while True:
             with self._wake:
                 while not self._closing and not self.active and not self.incoming:
@@ -170,23 +191,32 @@ class Engine:
             if sequence.control.is_set():
                 sequence.output.put(("end", "stop"))
                 continue
-            if sequence.reuse:
-                slot = max(free, key=lambda s: common_prefix(s.cells, sequence.tokens))
-                # At least the last prompt token is decoded, so that its logits are fresh.
-                keep = min(common_prefix(slot.cells, sequence.tokens), len(sequence.tokens) - 1)
-            else:
-                slot = min(free, key=lambda s: len(s.cells))
-                keep = 0
-            if not self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, keep, -1):
-                # A recurrent model's state cannot be cut back to a prefix: start afresh.
-                self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, 0, -1)
-                keep = 0
-            slot.cells = slot.cells[:keep]
-            slot.sequence = sequence
-            sequence.slot = slot
-            sequence.position = sequence.cached = keep
-            self.stats.prompt_tokens += len(sequence.tokens)
-            self.active.append(sequence)
+            try:
+                self._place(sequence, free)
+            except Exception as exc:
+                log.exception("admitting a sequence failed")
+                self._finish(sequence, exc)
+
+    def _place(self, sequence: Sequence, free: list[Slot]) -> None:
+        """Give the sequence a free slot, cut back to the prefix it shares with the prompt."""
+        if sequence.reuse:
+            # The longest shared prefix; on a tie, the slot with least to lose.
+            slot = max(free, key=lambda s: (common_prefix(s.cells, sequence.tokens), -len(s.cells)))
+            # At least the last prompt token is decoded, so that its logits are fresh.
+            keep = max(0, min(common_prefix(slot.cells, sequence.tokens), len(sequence.tokens) - 1))
+        else:
+            slot = min(free, key=lambda s: len(s.cells))
+            keep = 0
+        if not self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, keep, -1):
+            # A recurrent model's state cannot be cut back to a prefix: start afresh.
+            self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, 0, -1)
+            keep = 0
+        slot.cells = slot.cells[:keep]
+        slot.sequence = sequence
+        sequence.slot = slot
+        sequence.position = sequence.cached = keep
+        self.stats.prompt_tokens += len(sequence.tokens)
+        self.active.append(sequence)
 
     def _add(self, n: int, token: int, position: int, seq_id: int, logits: bool) -> None:
         batch = self.batch
@@ -197,17 +227,25 @@ class Engine:
         batch.logits[n] = logits
 
     def _step(self) -> None:
-        """One decode: first one prompt chunk (the oldest sequence still reading its
-        prompt), then the next token of every generating sequence.  llama.cpp's results
-        for a prompt depend on what precedes it in a batch; a prompt at the head of the
-        batch, alone, reads as it would in a batch of its own."""
+        """One decode: the next token of every generating sequence, then one prompt chunk
+        (of the oldest sequence still reading its prompt).  llama.cpp's results for a
+        sequence depend on how a batch mixes sequences; laid out this way (and with a
+        KV stream per slot) they match what the sequence gets in a batch of its own."""
         for sequence in list(self.active):
             if sequence.stopped or sequence.control.is_set():
                 self._finish(sequence, "stop")
         n = 0
         sampled: list[tuple[Sequence, int]] = []
-        reading = next((s for s in self.active if not s.generated and s.pending is None
-                        and s.position < len(s.tokens)), None)
+        for sequence in self.active:
+            if sequence.pending is not None:  # generating: its last token
+                self._add(n, sequence.pending, sequence.position, sequence.slot.seq_id, True)
+                sequence.slot.cells.append(sequence.pending)
+                sequence.position += 1
+                sequence.pending = None
+                sampled.append((sequence, n))
+                n += 1
+        generating = n
+        reading = next((s for s in self.active if not s.generated and s.position < len(s.tokens)), None)
         prompt_tokens = 0
         if reading is not None:
             left = len(reading.tokens) - reading.position
@@ -221,16 +259,6 @@ class Engine:
             reading.slot.cells.extend(reading.tokens[reading.position:reading.position + prompt_tokens])
             reading.position += prompt_tokens
             self.stats.prompt_tokens_evaluated += prompt_tokens
-        generating = 0
-        for sequence in self.active:
-            if sequence.pending is not None:  # generating: its last token
-                self._add(n, sequence.pending, sequence.position, sequence.slot.seq_id, True)
-                sequence.slot.cells.append(sequence.pending)
-                sequence.position += 1
-                sequence.pending = None
-                sampled.append((sequence, n))
-                n += 1
-                generating += 1
         if n == 0:
             return
         self.batch.n_tokens = n
@@ -247,7 +275,12 @@ class Engine:
         for sequence in self.active:
             sequence.control.beat()
         for sequence, index in sampled:
-            token = sequence.sampler.sample(self.ctx, index)
+            try:
+                token = sequence.sampler.sample(self.ctx, index)
+            except Exception as exc:  # one sequence's sampler: that sequence fails, not the others
+                log.exception("sampling failed")
+                self._finish(sequence, exc)
+                continue
             if self.lib.llama_vocab_is_eog(vocab, token):
                 self._finish(sequence, "stop")
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import queue
 import random
 from typing import Any, Callable, Generator, Iterator
 
@@ -270,6 +271,8 @@ class LlamaCppBackend(Backend):
         if grammar is not None:
             stops = []
         tokenized = [self._tokenize(p) for p in prompts]
+        if not all(tokenized):
+            raise InvalidRequest("The prompt is empty.", param="prompt", code="empty_prompt")
         budgets = [self._budget(len(t), payload.get("max_tokens")) for t in tokenized]
         prompt_tokens = sum(len(t) for t in tokenized)
         completion_tokens = cached_tokens = 0
@@ -288,7 +291,7 @@ class LlamaCppBackend(Backend):
                         break
                     yield from shape.feed(piece["text"]) if shape else [piece]
                 completion_tokens += produced
-                cached_tokens += cached
+                cached_tokens += cached if copy == 0 else 0  # later copies reuse the first
                 if cancel.is_set():
                     log.info("model %s: cancelled after %d tokens", self.config["name"], produced)
                     return
@@ -300,6 +303,15 @@ class LlamaCppBackend(Backend):
                 yield {"type": "finish", "index": index, "finish_reason": finish}
         yield {"type": "usage", "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                "cached_tokens": cached_tokens}
+
+    def _next(self, sequence: Any) -> tuple[str, Any]:
+        """The engine's next message for this sequence; an engine that has died says so."""
+        while True:
+            try:
+                return sequence.output.get(timeout=1.0)
+            except queue.Empty:
+                if not self.engine.alive:
+                    raise BackendError(f"Model '{self.config['name']}': the decoding thread has stopped.") from None
 
     def _sampler(self, sampling: dict[str, Any], seed: int, grammar: str | None) -> Any:
         from localhost_ai.backends.llama_sampler import GrammarError, Sampler  # numpy: not at server start
@@ -321,8 +333,9 @@ class LlamaCppBackend(Backend):
         grammar: str | None = None,
     ) -> Generator[Piece, None, tuple[int, str, int]]:
         """Generate one sequence in the engine; return (tokens produced, finish reason,
-        prompt tokens found cached).  A seeded request is decoded from scratch: reusing
-        cached cells changes the logits in the last bits, which can change a sampled token."""
+        prompt tokens found cached).  A seeded request reads its whole prompt afresh rather
+        than reuse cached cells (which shifts logits in the last bits); what else shares its
+        batches can still shift them, so repeats are likely, not certain."""
         from localhost_ai.backends.llama_engine import Sequence
 
         seed = sampling["seed"]
@@ -334,11 +347,15 @@ class LlamaCppBackend(Backend):
         produced = 0
         finish = "length"
         context = list(tokens)
-        self.engine.submit(sequence)
+        try:
+            self.engine.submit(sequence)
+        except RuntimeError as exc:
+            sampler.close()
+            raise BackendError(f"Model '{self.config['name']}': {exc}") from None
         ended = False
         try:
             while True:
-                kind, value = sequence.output.get()
+                kind, value = self._next(sequence)
                 ended = kind in ("end", "error")
                 if kind == "end":
                     finish = "stop" if matcher.stopped or value == "stop" else value
@@ -361,7 +378,10 @@ class LlamaCppBackend(Backend):
         finally:
             if not ended:  # the caller stopped reading: let the engine drop it first
                 sequence.stop()
-                while sequence.output.get()[0] not in ("end", "error"):
+                try:
+                    while self._next(sequence)[0] not in ("end", "error"):
+                        pass
+                except BackendError:
                     pass
             sampler.close()
         if not matcher.stopped:

@@ -87,7 +87,7 @@ class ModelManager:
         if worker is not None and worker.state == "ready":
             try:
                 stats = (await worker.ping(2.0)).get("stats")
-            except (asyncio.TimeoutError, ConnectionError):
+            except (asyncio.TimeoutError, ConnectionError, APIError):
                 stats = None
             if stats:
                 status["engine"] = stats
