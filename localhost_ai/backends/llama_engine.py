@@ -227,54 +227,59 @@ class Engine:
         batch.logits[n] = logits
 
     def _step(self) -> None:
-        """One decode: the next token of every generating sequence, then one prompt chunk
-        (of the oldest sequence still reading its prompt).  llama.cpp's results for a
-        sequence depend on how a batch mixes sequences; laid out this way (and with a
-        KV stream per slot) they match what the sequence gets in a batch of its own."""
+        """One step: the next token of every generating sequence in one decode, then one
+        prompt chunk (of the oldest sequence still reading its prompt) in a second.
+        llama.cpp's results for a sequence shift with how a batch mixes sequences; a
+        batch of one token per sequence, or of one sequence's prompt alone, reads as the
+        sequence would in a batch of its own."""
         for sequence in list(self.active):
             if sequence.stopped or sequence.control.is_set():
                 self._finish(sequence, "stop")
-        n = 0
-        sampled: list[tuple[Sequence, int]] = []
-        for sequence in self.active:
-            if sequence.pending is not None:  # generating: its last token
+        # In slot order: llama.cpp splits a batch whose sequences come out of order into
+        # several, which halved the speed once slots were reused in another order.
+        generating = sorted((s for s in self.active if s.pending is not None), key=lambda s: s.slot.seq_id)
+        reading = next((s for s in self.active if not s.generated and s.position < len(s.tokens)), None)
+        if not generating and reading is None:
+            return
+        if generating:
+            for n, sequence in enumerate(generating):
                 self._add(n, sequence.pending, sequence.position, sequence.slot.seq_id, True)
                 sequence.slot.cells.append(sequence.pending)
                 sequence.position += 1
                 sequence.pending = None
-                sampled.append((sequence, n))
-                n += 1
-        generating = n
-        reading = next((s for s in self.active if not s.generated and s.position < len(s.tokens)), None)
+            self._decode(len(generating))
+            self._sample([(sequence, n) for n, sequence in enumerate(generating)])
         prompt_tokens = 0
         if reading is not None:
             left = len(reading.tokens) - reading.position
             prompt_tokens = min(left, self.chunk)
             for i in range(prompt_tokens):
                 last = i == prompt_tokens - 1 and prompt_tokens == left
-                self._add(n, reading.tokens[reading.position + i], reading.position + i, reading.slot.seq_id, last)
-                if last:
-                    sampled.append((reading, n))
-                n += 1
+                self._add(i, reading.tokens[reading.position + i], reading.position + i, reading.slot.seq_id, last)
             reading.slot.cells.extend(reading.tokens[reading.position:reading.position + prompt_tokens])
             reading.position += prompt_tokens
             self.stats.prompt_tokens_evaluated += prompt_tokens
-        if n == 0:
-            return
+            self._decode(prompt_tokens)
+            if prompt_tokens == left:
+                self._sample([(reading, prompt_tokens - 1)])
+        stats = self.stats
+        stats.steps += 1
+        stats.max_prompt_tokens_in_step = max(stats.max_prompt_tokens_in_step, prompt_tokens)
+        stats.max_sequences_in_step = max(stats.max_sequences_in_step, len(generating) + (reading is not None))
+        if generating and prompt_tokens:
+            stats.steps_with_prompt_and_generation += 1
+        for sequence in self.active:
+            sequence.control.beat()
+
+    def _decode(self, n: int) -> None:
         self.batch.n_tokens = n
         result = self.lib.llama_decode(self.ctx, self.batch)
         if result != 0:
             raise RuntimeError(f"llama_decode failed ({result})")
-        stats = self.stats
-        stats.steps += 1
-        stats.max_prompt_tokens_in_step = max(stats.max_prompt_tokens_in_step, prompt_tokens)
-        stats.max_sequences_in_step = max(stats.max_sequences_in_step, len(self.active))
-        if generating and prompt_tokens:
-            stats.steps_with_prompt_and_generation += 1
+
+    def _sample(self, rows: list[tuple[Sequence, int]]) -> None:
         vocab = self.lib.llama_model_get_vocab(self.lib.llama_get_model(self.ctx))
-        for sequence in self.active:
-            sequence.control.beat()
-        for sequence, index in sampled:
+        for sequence, index in rows:
             try:
                 token = sequence.sampler.sample(self.ctx, index)
             except Exception as exc:  # one sequence's sampler: that sequence fails, not the others
@@ -285,7 +290,7 @@ class Engine:
                 self._finish(sequence, "stop")
                 continue
             sequence.generated += 1
-            stats.tokens_generated += 1
+            self.stats.tokens_generated += 1
             sequence.output.put(("token", token))
             if sequence.generated >= sequence.budget:
                 self._finish(sequence, "length")

@@ -82,13 +82,10 @@ def test_eight_concurrent_chats_each_get_their_own_answer(batch_server):
     after = engine(batch_server, "eight")
     assert after["slots"] == 8
     assert after["max_sequences_in_step"] >= 4, after  # they really were decoded together
-    same = 0
     for question, (text, finish, usage), single in zip(QUESTIONS, together, alone):
-        assert text.strip() and finish in ("stop", "length"), (question, text, finish)
-        same += text == single[0] and usage["completion_tokens"] == single[2]["completion_tokens"]
-    # llama.cpp's logits for a sequence shift in the last bits with what else is in its
-    # batch, which can turn a near tie the other way: most answers, not all, match.
-    assert same >= 6, [(t, s[0]) for (t, _, _), s in zip(together, alone)]
+        assert text == single[0], (question, text, single[0])
+        assert finish == single[1] and finish in ("stop", "length")
+        assert usage["completion_tokens"] == single[2]["completion_tokens"]
     answers = {q: t for q, (t, _, _) in zip(QUESTIONS, together)}
     assert "Paris" in answers["What is the capital of France?"]
     assert "Tokyo" in answers["What is the capital of Japan?"]
