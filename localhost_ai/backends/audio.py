@@ -6,7 +6,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from localhost_ai.errors import BackendError, InvalidRequest
+from localhost_ai.backends.optional import require
+from localhost_ai.errors import InvalidRequest
 
 SAMPLE_RATE = 16_000
 MAX_SECONDS = 4 * 3600  # decoding stops here: an upload cannot make the worker decode forever
@@ -15,12 +16,7 @@ MAX_SECONDS = 4 * 3600  # decoding stops here: an upload cannot make the worker 
 def decode_audio(data: bytes, filename: str = "") -> Any:
     """Any container FFmpeg reads (wav, mp3, ogg, flac, m4a, webm ...) from memory: the
     upload is never written anywhere and no command line is built from it."""
-    try:
-        import av
-        import numpy as np
-    except ImportError:
-        raise BackendError("Decoding audio needs PyAV: pip install 'localhost-ai[whisper]'",
-                           code="backend_not_installed") from None
+    av, np = require("Decoding audio", "whisper", "av", "numpy")
     if not data:
         raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
     chunks = []

@@ -9,6 +9,7 @@ import random
 from typing import Any, Iterator
 
 from localhost_ai.backends.base import IMAGE, Backend, CallControl, Piece, register
+from localhost_ai.backends.optional import require
 from localhost_ai.errors import BackendError, InvalidRequest
 
 SCHEDULERS = {
@@ -37,12 +38,7 @@ class DiffusersBackend(Backend):
 
     def load(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from the models folder only
-        try:
-            import diffusers
-            import torch
-        except ImportError:
-            raise BackendError("The diffusers backend needs its extra: pip install 'localhost-ai[images]'",
-                               code="backend_not_installed") from None
+        diffusers, torch = require("The diffusers backend", "images", "diffusers", "torch")
         self.torch = torch
         torch.set_num_threads(self.config.get("threads") or self.defaults.get("threads") or 1)
         path = self.config["model_path"]

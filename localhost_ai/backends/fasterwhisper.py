@@ -6,7 +6,8 @@ from typing import Any, Iterator
 
 from localhost_ai.backends.audio import decode_audio, segment, transcription_piece, whisper_request
 from localhost_ai.backends.base import TRANSCRIPTION, Backend, CallControl, Piece, register
-from localhost_ai.errors import BackendError, InvalidRequest
+from localhost_ai.backends.optional import require
+from localhost_ai.errors import InvalidRequest
 
 
 @register("faster-whisper")
@@ -16,13 +17,9 @@ class FasterWhisperBackend(Backend):
         return frozenset({TRANSCRIPTION})
 
     def load(self) -> None:
-        try:
-            from faster_whisper import WhisperModel
-        except ImportError:
-            raise BackendError("The faster-whisper backend needs its extra: pip install 'localhost-ai[whisper]'",
-                               code="backend_not_installed") from None
+        (faster_whisper,) = require("The faster-whisper backend", "whisper", "faster_whisper")
         parameters = self.config.get("parameters") or {}
-        self.model = WhisperModel(
+        self.model = faster_whisper.WhisperModel(
             self.config["model_path"],
             device="cpu",
             compute_type=parameters.get("compute_type") or "int8",

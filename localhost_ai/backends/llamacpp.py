@@ -8,10 +8,11 @@ import queue
 import random
 from typing import Any, Callable, Generator, Iterator
 
-from localhost_ai.backends.base import CHAT, COMPLETION, EDIT, EMBEDDINGS, Backend, CallControl, Piece, register
 from localhost_ai.backends import llama_tools
+from localhost_ai.backends.base import CHAT, COMPLETION, EDIT, EMBEDDINGS, Backend, CallControl, Piece, register
 from localhost_ai.backends.embedding_inputs import EmbeddingInputs
 from localhost_ai.backends.llama_tools import FunctionSettings, ToolUse
+from localhost_ai.backends.optional import require
 from localhost_ai.backends.stops import StopMatcher
 from localhost_ai.backends.tool_calls import CallShaper
 from localhost_ai.config.templates import (
@@ -47,17 +48,6 @@ _DEFAULTS = {
 }
 
 
-def _import_llama() -> Any:
-    try:
-        import llama_cpp
-    except ImportError:
-        raise BackendError(
-            "The llama-cpp backend needs llama-cpp-python: pip install 'localhost-ai[llama]'",
-            code="backend_not_installed",
-        ) from None
-    return llama_cpp
-
-
 @register("llama-cpp")
 class LlamaCppBackend(Backend):
     @classmethod
@@ -71,7 +61,7 @@ class LlamaCppBackend(Backend):
         return 1 if config.get("embeddings") else (config.get("parallel") or DEFAULT_PARALLEL)
 
     def load(self) -> None:
-        llama_cpp = _import_llama()
+        (llama_cpp,) = require("The llama-cpp backend", "llama", "llama_cpp")
         self._llama_cpp = llama_cpp
         self.n_ctx = self.config.get("context_size") or self.defaults.get("context_size") or 2048
         embeddings = bool(self.config.get("embeddings"))

@@ -6,7 +6,8 @@ from typing import Any, Iterator
 
 from localhost_ai.backends.audio import SAMPLE_RATE, decode_audio, segment, transcription_piece, whisper_request
 from localhost_ai.backends.base import TRANSCRIPTION, Backend, CallControl, Piece, register
-from localhost_ai.errors import BackendError, InvalidRequest
+from localhost_ai.backends.optional import require
+from localhost_ai.errors import InvalidRequest
 
 
 @register("whisper")
@@ -16,12 +17,7 @@ class OpenAIWhisperBackend(Backend):
         return frozenset({TRANSCRIPTION})
 
     def load(self) -> None:
-        try:
-            import torch
-            import whisper
-        except ImportError:
-            raise BackendError("The whisper backend needs its extra: pip install 'localhost-ai[whisper]'",
-                               code="backend_not_installed") from None
+        torch, whisper = require("The whisper backend", "whisper", "torch", "whisper")
         torch.set_num_threads(self.config.get("threads") or self.defaults.get("threads") or 1)
         self.model = whisper.load_model(self.config["model_path"], device="cpu")
         self.default_language = (self.config.get("parameters") or {}).get("language")

@@ -11,7 +11,7 @@ from typing import Any
 
 from localhost_ai.backends.base import EMBEDDINGS, RERANK, Backend, register
 from localhost_ai.backends.embedding_inputs import EmbeddingInputs
-from localhost_ai.errors import BackendError
+from localhost_ai.backends.optional import require
 
 DEFAULT_BATCH = 64
 DEFAULT_WAIT_MS = 5.0
@@ -33,21 +33,17 @@ class SentenceTransformersBackend(Backend):
         # Between batches torch's OpenMP threads would spin and take the cores the server
         # needs to answer the previous batch and gather the next (read when torch loads).
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        try:
-            import torch
-            from sentence_transformers import CrossEncoder, SentenceTransformer
-        except ImportError:
-            raise BackendError("The sentence-transformers backend needs its extra: "
-                               "pip install 'localhost-ai[embeddings]'", code="backend_not_installed") from None
+        torch, sentence_transformers = require("The sentence-transformers backend", "embeddings", "torch",
+                                               "sentence_transformers")
         self.torch = torch
         torch.set_num_threads(self.config.get("threads") or self.defaults.get("threads") or 1)
         path = self.config["model_path"]
         self.batch = self.config.get("batch_size") or DEFAULT_BATCH
         if is_reranker(self.config):
-            self.model = CrossEncoder(path, device="cpu")
+            self.model = sentence_transformers.CrossEncoder(path, device="cpu")
             self.identity = torch.nn.Identity()
         else:
-            self.model = SentenceTransformer(path, device="cpu")
+            self.model = sentence_transformers.SentenceTransformer(path, device="cpu")
             self.model.eval()
             self.inputs = EmbeddingInputs(
                 tokenize=lambda texts: self.model.tokenizer(texts, add_special_tokens=True)["input_ids"],
