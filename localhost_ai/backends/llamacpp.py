@@ -336,7 +336,6 @@ class LlamaCppBackend(Backend):
         matcher = StopMatcher(stops)
         produced = 0
         finish = "length"
-        context = list(tokens)
         try:
             self.engine.submit(sequence)
         except RuntimeError as exc:
@@ -355,8 +354,7 @@ class LlamaCppBackend(Backend):
                 if sequence.stopped:
                     continue  # tokens decoded before the engine saw the stop
                 produced += 1
-                piece = self.llm.detokenize([value], prev_tokens=context)
-                context.append(value)
+                piece = self.llm.detokenize([value])  # each token's bytes; the decoder joins them
                 text = matcher.feed(decoder.decode(piece))
                 if lstrip and text:
                     text = text.lstrip()
