@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,15 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import requests
+
+
+def sse_chunks(url: str, path: str, body: dict, timeout: float = 600) -> Iterator[dict]:
+    """The JSON chunks of a streamed response, as they arrive."""
+    with requests.post(url + path, json=body, stream=True, timeout=timeout) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith(b"data: ") and line != b"data: [DONE]":
+                yield json.loads(line[6:])
 
 
 @dataclass

@@ -12,7 +12,6 @@ extra: pip install 'llama-cpp-python[server]'."""
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from common import free_port, gemma_server
+from common import free_port, gemma_server, sse_chunks
 
 OPENINGS = [
     "Once upon a time, in a kingdom by the sea, there lived",
@@ -44,15 +43,10 @@ def one_stream(url: str, model: str, prompt: str, tokens: int) -> tuple[int, flo
     started = time.perf_counter()
     first = None
     count = 0
-    with requests.post(url + "/v1/completions", json=body, stream=True, timeout=600) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("choices") and chunk["choices"][0].get("text"):
-                first = first or time.perf_counter() - started
-                count += 1  # both servers send one token's text per chunk
+    for chunk in sse_chunks(url, "/v1/completions", body):
+        if chunk.get("choices") and chunk["choices"][0].get("text"):
+            first = first or time.perf_counter() - started
+            count += 1  # both servers send one token's text per chunk
     return count, first or 0.0, time.perf_counter() - started
 
 

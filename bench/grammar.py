@@ -10,11 +10,10 @@ own grammar support, which filters the whole vocabulary at every step."""
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
-from common import gemma_server
+from common import gemma_server, sse_chunks
 
 PROMPT = "A long description of the city of Paris, its history, its people, its food and its famous places:\n\n"
 SCHEMA = {
@@ -30,25 +29,18 @@ YAML = "context_size: 1024\nthreads: 2\ntemplate:\n  chat: \"{{ messages[-1].con
 
 
 def server_rate(url: str, tokens: int, constrained: bool) -> tuple[int, float]:
-    import requests
-
     body = {"model": "bench", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": tokens,
             "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
     if constrained:
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "city", "schema": SCHEMA}}
     first = last = None
     produced = 0
-    with requests.post(url + "/v1/chat/completions", json=body, stream=True, timeout=300) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                produced = chunk["usage"]["completion_tokens"]
-            elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                last = time.perf_counter()
-                first = first or last
+    for chunk in sse_chunks(url, "/v1/chat/completions", body, timeout=300):
+        if chunk.get("usage"):
+            produced = chunk["usage"]["completion_tokens"]
+        elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+            last = time.perf_counter()
+            first = first or last
     return produced, (produced - 1) / (last - first)
 
 
