@@ -11,7 +11,8 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY localhost_ai ./localhost_ai
-RUN pip install --no-cache-dir '.[demo]'
+# AVX2 rather than -march=native: llama.cpp's AMX kernels crash on Q4_K weights (README).
+RUN CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON" pip install --no-cache-dir '.[demo]'
 
 ENV MODELS_PATH=/models \
     ADDRESS=0.0.0.0:8080
