@@ -59,13 +59,13 @@ def _cmd_serve(args: argparse.Namespace, settings: settings_module.Settings) -> 
 
 
 def _cmd_models_list(args: argparse.Namespace, settings: settings_module.Settings) -> int:
-    from localhost_ai.registry import Registry, capabilities
+    from localhost_ai.registry import Registry
 
     registry = Registry(settings.models_path)
     registry.refresh(force=True)
     print("installed:")
     for config in registry.models():
-        print(f"  {config.name}\t{config.backend}\t{','.join(sorted(capabilities(config)))}\t{config.source.name}")
+        print(f"  {config.name}\t{config.backend}\t{','.join(sorted(config.capabilities))}\t{config.source.name}")
     for bad in registry.invalid():
         where = f" ({bad.field})" if bad.field else ""
         print(f"invalid: {bad.file}{where}: {bad.error}", file=sys.stderr)

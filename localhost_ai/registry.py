@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from localhost_ai.backends import backend_class, backend_names
+from localhost_ai.backends import backend_options
 from localhost_ai.config import ConfigError, ModelConfig, bare_weights_config, load_yaml_config
 from localhost_ai.config.model_config import YAML_SUFFIXES, infer_backend
 from localhost_ai.errors import InvalidRequest, ModelNotFound, NotFound
@@ -67,7 +67,7 @@ class Registry:
             return True
 
     def _rebuild(self, entries: list[os.DirEntry]) -> None:
-        known = backend_names()
+        known = backend_options()
         models: dict[str, ModelConfig] = {}
         invalid: list[InvalidModelFile] = []
         claimed: set[Path] = set()
@@ -94,7 +94,7 @@ class Registry:
             path = Path(entry.path)
             if infer_backend(entry.name) is None or path in claimed or entry.name in models:
                 continue
-            models[entry.name] = bare_weights_config(path)
+            models[entry.name] = bare_weights_config(path, known)
 
         self._log_changes(models, invalid)
         self._models, self._invalid = models, invalid
@@ -138,15 +138,15 @@ class Registry:
                 config = self._models.get(name)
             if config is None:
                 raise ModelNotFound(name, list(self._models))
-            if capability not in capabilities(config):
+            if capability not in config.capabilities:
                 raise InvalidRequest(
                     f"The model '{name}' does not support {capability}; it supports: "
-                    f"{', '.join(sorted(capabilities(config)))}.",
+                    f"{', '.join(sorted(config.capabilities))}.",
                     param="model",
                     code="model_not_supported",
                 )
             return config
-        able = [c for c in self._models.values() if capability in capabilities(c)]
+        able = [c for c in self._models.values() if capability in c.capabilities]
         if len(able) == 1:
             return able[0]
         if not able:
@@ -163,6 +163,3 @@ class Registry:
             param="model",
         )
 
-
-def capabilities(config: ModelConfig) -> frozenset[str]:
-    return backend_class(config.backend).capabilities(config.as_dict())

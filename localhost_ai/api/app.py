@@ -9,37 +9,29 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from localhost_ai.api import audio, backend, chat, completions, embeddings, gallery, health, images, models, rerank
+from localhost_ai.api import (  # noqa: F401  (each declares its routes on its surface)
+    audio,
+    backend,
+    chat,
+    completions,
+    embeddings,
+    gallery,
+    health,
+    images,
+    models,
+    rerank,
+)
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, PRELOAD, REGISTRY, SETTINGS
 from localhost_ai.api.middlewares import auth_middleware, cors_middleware, errors_middleware, metrics_middleware
+from localhost_ai.api.routes import GALLERY, OPENAI, SERVER
 from localhost_ai.gallery.index import Galleries
 from localhost_ai.gallery.jobs import JobRunner
 from localhost_ai.gallery.preload import PreloadState, preload, preload_bodies
 from localhost_ai.registry import Registry
-from localhost_ai.runtime.manager import ManagerOptions, ModelManager
+from localhost_ai.runtime.manager import ManagerOptions, ModelManager, Placement
 from localhost_ai.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Each OpenAI route is also served without the /v1 prefix, as LocalAI does.
-_OPENAI_ROUTES = [
-    ("GET", "/models", models.list_models),
-    ("GET", "/models/{model:.+}", models.get_model),
-    ("POST", "/completions", completions.completions),
-    ("POST", "/chat/completions", chat.chat_completions),
-    ("POST", "/function-calling", chat.function_calling),
-    ("POST", "/edits", completions.edits),
-    ("POST", "/embeddings", embeddings.embeddings),
-    ("POST", "/rerank", rerank.rerank),
-    ("POST", "/reranking", rerank.nexa_reranking),
-    ("POST", "/audio/transcriptions", audio.transcriptions),
-    ("POST", "/audio/translations", audio.translations),
-    ("POST", "/images/generations", images.generations),
-    ("POST", "/images/edits", images.edits),
-    ("POST", "/txt2img", images.txt2img),
-    ("POST", "/img2img", images.img2img),
-]
-
 
 async def _watch_models_folder(app: web.Application) -> AsyncIterator[None]:
     """Follow the models folder: new files appear, changed ones reload on next use,
@@ -90,7 +82,8 @@ async def _gallery_jobs(app: web.Application) -> AsyncIterator[None]:
     await runner.close()
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, placement: Placement | None = None) -> web.Application:
+    """`placement`: where models' workers run; a child process each unless told otherwise."""
     # CORS outside the error handler, so error responses carry its headers too.
     middlewares = [metrics_middleware, cors_middleware(settings), errors_middleware]
     if settings.api_keys:
@@ -99,29 +92,22 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[REGISTRY] = Registry(settings.models_path)
     app[MANAGER] = ModelManager(ManagerOptions(
-        defaults={"threads": settings.threads, "context_size": settings.context_size},
+        threads=settings.threads,
+        context_size=settings.context_size,
         max_loaded_models=settings.max_loaded_models,
         idle_timeout=settings.idle_timeout,
         busy_timeout=settings.busy_timeout,
         max_queue=settings.max_queue,
         shutdown_grace=settings.shutdown_grace,
+        **({"placement": placement} if placement is not None else {}),
     ))
     app[REGISTRY].refresh(force=True)
     app[GALLERIES] = Galleries(Galleries.parse_setting(settings.galleries), allow_file_uris=settings.allow_file_uris)
     app[PRELOAD] = PreloadState()
 
-    gallery.add_routes(app)  # before the unprefixed /models/{model}, which would shadow them
-    for method, path, handler in _OPENAI_ROUTES:
-        app.router.add_route(method, "/v1" + path, handler)
-        app.router.add_route(method, path, handler)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/system", models.system)
-    app.router.add_get("/backend/monitor", backend.monitor)
-    app.router.add_post("/backend/monitor", backend.monitor)
-    app.router.add_post("/backend/shutdown", backend.shutdown)
-    app.router.add_get("/metrics", backend.prometheus)
-    app.router.add_get("/generated-images/{name}", images.generated_image, name="generated_image")
+    GALLERY.mount(app)  # before the unprefixed /models/{model}, which would shadow its routes
+    OPENAI.mount(app)
+    SERVER.mount(app)
     app.cleanup_ctx.append(_gallery_jobs)
     app.cleanup_ctx.append(_watch_models_folder)
     return app

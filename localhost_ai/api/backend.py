@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from localhost_ai import metrics
 from localhost_ai.api.keys import MANAGER, REGISTRY
+from localhost_ai.api.routes import SERVER
 from localhost_ai.api.validation import read_json
 from localhost_ai.errors import InvalidRequest, ModelNotFound
 
@@ -29,17 +30,21 @@ async def _model_name(request: web.Request) -> str:
     return name
 
 
+@SERVER.get("/backend/monitor")
+@SERVER.post("/backend/monitor")
 async def monitor(request: web.Request) -> web.Response:
     name = await _model_name(request)
     return web.json_response(await request.app[MANAGER].live_status(name))
 
 
+@SERVER.post("/backend/shutdown")
 async def shutdown(request: web.Request) -> web.Response:
     name = await _model_name(request)
     unloaded = await request.app[MANAGER].unload(name)
     return web.json_response({"model": name, "unloaded": unloaded})
 
 
+@SERVER.get("/metrics")
 async def prometheus(request: web.Request) -> web.Response:
     body = generate_latest(metrics.REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,4 +1,5 @@
-"""POST /v1/chat/completions, and Nexa's POST /v1/function-calling."""
+"""POST /v1/chat/completions, and Nexa's POST /v1/function-calling: the OpenAI body read
+into a ChatRequest, and the result rendered in OpenAI's chat-completion shape."""
 
 from __future__ import annotations
 
@@ -7,47 +8,106 @@ from typing import Any
 from aiohttp import web
 
 from localhost_ai.api import schemas
-from localhost_ai.api.generation import Result, created, generate, generation_payload, new_id, stream
+from localhost_ai.api.generation import created, generate, new_id, stream, usage
 from localhost_ai.api.keys import REGISTRY
-from localhost_ai.api.tools import tool_payload
-from localhost_ai.api.validation import read_json
-from localhost_ai.backends.base import CHAT
+from localhost_ai.api.routes import OPENAI
+from localhost_ai.api.tools import tool_fields
+from localhost_ai.api.validation import generation, read_json
+from localhost_ai.config import CHAT
+from localhost_ai.contract.events import Event, Finish, FinishReason, TextDelta, ToolArgumentsDelta, ToolCallStart
+from localhost_ai.contract.generate import ChatRequest, Message, Part, TextPart, ToolCall
+from localhost_ai.contract.results import CallResult, GenerationResult
 
 
+class ChatShape:
+    """OpenAI's chat shape: calls as `tool_calls`."""
+
+    def finish_reason(self, reason: FinishReason) -> str:
+        return reason
+
+    def message_calls(self, calls: list[CallResult]) -> dict[str, Any]:
+        return {"tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                               for c in calls]}
+
+    def call_delta(self, event: ToolCallStart | ToolArgumentsDelta) -> dict[str, Any]:
+        if isinstance(event, ToolCallStart):
+            return {"tool_calls": [{"index": event.call, "id": event.id, "type": "function",
+                                    "function": {"name": event.name, "arguments": ""}}]}
+        return {"tool_calls": [{"index": event.call, "function": {"arguments": event.text}}]}
+
+
+class LegacyFunctionsShape(ChatShape):
+    """A request that declared the older `functions`: one call, as `function_call`."""
+
+    def finish_reason(self, reason: FinishReason) -> str:
+        return "function_call" if reason == "tool_calls" else reason
+
+    def message_calls(self, calls: list[CallResult]) -> dict[str, Any]:
+        return {"function_call": {"name": calls[0].name, "arguments": calls[0].arguments}}
+
+    def call_delta(self, event: ToolCallStart | ToolArgumentsDelta) -> dict[str, Any]:
+        if isinstance(event, ToolCallStart):
+            return {"function_call": {"name": event.name, "arguments": ""}}
+        return {"function_call": {"arguments": event.text}}
+
+
+class NexaShape(ChatShape):
+    """Nexa's /v1/function-calling: `tool_calls`, the first call also as `function_call`."""
+
+    def message_calls(self, calls: list[CallResult]) -> dict[str, Any]:
+        return {**super().message_calls(calls),
+                "function_call": {"name": calls[0].name, "arguments": calls[0].arguments}}
+
+
+@OPENAI.post("/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, schemas.CHAT)
-    return await _answer(request, body)
+    return await _answer(request, body, ChatShape())
 
 
+@OPENAI.post("/function-calling")
 async def function_calling(request: web.Request) -> web.StreamResponse:
-    """Nexa's endpoint: a chat request with tools (`tool_choice` defaults to auto), answered
-    in the chat-completion shape, the first call also given as `function_call`."""
+    """Nexa's endpoint: a chat request with tools (`tool_choice` defaults to auto)."""
     body = await read_json(request, schemas.FUNCTION_CALLING)
-    return await _answer(request, body, nexa=True)
+    return await _answer(request, body, NexaShape())
 
 
-def _message(result: Result, index: int, legacy: bool, nexa: bool) -> dict[str, Any]:
-    text = result.texts.get(index, "")
-    calls = result.calls.get(index) or []
-    message: dict[str, Any] = {"role": "assistant", "content": text or None if calls else text, "refusal": None}
-    functions = [{"name": c["name"], "arguments": c["arguments"]} for c in calls]
-    if calls and legacy:
-        message["function_call"] = functions[0]
-    elif calls:
-        message["tool_calls"] = [{"id": c["id"], "type": "function", "function": f} for c, f in zip(calls, functions)]
-        if nexa:
-            message["function_call"] = functions[0]
-    return message
+def _content(content: Any) -> tuple[Part, ...]:
+    if content is None:
+        return ()
+    if isinstance(content, str):
+        return (TextPart(content),)
+    return tuple(TextPart(part["text"]) for part in content if part.get("type") == "text")
 
 
-async def _answer(request: web.Request, body: dict[str, Any], nexa: bool = False) -> web.StreamResponse:
+def _message(raw: dict[str, Any]) -> Message:
+    """OpenAI's message, with its older forms read as the current ones: `developer` is a
+    system message, `function_call` a tool call and `role: function` its result."""
+    role = raw["role"]
+    calls = [ToolCall(c["function"]["name"], c["function"].get("arguments"), c.get("id") or "")
+             for c in raw.get("tool_calls") or []]
+    legacy = raw.get("function_call")
+    if legacy:
+        calls.append(ToolCall(legacy["name"], legacy.get("arguments"), f"call_{legacy['name']}"))
+    tool_call_id = raw.get("tool_call_id")
+    if role == "function":
+        role, tool_call_id = "tool", f"call_{raw.get('name', '')}"
+    return Message(role="system" if role == "developer" else role, content=_content(raw.get("content")),
+                   name=raw.get("name"), tool_calls=tuple(calls), tool_call_id=tool_call_id)
+
+
+async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) -> web.StreamResponse:
     config = request.app[REGISTRY].resolve(body.get("model"), CHAT)
-    grammar = not ((config.function.get("grammar") or {}).get("disable"))
-    payload = {**generation_payload(body), **tool_payload(body, grammar), "messages": body["messages"]}
-    legacy = bool(payload.get("legacy_functions"))
+    fields = tool_fields(body)
+    if fields.legacy:
+        shape = LegacyFunctionsShape()
+    call = ChatRequest(messages=tuple(_message(m) for m in body["messages"]), generation=generation(body),
+                       tools=fields.tools, tool_choice=fields.tool_choice, forced_tool=fields.forced_tool,  # type: ignore[arg-type]
+                       parallel_tool_calls=fields.parallel, response_format=fields.response_format)
+    n = call.generation.n
     response_id, stamp = new_id("chatcmpl"), created()
 
-    def shape(obj: str, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    def wrap(obj: str, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {"id": response_id, "object": obj, "created": stamp, "model": config.name,
                 "system_fingerprint": f"fp_{config.fingerprint}", "choices": choices, **extra}
 
@@ -57,43 +117,32 @@ async def _answer(request: web.Request, body: dict[str, Any], nexa: bool = False
 
         def chunk(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
             choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-            return shape("chat.completion.chunk", [choice], **extra)
+            return wrap("chat.completion.chunk", [choice], **extra)
 
-        def call_delta(piece: dict[str, Any]) -> dict[str, Any]:
-            if piece["type"] == "tool_call":
-                function = {"name": piece["name"], "arguments": ""}
-                if legacy:
-                    return {"function_call": function}
-                return {"tool_calls": [{"index": piece["call"], "id": piece["id"], "type": "function",
-                                        "function": function}]}
-            if legacy:
-                return {"function_call": {"arguments": piece["text"]}}
-            return {"tool_calls": [{"index": piece["call"], "function": {"arguments": piece["text"]}}]}
-
-        def chunks(piece: dict[str, Any]) -> list[dict[str, Any]]:
-            kind = piece["type"]
-            if kind == "text" and piece["text"]:
-                return [chunk(piece["index"], {"content": piece["text"]}, None)]
-            if kind in ("tool_call", "arguments"):
-                return [chunk(piece["index"], call_delta(piece), None)]
-            if kind == "finish":
-                return [chunk(piece["index"], {}, piece["finish_reason"])]
+        def render(event: Event) -> list[dict[str, Any]]:
+            if isinstance(event, TextDelta) and event.text:
+                return [chunk(event.index, {"content": event.text}, None)]
+            if isinstance(event, (ToolCallStart, ToolArgumentsDelta)):
+                return [chunk(event.index, shape.call_delta(event), None)]
+            if isinstance(event, Finish):
+                return [chunk(event.index, {}, shape.finish_reason(event.reason))]
             return []
 
         # With tools, content stays null unless text comes, as OpenAI streams it.
-        opening = [chunk(i, {"role": "assistant", "content": None if payload.get("tools") else ""}, None)
-                   for i in range(payload["n"])]
-        return await stream(request, config, "chat", payload, chunks, first_chunks=opening,
-                            usage_chunk=(lambda u: shape("chat.completion.chunk", [], usage=u)) if include_usage else None)
+        opening = [chunk(i, {"role": "assistant", "content": None if call.tools else ""}, None) for i in range(n)]
+        return await stream(request, config, call, render, first_chunks=opening,
+                            usage_chunk=(lambda u: wrap("chat.completion.chunk", [], usage=usage(u))) if include_usage else None)
 
-    result = await generate(request, config, "chat", payload)
-    choices = [
-        {
-            "index": i,
-            "message": _message(result, i, legacy, nexa),
-            "logprobs": None,
-            "finish_reason": result.finish.get(i, "stop"),
-        }
-        for i in range(payload["n"])
-    ]
-    return web.json_response(shape("chat.completion", choices, usage=result.usage))
+    result = await generate(request, config, call)
+    choices = [{"index": i, "message": _reply(result, i, shape), "logprobs": None,
+                "finish_reason": shape.finish_reason(result.reason(i))} for i in range(n)]
+    return web.json_response(wrap("chat.completion", choices, usage=usage(result.usage)))
+
+
+def _reply(result: GenerationResult, index: int, shape: ChatShape) -> dict[str, Any]:
+    text = result.text(index)
+    calls = result.calls.get(index) or []
+    message: dict[str, Any] = {"role": "assistant", "content": text or None if calls else text, "refusal": None}
+    if calls:
+        message.update(shape.message_calls(calls))
+    return message

@@ -7,64 +7,66 @@ from typing import Any
 from aiohttp import web
 
 from localhost_ai.api import schemas
-from localhost_ai.api.generation import created, generate, generation_payload, new_id, stream, usage
+from localhost_ai.api.generation import created, generate, new_id, stream, usage
 from localhost_ai.api.keys import REGISTRY
-from localhost_ai.api.validation import read_json
-from localhost_ai.backends.base import COMPLETION, EDIT
+from localhost_ai.api.routes import OPENAI
+from localhost_ai.api.validation import generation, read_json
+from localhost_ai.config import COMPLETION, EDIT
+from localhost_ai.contract.events import Event, Finish, TextDelta
+from localhost_ai.contract.generate import CompletionRequest, EditRequest
 from localhost_ai.errors import InvalidRequest
 
 
+@OPENAI.post("/completions")
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, schemas.COMPLETION)
     config = request.app[REGISTRY].resolve(body.get("model"), COMPLETION)
     prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
-    payload = {**generation_payload(body), "prompts": prompts, "echo": bool(body.get("echo"))}
+    call = CompletionRequest(prompts=tuple(prompts), generation=generation(body), echo=bool(body.get("echo")))
     response_id, stamp = new_id("cmpl"), created()
 
-    def shape(choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    def wrap(choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {"id": response_id, "object": "text_completion", "created": stamp, "model": config.name,
                 "choices": choices, **extra}
 
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
-        def chunks(piece: dict[str, Any]) -> list[dict[str, Any]]:
-            if piece["type"] == "text" and piece["text"]:
-                text, finish = piece["text"], None
-            elif piece["type"] == "finish":
-                text, finish = "", piece["finish_reason"]
+        def render(event: Event) -> list[dict[str, Any]]:
+            if isinstance(event, TextDelta) and event.text:
+                text, finish = event.text, None
+            elif isinstance(event, Finish):
+                text, finish = "", event.reason
             else:
                 return []
-            choice = {"index": piece["index"], "text": text, "logprobs": None, "finish_reason": finish}
-            return [shape([choice], **({"usage": None} if include_usage else {}))]
+            choice = {"index": event.index, "text": text, "logprobs": None, "finish_reason": finish}
+            return [wrap([choice], **({"usage": None} if include_usage else {}))]
 
-        return await stream(request, config, "completion", payload, chunks,
-                            usage_chunk=(lambda u: shape([], usage=u)) if include_usage else None)
+        return await stream(request, config, call, render,
+                            usage_chunk=(lambda u: wrap([], usage=usage(u))) if include_usage else None)
 
-    result = await generate(request, config, "completion", payload)
-    choices = [
-        {"index": i, "text": result.texts.get(i, ""), "logprobs": None, "finish_reason": result.finish.get(i, "stop")}
-        for i in range(len(prompts) * payload["n"])
-    ]
-    return web.json_response(shape(choices, usage=result.usage))
+    result = await generate(request, config, call)
+    choices = [{"index": i, "text": result.text(i), "logprobs": None, "finish_reason": result.reason(i)}
+               for i in range(len(prompts) * call.generation.n)]
+    return web.json_response(wrap(choices, usage=usage(result.usage)))
 
 
+@OPENAI.post("/edits")
 async def edits(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, schemas.EDIT)
     if body.get("stream"):
         raise InvalidRequest("Streaming is not available on /v1/edits; use /v1/chat/completions to stream.", param="stream")
     config = request.app[REGISTRY].resolve(body.get("model"), EDIT)
-    payload = {**generation_payload(body), "instruction": body["instruction"], "input": body.get("input") or ""}
-    result = await generate(request, config, "edit", payload)
-    choices = [
-        {"index": i, "text": result.texts.get(i, ""), "finish_reason": result.finish.get(i, "stop")}
-        for i in range(payload["n"])
-    ]
+    call = EditRequest(instruction=body["instruction"], input=body.get("input") or "", generation=generation(body))
+    result = await generate(request, config, call)
+    choices = [{"index": i, "text": result.text(i), "finish_reason": result.reason(i)} for i in range(call.generation.n)]
+    counts = usage(result.usage)
+    counts.pop("prompt_tokens_details", None)  # an edit's usage is the three counts alone
     return web.json_response({
         "id": new_id("edit"),
         "object": "edit",
         "created": created(),
         "model": config.name,
         "choices": choices,
-        "usage": usage(result.prompt_tokens, result.completion_tokens),
+        "usage": counts,
     })

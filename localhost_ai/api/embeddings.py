@@ -7,10 +7,13 @@ import base64
 
 from aiohttp import web
 
-from localhost_ai.api.generation import one_piece
+from localhost_ai.api.generation import one
 from localhost_ai.api.keys import REGISTRY
+from localhost_ai.api.routes import OPENAI
 from localhost_ai.api.validation import read_json
-from localhost_ai.backends.base import EMBEDDINGS
+from localhost_ai.config import EMBEDDINGS
+from localhost_ai.contract.embed import EmbedRequest
+from localhost_ai.contract.events import Embeddings
 
 MAX_INPUTS = 2048
 MAX_CHARS = 200_000  # per input; token windows are far smaller, this bounds the work of tokenizing
@@ -49,16 +52,14 @@ def _inputs(value: object) -> list:
     return list(value)  # type: ignore[arg-type]
 
 
+@OPENAI.post("/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_json(request, EMBEDDINGS_SCHEMA)
     config = request.app[REGISTRY].resolve(body.get("model"), EMBEDDINGS)
-    payload = {
-        "input": _inputs(body["input"]),
-        "dimensions": body.get("dimensions"),
-        "truncate": body.get("truncate", True) is not False,
-    }
-    piece = await one_piece(request, config, "embeddings", payload, "embeddings")
-    data, rows, dim = piece["data"], piece["rows"], piece["dim"]
+    call = EmbedRequest(inputs=tuple(_inputs(body["input"])), dimensions=body.get("dimensions"),
+                        truncate=body.get("truncate", True) is not False)
+    answer = await one(request, config, call, Embeddings)
+    data, rows, dim = answer.data, answer.rows, answer.dim
     as_base64 = body.get("encoding_format") == "base64"
     values = array.array("f")
     if not as_base64:
@@ -71,7 +72,7 @@ async def embeddings(request: web.Request) -> web.Response:
         else:
             embedding = values[index * dim:(index + 1) * dim].tolist()
         items.append({"object": "embedding", "index": index, "embedding": embedding})
-    tokens = piece.get("prompt_tokens", 0)
+    tokens = answer.prompt_tokens
     return web.json_response({
         "object": "list",
         "data": items,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, SETTINGS
+from localhost_ai.api.routes import GALLERY
 from localhost_ai.api.validation import read_json
 from localhost_ai.errors import NotFound
 from localhost_ai.gallery.apply import build_request
@@ -19,6 +20,7 @@ _GALLERY_BODY = {
 }
 
 
+@GALLERY.post("/models/apply")
 async def apply(request: web.Request) -> web.Response:
     body = await read_json(request, {"type": "object"})  # build_request checks the fields
     runner = request.app[JOBS]
@@ -35,20 +37,25 @@ def _job(request: web.Request):
     return job
 
 
+@GALLERY.get("/models/jobs/{uuid}", name="job")
 async def job_status(request: web.Request) -> web.Response:
     return web.json_response(_job(request).as_dict())
 
 
+@GALLERY.get("/models/jobs")
 async def jobs(request: web.Request) -> web.Response:
     return web.json_response({uuid: job.as_dict() for uuid, job in request.app[JOBS].jobs.items()})
 
 
+@GALLERY.post("/models/jobs/{uuid}/cancel")
+@GALLERY.delete("/models/jobs/{uuid}")
 async def cancel_job(request: web.Request) -> web.Response:
     job = _job(request)
     await request.app[JOBS].cancel(job.uuid)
     return web.json_response(job.as_dict())
 
 
+@GALLERY.get("/models/available")
 async def available(request: web.Request) -> web.Response:
     runner = request.app[JOBS]
     entries, problems = await request.app[GALLERIES].entries(runner.session())
@@ -74,16 +81,19 @@ async def available(request: web.Request) -> web.Response:
     return web.json_response(models, headers=headers)
 
 
+@GALLERY.get("/models/galleries")
 async def list_galleries(request: web.Request) -> web.Response:
     return web.json_response([ref.as_dict() for ref in request.app[GALLERIES].refs])
 
 
+@GALLERY.post("/models/galleries")
 async def add_gallery(request: web.Request) -> web.Response:
     body = await read_json(request, {**_GALLERY_BODY, "required": ["name", "url"]})
     request.app[GALLERIES].add(GalleryRef(body["name"], body["url"]))
     return await list_galleries(request)
 
 
+@GALLERY.delete("/models/galleries")
 async def remove_gallery(request: web.Request) -> web.Response:
     body = await read_json(request, _GALLERY_BODY)
     if not request.app[GALLERIES].remove(body["name"]):
@@ -91,21 +101,9 @@ async def remove_gallery(request: web.Request) -> web.Response:
     return await list_galleries(request)
 
 
+@GALLERY.post("/models/delete/{name}")
 async def delete(request: web.Request) -> web.Response:
     name = check_name(request.match_info["name"])
     removed = delete_model(request.app[SETTINGS].models_path, name)
     await request.app[MANAGER].unload(name)
     return web.json_response({"model": name, "deleted": True, "removed_files": removed})
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/models/apply", apply)
-    app.router.add_get("/models/jobs", jobs)
-    app.router.add_get("/models/jobs/{uuid}", job_status, name="job")
-    app.router.add_post("/models/jobs/{uuid}/cancel", cancel_job)
-    app.router.add_delete("/models/jobs/{uuid}", cancel_job)
-    app.router.add_get("/models/available", available)
-    app.router.add_get("/models/galleries", list_galleries)
-    app.router.add_post("/models/galleries", add_gallery)
-    app.router.add_delete("/models/galleries", remove_gallery)
-    app.router.add_post("/models/delete/{name}", delete)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from localhost_ai.api.keys import PRELOAD, REGISTRY
+from localhost_ai.api.routes import SERVER
 from localhost_ai.errors import NotReady
 
 
+@SERVER.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@SERVER.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     if not registry.models_path.is_dir():

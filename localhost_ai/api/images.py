@@ -10,19 +10,21 @@ import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
-from localhost_ai.api.generation import one_piece
+from localhost_ai.api.forms import read_form
+from localhost_ai.api.generation import one
 from localhost_ai.api.keys import REGISTRY, SETTINGS
+from localhost_ai.api.routes import OPENAI, SERVER
 from localhost_ai.api.validation import read_json
-from localhost_ai.backends.base import IMAGE
-from localhost_ai.errors import InvalidRequest, NotFound, PayloadTooLarge
+from localhost_ai.config import IMAGE, ModelConfig
+from localhost_ai.contract.events import Images
+from localhost_ai.contract.image import ImageDefaults, ImageRequest
+from localhost_ai.errors import InvalidRequest, NotFound
 
 MAX_N = 4
 MAX_STEPS = 100
-DEFAULT_SIZE = 512
 _NAME = re.compile(r"^[0-9a-f]{32}\.png$")
 
 _COMMON = {
@@ -67,13 +69,6 @@ def _check_size(request: web.Request, width: int, height: int, param: str) -> tu
     return width, height
 
 
-def _defaults(config: Any) -> dict[str, Any]:
-    parameters = config.raw.get("parameters") or {}
-    return {"steps": parameters.get("steps") or config.raw.get("step") or 25,
-            "guidance_scale": parameters.get("guidance_scale", 7.5),
-            "size": parameters.get("size") or f"{DEFAULT_SIZE}x{DEFAULT_SIZE}"}
-
-
 def _split_prompt(prompt: str, negative: str | None) -> tuple[str, str | None]:
     """LocalAI's `positive|negative` form."""
     if "|" in prompt and not negative:
@@ -82,9 +77,8 @@ def _split_prompt(prompt: str, negative: str | None) -> tuple[str, str | None]:
     return prompt, negative
 
 
-async def _generate(request: web.Request, config: Any, payload: dict[str, Any]) -> tuple[list[bytes], int]:
-    piece = await one_piece(request, config, "generate", payload, "images")
-    return piece["images"], piece["seed"]
+async def _generate(request: web.Request, config: ModelConfig, call: ImageRequest) -> list[bytes]:
+    return (await one(request, config, call, Images)).images
 
 
 def _store(request: web.Request, images: list[bytes]) -> list[str]:
@@ -104,60 +98,45 @@ def _data(request: web.Request, images: list[bytes], response_format: str) -> li
     return [{"url": url} for url in _store(request, images)]
 
 
+def _size(value: str | None, defaults: ImageDefaults) -> tuple[int, int]:
+    if not value:
+        return defaults.width, defaults.height
+    width, height = value.split("x")
+    return int(width), int(height)
+
+
+@OPENAI.post("/images/generations")
 async def generations(request: web.Request) -> web.Response:
     body = await read_json(request, GENERATIONS_SCHEMA)
     config = request.app[REGISTRY].resolve(body.get("model"), IMAGE)
-    defaults = _defaults(config)
-    width, height = (int(x) for x in (body.get("size") or defaults["size"]).split("x"))
-    _check_size(request, width, height, "size")
+    defaults = ImageDefaults.of(config)
+    width, height = _check_size(request, *_size(body.get("size"), defaults), "size")
     prompt, negative = _split_prompt(body["prompt"], body.get("negative_prompt"))
-    payload = {"prompt": prompt, "negative_prompt": negative, "n": body.get("n") or 1, "width": width,
-               "height": height, "steps": body.get("steps") or body.get("step") or defaults["steps"],
-               "guidance_scale": body.get("guidance_scale", defaults["guidance_scale"]), "seed": body.get("seed")}
-    images, _ = await _generate(request, config, payload)
+    call = ImageRequest(prompt=prompt, negative_prompt=negative, n=body.get("n") or 1, width=width, height=height,
+                        steps=body.get("steps") or body.get("step") or defaults.steps,
+                        guidance_scale=body.get("guidance_scale", defaults.guidance_scale), seed=body.get("seed"))
+    images = await _generate(request, config, call)
     return web.json_response({"created": int(time.time()), "data": _data(request, images, body.get("response_format") or "url")})
 
 
-async def _multipart(request: web.Request) -> tuple[dict[str, str], dict[str, bytes]]:
-    if not request.content_type.startswith("multipart/"):
-        raise InvalidRequest("Send the image as multipart/form-data with an 'image' field.", param="image",
-                             code="invalid_content_type")
-    limit = request.app[SETTINGS].upload_limit_mb * 1024 * 1024
-    fields: dict[str, str] = {}
-    files: dict[str, bytes] = {}
-    total = 0
-    async for part in await request.multipart():
-        data = bytearray()
-        while chunk := await part.read_chunk(1 << 20):
-            total += len(chunk)
-            if total > limit:
-                raise PayloadTooLarge(f"The upload is larger than the limit of {request.app[SETTINGS].upload_limit_mb} MB.",
-                                      code="request_too_large")
-            data += chunk
-        name = (part.name or "").removesuffix("[]")
-        if part.filename is not None:
-            files[name] = bytes(data)
-        else:
-            fields[name] = bytes(data).decode("utf-8", errors="replace").strip()
-    return fields, files
-
-
+@OPENAI.post("/images/edits")
 async def edits(request: web.Request) -> web.Response:
-    fields, files = await _multipart(request)
+    form = await read_form(request, "image", "image")
+    fields, files = form.fields, form.files
     if "image" not in files:
         raise InvalidRequest("Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
     if not fields.get("prompt"):
         raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter")
     config = request.app[REGISTRY].resolve(fields.get("model") or None, IMAGE)
-    defaults = _defaults(config)
-    size = fields.get("size") or defaults["size"]
-    if not re.fullmatch(r"\d{1,5}x\d{1,5}", size):
+    defaults = ImageDefaults.of(config)
+    size = fields.get("size")
+    if size and not re.fullmatch(r"\d{1,5}x\d{1,5}", size):
         raise InvalidRequest(f"Invalid 'size' {size!r}: use WIDTHxHEIGHT.", param="size")
-    width, height = _check_size(request, *(int(x) for x in size.split("x")), "size")
+    width, height = _check_size(request, *_size(size, defaults), "size")
     try:
         n = int(fields.get("n") or 1)
         strength = float(fields.get("strength") or 0.75)
-        steps = int(fields.get("steps") or fields.get("step") or defaults["steps"])
+        steps = int(fields.get("steps") or fields.get("step") or defaults.steps)
         seed = int(fields["seed"]) if fields.get("seed") else None
     except ValueError as exc:
         raise InvalidRequest(f"Invalid number in the form: {exc}", param="n") from None
@@ -168,10 +147,10 @@ async def edits(request: web.Request) -> web.Response:
     if response_format not in ("url", "b64_json"):
         raise InvalidRequest(f"Invalid 'response_format' {response_format!r}.", param="response_format")
     prompt, negative = _split_prompt(fields["prompt"], fields.get("negative_prompt"))
-    payload = {"prompt": prompt, "negative_prompt": negative, "n": n, "width": width, "height": height, "steps": steps,
-               "guidance_scale": defaults["guidance_scale"], "seed": seed, "image": files["image"],
-               "mask": files.get("mask"), "strength": strength}
-    images, _ = await _generate(request, config, payload)
+    call = ImageRequest(prompt=prompt, negative_prompt=negative, n=n, width=width, height=height, steps=steps,
+                        guidance_scale=defaults.guidance_scale, seed=seed, image=files["image"],
+                        mask=files.get("mask"), strength=strength)
+    images = await _generate(request, config, call)
     return web.json_response({"created": int(time.time()), "data": _data(request, images, response_format)})
 
 
@@ -196,36 +175,37 @@ def _image_from_path(request: web.Request, value: str) -> bytes:
 async def _nexa(request: web.Request, with_image: bool) -> web.Response:
     body = await read_json(request, NEXA_SCHEMA)
     config = request.app[REGISTRY].resolve(body.get("model"), IMAGE)
-    defaults = _defaults(config)
-    width = body.get("width") or int(defaults["size"].split("x")[0])
-    height = body.get("height") or int(defaults["size"].split("x")[1])
+    defaults = ImageDefaults.of(config)
+    width = body.get("width") or defaults.width
+    height = body.get("height") or defaults.height
     _check_size(request, width, height, "width")
-    payload: dict[str, Any] = {
-        "prompt": body["prompt"], "negative_prompt": body.get("negative_prompt"), "n": 1, "width": width,
-        "height": height, "steps": body.get("sample_steps") or defaults["steps"],
-        "guidance_scale": body["cfg_scale"] if body.get("cfg_scale") is not None else defaults["guidance_scale"],
-        "seed": body.get("seed"),
-    }
+    image, strength = None, 0.75
     if with_image:
         if not body.get("image_path"):
             raise InvalidRequest("Missing required parameter: 'image_path'.", param="image_path",
                                  code="missing_required_parameter")
-        payload["image"] = _image_from_path(request, body["image_path"])
-        payload["strength"] = body.get("strength") or 0.75
-    images, _ = await _generate(request, config, payload)
+        image, strength = _image_from_path(request, body["image_path"]), body.get("strength") or 0.75
+    call = ImageRequest(prompt=body["prompt"], negative_prompt=body.get("negative_prompt"), width=width, height=height,
+                        steps=body.get("sample_steps") or defaults.steps,
+                        guidance_scale=body["cfg_scale"] if body.get("cfg_scale") is not None else defaults.guidance_scale,
+                        seed=body.get("seed"), image=image, strength=strength)
+    images = await _generate(request, config, call)
     urls = _store(request, images)
     return web.json_response({"created": int(time.time()), "data": [
         {"base64": base64.b64encode(data).decode(), "url": url} for data, url in zip(images, urls)]})
 
 
+@OPENAI.post("/txt2img")
 async def txt2img(request: web.Request) -> web.Response:
     return await _nexa(request, with_image=False)
 
 
+@OPENAI.post("/img2img")
 async def img2img(request: web.Request) -> web.Response:
     return await _nexa(request, with_image=True)
 
 
+@SERVER.get("/generated-images/{name}", name="generated_image")
 async def generated_image(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     path = request.app[SETTINGS].generated_images_path / name

@@ -7,9 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from localhost_ai.api.keys import MANAGER, REGISTRY
+from localhost_ai.api.routes import OPENAI, SERVER
 from localhost_ai.config import ModelConfig
 from localhost_ai.errors import ModelNotFound
-from localhost_ai.registry import capabilities
 
 
 def model_object(config: ModelConfig) -> dict[str, Any]:
@@ -20,11 +20,13 @@ def model_object(config: ModelConfig) -> dict[str, Any]:
     return {"id": config.name, "object": "model", "created": created, "owned_by": "localhost-ai"}
 
 
+@OPENAI.get("/models")
 async def list_models(request: web.Request) -> web.Response:
     models = request.app[REGISTRY].models()
     return web.json_response({"object": "list", "data": [model_object(c) for c in models]})
 
 
+@OPENAI.get("/models/{model:.+}")
 async def get_model(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     name = request.match_info["model"]
@@ -34,6 +36,7 @@ async def get_model(request: web.Request) -> web.Response:
     return web.json_response(model_object(config))
 
 
+@SERVER.get("/system")
 async def system(request: web.Request) -> web.Response:
     """Every model the folder defines, which are loaded, and the files that were left out."""
     registry, manager = request.app[REGISTRY], request.app[MANAGER]
@@ -45,7 +48,7 @@ async def system(request: web.Request) -> web.Response:
                 "id": c.name,
                 "backend": c.backend,
                 "file": c.source.name,
-                "capabilities": sorted(capabilities(c)),
+                "capabilities": sorted(c.capabilities),
                 "loaded": c.name in loaded,
                 "description": c.description,
             }

@@ -7,11 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
-from localhost_ai.api.generation import one_piece
+from localhost_ai.api.generation import one
 from localhost_ai.api.keys import REGISTRY
+from localhost_ai.api.routes import OPENAI
 from localhost_ai.api.validation import read_json
-from localhost_ai.backends.base import RERANK
-from localhost_ai.config import ModelConfig
+from localhost_ai.config import RERANK, ModelConfig
+from localhost_ai.contract.events import Scores
+from localhost_ai.contract.rerank import RerankRequest
 from localhost_ai.errors import BackendError
 
 MAX_DOCUMENTS = 1000
@@ -54,10 +56,10 @@ def _text(document: Any) -> str:
 
 
 async def _scores(request: web.Request, config: ModelConfig, query: str, documents: list[str]) -> tuple[list[float], int]:
-    piece = await one_piece(request, config, "rerank", {"query": query, "documents": documents}, "scores")
-    if len(piece["scores"]) != len(documents):
-        raise BackendError(f"Model '{config.name}' returned {len(piece['scores'])} scores for {len(documents)} documents.")
-    return piece["scores"], piece.get("prompt_tokens", 0)
+    answer = await one(request, config, RerankRequest(query=query, documents=tuple(documents)), Scores)
+    if len(answer.scores) != len(documents):
+        raise BackendError(f"Model '{config.name}' returned {len(answer.scores)} scores for {len(documents)} documents.")
+    return answer.scores, answer.prompt_tokens
 
 
 def sigmoid(x: float) -> float:
@@ -71,6 +73,7 @@ def softmax(xs: list[float]) -> list[float]:
     return [e / total for e in exps]
 
 
+@OPENAI.post("/rerank")
 async def rerank(request: web.Request) -> web.Response:
     body = await read_json(request, RERANK_SCHEMA)
     config = request.app[REGISTRY].resolve(body.get("model"), RERANK)
@@ -93,6 +96,7 @@ async def rerank(request: web.Request) -> web.Response:
     })
 
 
+@OPENAI.post("/reranking")
 async def nexa_reranking(request: web.Request) -> web.Response:
     """Scores in input order, normalised as asked (softmax over the documents by default)."""
     body = await read_json(request, NEXA_SCHEMA)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from localhost_ai.config.sampling import MAX_TOKENS_SCHEMA, sampling_schemas
+
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
@@ -22,17 +24,10 @@ _STOP = _nullable({
 
 SAMPLING: dict[str, Any] = {
     "model": _nullable({"type": "string"}),
-    "max_tokens": _nullable({"type": "integer", "minimum": 1}),
-    "max_completion_tokens": _nullable({"type": "integer", "minimum": 1}),
-    "max_new_tokens": _nullable({"type": "integer", "minimum": 1}),
-    "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
-    "top_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
-    "top_k": _nullable({"type": "integer", "minimum": 0}),
-    "min_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
-    "seed": _nullable({"type": "integer"}),
-    "presence_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
-    "frequency_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
-    "repeat_penalty": _nullable({"type": "number", "minimum": 0}),
+    "max_tokens": _nullable(MAX_TOKENS_SCHEMA),
+    "max_completion_tokens": _nullable(MAX_TOKENS_SCHEMA),
+    "max_new_tokens": _nullable(MAX_TOKENS_SCHEMA),
+    **{key: _nullable(schema) for key, schema in sampling_schemas().items()},
     "stop": _STOP,
     "stop_words": _STOP,
     "n": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_N}),

@@ -1,116 +1,50 @@
-"""`tools`, `functions` and `response_format` on a chat request: read into one plain form
-for the backend, with every schema checked here so that a bad one is a 400 naming it."""
+"""`tools`, `functions` and `response_format` on an OpenAI chat request, read into the
+contract's types with every schema checked here, so that a bad one is a 400 naming it.
+Whether a model's grammar can enforce a schema is the model's to say."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from localhost_ai.contract.generate import ResponseFormat, Tool
+from localhost_ai.contract.schemas import explicit, points_to, subschemas
 from localhost_ai.errors import InvalidRequest
 
-# Validation keywords a grammar cannot enforce: a schema that uses one would let the
-# model produce values the schema refuses, so it is refused instead.
-UNENFORCEABLE = frozenset({
-    "not", "if", "then", "else", "dependentRequired", "dependentSchemas", "dependencies",
-    "patternProperties", "propertyNames", "minProperties", "maxProperties", "contains",
-    "minContains", "maxContains", "uniqueItems", "multipleOf", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "unevaluatedProperties", "unevaluatedItems",
-    "$dynamicRef", "$recursiveRef",
-})
-# Keywords whose values are schemas (or maps / lists of schemas) to look into.
-_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
-_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
-_SUBSCHEMAS = ("items", "additionalProperties")
+
+def _dangling(schema: Any, path: str, root: Any) -> str | None:
+    """The first local `$ref` that points to nothing in the schema."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#") and not points_to(root, ref):
+            return f"the $ref '{ref}' at {path} points to nothing in the schema"
+    for sub, sub_path in subschemas(schema, path):
+        found = _dangling(sub, sub_path, root)
+        if found:
+            return found
+    return None
 
 
-class _Dangling(Exception):
-    pass
-
-
-def _points_to(root: Any, ref: str) -> bool:
-    target = root
-    for part in ref[2:].split("/") if ref != "#" else []:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if not isinstance(target, dict) or part not in target:
-            return False
-        target = target[part]
-    return True
-
-
-def _unenforceable(schema: Any, path: str, root: Any) -> Iterator[str]:
-    if schema is False and not path.endswith((".additionalProperties", ".items")):
-        yield f"a false schema (no value is valid) at {path}"
-    if not isinstance(schema, dict):
-        return
-    for key in schema:
-        if key in UNENFORCEABLE:
-            yield f"'{key}' at {path}"
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and not ref.startswith("#"):
-        yield f"the non-local $ref '{ref}' at {path}"
-    elif isinstance(ref, str) and not _points_to(root, ref):
-        raise _Dangling(f"the $ref '{ref}' at {path} points to nothing in the schema")
-    for key in _SUBSCHEMA_MAPS:
-        for name, sub in (schema.get(key) or {}).items():
-            yield from _unenforceable(sub, f"{path}.{key}.{name}", root)
-    for key in _SUBSCHEMA_LISTS:
-        for i, sub in enumerate(schema.get(key) or []):
-            yield from _unenforceable(sub, f"{path}.{key}[{i}]", root)
-    for key in _SUBSCHEMAS:
-        yield from _unenforceable(schema.get(key), f"{path}.{key}", root)
-
-
-# Keywords that only describe; a schema made of these alone allows any value.
-_ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "deprecated", "readOnly",
-                          "writeOnly", "$schema", "$id"})
-_ANY = ["string", "number", "boolean", "null", "object", "array"]
-
-
-def _explicit(schema: Any) -> Any:
-    """`true`, `{}` or a schema of annotations alone allow any value; the grammar converter
-    reads them as objects only or not at all, so they are spelled out as every type."""
-    if schema is True or (isinstance(schema, dict) and not set(schema) - _ANNOTATIONS):
-        return {**(schema if isinstance(schema, dict) else {}), "type": list(_ANY)}
-    if not isinstance(schema, dict):
-        return schema
-    out = dict(schema)
-    for key in _SUBSCHEMA_MAPS:
-        if isinstance(out.get(key), dict):
-            out[key] = {k: _explicit(v) for k, v in out[key].items()}
-    for key in _SUBSCHEMA_LISTS:
-        if isinstance(out.get(key), list):
-            out[key] = [_explicit(v) for v in out[key]]
-    if "items" in out and out["items"] is not False:
-        out["items"] = _explicit(out["items"])
-    if isinstance(out.get("additionalProperties"), dict):
-        out["additionalProperties"] = _explicit(out["additionalProperties"])
-    return out
-
-
-def check_schema(schema: dict[str, Any], what: str, param: str, object_root: bool, grammar: bool = True) -> dict[str, Any]:
-    """The schema, once it is known to be valid JSON Schema that a grammar can enforce
-    (that part only when `grammar`); a 400 naming it otherwise."""
+def check_schema(schema: dict[str, Any], what: str, param: str, object_root: bool) -> dict[str, Any]:
+    """The schema in its canonical form, once it is known to be valid JSON Schema; a 400
+    naming it otherwise."""
     try:
         Draft202012Validator.check_schema(schema)
-        problems = list(_unenforceable(schema, "the root", schema)) if grammar else []
+        dangling = _dangling(schema, "the root", schema)
     except SchemaError as exc:
         raise InvalidRequest(f"{what}: not a valid JSON Schema: {exc.message}", param=param,
                              code="invalid_schema") from None
-    except _Dangling as exc:
-        raise InvalidRequest(f"{what}: not a valid JSON Schema: {exc}", param=param, code="invalid_schema") from None
     except RecursionError:
         raise InvalidRequest(f"{what}: nested too deeply.", param=param, code="invalid_schema") from None
+    if dangling:
+        raise InvalidRequest(f"{what}: not a valid JSON Schema: {dangling}", param=param, code="invalid_schema")
     if object_root and schema.get("type") != "object":
         raise InvalidRequest(f"{what}: must describe a JSON object (\"type\": \"object\" at its root).",
                              param=param, code="invalid_schema")
-    if problems:
-        raise InvalidRequest(
-            f"{what}: uses {', '.join(problems[:5])}, which constrained decoding cannot enforce; "
-            "remove it, or turn the model's grammar off (function.grammar.disable).",
-            param=param, code="unsupported_schema")
-    return _explicit(schema)
+    return explicit(schema)
 
 
 def _functions(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str, bool]:
@@ -138,9 +72,21 @@ def _choice(body: dict[str, Any], legacy: bool, names: list[str]) -> str | dict[
     return raw
 
 
-def tool_payload(body: dict[str, Any], grammar: bool = True) -> dict[str, Any]:
-    """The backend's view of the request's functions and response format: {} when neither
-    is asked.  `grammar`: the model constrains its output, so schemas must be enforceable."""
+@dataclass(frozen=True)
+class ToolFields:
+    """The request's tools as the contract carries them; `legacy`: they came as the older
+    `functions` (answered with `function_call`)."""
+
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str = "auto"
+    forced_tool: str | None = None
+    parallel: bool = True
+    legacy: bool = False
+    response_format: ResponseFormat | None = None
+
+
+def tool_fields(body: dict[str, Any]) -> ToolFields:
+    """The request's functions and response format; empty when neither is asked."""
     functions, field, legacy = _functions(body)
     names = [f["name"] for f in functions]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -150,26 +96,24 @@ def tool_payload(body: dict[str, Any], grammar: bool = True) -> dict[str, Any]:
     for i, function in enumerate(functions):
         parameters = function.get("parameters") or {"type": "object", "properties": {}}
         param = f"{field}[{i}].function.parameters" if field == "tools" else f"functions[{i}].parameters"
-        parameters = check_schema(parameters, f"Tool '{function['name']}' parameters", param, True, grammar)
-        tools.append({"name": function["name"], "description": function.get("description") or "",
-                      "parameters": parameters})
-    payload: dict[str, Any] = {}
+        parameters = check_schema(parameters, f"Tool '{function['name']}' parameters", param, True)
+        tools.append(Tool(function["name"], function.get("description") or "", parameters, param))
     choice = _choice(body, legacy, names)
-    if tools and choice != "none":
-        payload["tools"] = tools
-        payload["tool_choice"] = choice
-        payload["parallel_tool_calls"] = False if legacy else body.get("parallel_tool_calls") is not False
-        payload["legacy_functions"] = legacy
-    response_format = body.get("response_format") or {"type": "text"}
-    if response_format["type"] == "json_schema":
-        spec = response_format.get("json_schema")
+    response_format = None
+    requested = body.get("response_format") or {"type": "text"}
+    if requested["type"] == "json_schema":
+        spec = requested.get("json_schema")
         if spec is None:
             raise InvalidRequest("A 'json_schema' response_format needs its 'json_schema' object "
                                  "({\"name\": ..., \"schema\": ...}).", param="response_format.json_schema")
-        schema = spec.get("schema") or {"type": "object"}
-        schema = check_schema(schema, f"response_format schema '{spec['name']}'", "response_format.json_schema.schema",
-                              False, grammar)
-        payload["response_format"] = {"type": "json_schema", "schema": schema}
-    elif response_format["type"] == "json_object":
-        payload["response_format"] = {"type": "json_object"}
-    return payload
+        schema = check_schema(spec.get("schema") or {"type": "object"}, f"response_format schema '{spec['name']}'",
+                              "response_format.json_schema.schema", False)
+        response_format = ResponseFormat("json_schema", schema, spec["name"])
+    elif requested["type"] == "json_object":
+        response_format = ResponseFormat("json_object")
+    if not tools or choice == "none":
+        return ToolFields(legacy=legacy, response_format=response_format)
+    forced = choice["name"] if isinstance(choice, dict) else None
+    return ToolFields(tuple(tools), "auto" if forced else choice, forced,
+                      parallel=False if legacy else body.get("parallel_tool_calls") is not False,
+                      legacy=legacy, response_format=response_format)

@@ -1,4 +1,5 @@
-"""Read a JSON body and check it against the endpoint's JSON Schema, naming the field at fault."""
+"""Read a JSON body and check it against the endpoint's JSON Schema, naming the field at
+fault; and the generation fields every text endpoint shares, read once."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from typing import Any
 
 from aiohttp import web
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError
 
+from localhost_ai.config.sampling import SAMPLING_KEYS
+from localhost_ai.config.validation import first_problem
+from localhost_ai.contract.generate import Generation, Sampling
 from localhost_ai.errors import APIError, InvalidRequest
 
 
@@ -18,21 +22,11 @@ def _validator(schema_json: str) -> Draft202012Validator:
     return Draft202012Validator(json.loads(schema_json))
 
 
-def _param(path: list[Any]) -> str | None:
-    if not path:
-        return None
-    out = str(path[0])
-    for part in path[1:]:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
 def check(body: Any, schema: dict[str, Any]) -> None:
-    validator = _validator(json.dumps(schema, sort_keys=True))
-    error = best_match(validator.iter_errors(body))
-    if error is None:
+    problem = first_problem(_validator(json.dumps(schema, sort_keys=True)), body)
+    if problem is None:
         return
-    param = _param(list(error.absolute_path))
+    param, error = problem.where, problem.error
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else None
         param = f"{param}.{missing}" if param and missing else (missing or param)
@@ -67,3 +61,20 @@ async def read_json(request: web.Request, schema: dict[str, Any]) -> dict[str, A
         raise APIError("The request body must be a JSON object.", status=400, type="invalid_request_error", code="invalid_json")
     check(body, schema)
     return body
+
+
+def _stop_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def generation(body: dict[str, Any]) -> Generation:
+    """The generation fields of a checked text request; absent ones are left to the model.
+    Nexa's `max_new_tokens` and `stop_words` are aliases of `max_tokens` and `stop`."""
+    return Generation(
+        sampling=Sampling(**{key: body.get(key) for key in SAMPLING_KEYS}),
+        max_tokens=body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_new_tokens"),
+        stop=tuple(_stop_list(body.get("stop")) + _stop_list(body.get("stop_words"))),
+        n=body.get("n") or 1,
+    )

@@ -4,12 +4,21 @@ mono float32, and the transcription piece they hand back."""
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 from localhost_ai.backends.optional import require
+from localhost_ai.config import BackendOptions, option
+from localhost_ai.contract.events import Segment, Transcription
+from localhost_ai.contract.transcribe import TranscribeRequest
 from localhost_ai.errors import InvalidRequest
 
 SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class WhisperOptions(BackendOptions):
+    language: str | None = option({"type": "string"}, key="parameters.language")
 MAX_SECONDS = 4 * 3600  # decoding stops here: an upload cannot make the worker decode forever
 
 
@@ -56,26 +65,22 @@ def decode_audio(data: bytes, filename: str = "") -> Any:
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-def whisper_request(payload: dict[str, Any], default_language: str | None, multilingual: bool) -> tuple[str | None, str, tuple[float, ...]]:
+def whisper_request(request: TranscribeRequest, default_language: str | None, multilingual: bool) -> tuple[str | None, str, tuple[float, ...]]:
     """(language, task, temperatures) for a Whisper model.  An English-only model already
     gives English, so it answers a translation with its transcription."""
-    temperature = payload.get("temperature")
-    temperatures = (temperature,) if temperature is not None else FALLBACK_TEMPERATURES
+    temperatures = (request.temperature,) if request.temperature is not None else FALLBACK_TEMPERATURES
     if not multilingual:
         return "en", "transcribe", temperatures
-    return payload.get("language") or default_language, payload.get("task", "transcribe"), temperatures
+    return request.language or default_language, request.task, temperatures
 
 
-def transcription_piece(text: str, language: str | None, duration: float, segments: list[dict[str, Any]],
-                        task: str) -> dict[str, Any]:
-    return {"type": "transcription", "task": task, "text": text.strip(), "language": language or "",
-            "duration": round(duration, 3), "segments": segments}
+def transcription(text: str, language: str | None, duration: float, segments: list[Segment], task: str) -> Transcription:
+    return Transcription(task=task, text=text.strip(), language=language or "", duration=round(duration, 3),
+                         segments=segments)
 
 
 def segment(index: int, seek: int, start: float, end: float, text: str, tokens: list[int], temperature: float,
-            avg_logprob: float, compression_ratio: float, no_speech_prob: float) -> dict[str, Any]:
-    """One segment in the shape of OpenAI's verbose_json."""
-    return {"id": index, "seek": int(seek), "start": round(float(start), 3), "end": round(float(end), 3),
-            "text": text, "tokens": [int(t) for t in tokens], "temperature": float(temperature),
-            "avg_logprob": float(avg_logprob), "compression_ratio": float(compression_ratio),
-            "no_speech_prob": float(no_speech_prob)}
+            avg_logprob: float, compression_ratio: float, no_speech_prob: float) -> Segment:
+    return Segment(id=index, seek=int(seek), start=round(float(start), 3), end=round(float(end), 3), text=text,
+                   tokens=[int(t) for t in tokens], temperature=float(temperature), avg_logprob=float(avg_logprob),
+                   compression_ratio=float(compression_ratio), no_speech_prob=float(no_speech_prob))

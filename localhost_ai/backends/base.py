@@ -6,16 +6,10 @@ import threading
 import time
 from typing import Any, Callable, ClassVar, Iterator
 
-# What a backend can do; the API checks a model's capabilities before calling it.
-CHAT = "chat"
-COMPLETION = "completion"
-EDIT = "edit"
-EMBEDDINGS = "embeddings"
-RERANK = "rerank"
-TRANSCRIPTION = "transcription"
-IMAGE = "image"
-
-Piece = dict[str, Any]
+from localhost_ai.config import BackendOptions, CapabilityRule, ModelConfig
+from localhost_ai.config.capabilities import declare
+from localhost_ai.contract import Request
+from localhost_ai.contract.events import Event
 
 
 class CallControl(threading.Event):
@@ -31,34 +25,31 @@ class CallControl(threading.Event):
 
 
 class Backend:
-    """A loaded model.  Calls are plain dicts in and plain dicts out so that they can
-    cross a process boundary unchanged; `run` yields pieces as they are produced."""
+    """A loaded model.  It takes the contract's requests and yields its events; `op_<OP>`
+    serves the request type whose OP it names.  `Options` declares the YAML fields of
+    its own, which arrive checked and typed as `config.options`."""
 
     name: ClassVar[str]
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
 
-    def __init__(self, config: dict[str, Any], defaults: dict[str, Any]) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         self.config = config
-        self.defaults = defaults
+        self.options: Any = config.options
 
-    @classmethod
-    def capabilities(cls, config: dict[str, Any]) -> frozenset[str]:
-        raise NotImplementedError
-
-    @classmethod
-    def concurrency(cls, config: dict[str, Any]) -> int:
+    def concurrency(self) -> int:
         """How many calls the loaded model runs at once; more wait in order."""
         return 1
 
     def batching(self) -> dict[str, tuple[int, float]]:
-        """Operations whose concurrent calls the worker batches: op -> (max inputs, max wait s)."""
+        """Request OPs whose concurrent calls the worker batches: OP -> (max inputs, max wait s)."""
         return {}
 
-    def batch_size(self, op: str, payload: dict[str, Any]) -> int:
+    def batch_size(self, request: Request) -> int:
         """How many inputs a call adds to a batch."""
         return 1
 
-    def run_batch(self, op: str, payloads: list[dict[str, Any]]) -> list[Any]:
-        """Run several calls' payloads at once; one piece (or an exception) per payload, in order."""
+    def run_batch(self, requests: list[Any]) -> list[Any]:
+        """Run several calls at once; one event (or an exception) per request, in order."""
         raise NotImplementedError
 
     def load(self) -> None:
@@ -71,20 +62,24 @@ class Backend:
     def close(self) -> None:
         """Free what load() took; the default relies on garbage collection."""
 
-    def run(self, op: str, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
-        method = getattr(self, f"op_{op}", None)
+    def run(self, request: Request, cancel: CallControl) -> Iterator[Event]:
+        method = getattr(self, f"op_{request.OP}", None)
         if method is None:
-            raise ValueError(f"backend {self.name} has no operation {op!r}")
-        return method(payload, cancel)
+            raise ValueError(f"backend {self.name} has no operation {request.OP!r}")
+        return method(request, cancel)
 
 
 _BACKENDS: dict[str, type[Backend]] = {}
 
 
-def register(name: str) -> Callable[[type[Backend]], type[Backend]]:
+def register(name: str, capabilities: CapabilityRule | None = None) -> Callable[[type[Backend]], type[Backend]]:
+    """Add a backend under its `backend:` name; a plugin says what it can do (the built-in
+    ones are in config.capabilities's table)."""
     def decorate(cls: type[Backend]) -> type[Backend]:
         cls.name = name
         _BACKENDS[name] = cls
+        if capabilities is not None:
+            declare(name, capabilities)
         return cls
 
     return decorate
@@ -96,3 +91,8 @@ def backend_class(name: str) -> type[Backend]:
 
 def backend_names() -> list[str]:
     return sorted(_BACKENDS)
+
+
+def backend_options() -> dict[str, type[BackendOptions]]:
+    """Each backend's options class, for the model-file loader."""
+    return {name: cls.Options for name, cls in _BACKENDS.items()}

@@ -6,11 +6,15 @@ from __future__ import annotations
 import io
 import os
 import random
+from dataclasses import dataclass
 from typing import Any, Iterator
 
-from localhost_ai.backends.base import IMAGE, Backend, CallControl, Piece, register
+from localhost_ai.backends.base import Backend, CallControl, register
 from localhost_ai.backends.optional import require
-from localhost_ai.errors import BackendError, InvalidRequest
+from localhost_ai.config import BackendOptions, option
+from localhost_ai.contract.events import Images
+from localhost_ai.contract.image import ImageRequest
+from localhost_ai.errors import InvalidRequest
 
 SCHEDULERS = {
     "ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "euler": "EulerDiscreteScheduler",
@@ -30,28 +34,34 @@ def _open_image(data: bytes, param: str) -> Any:
     return image.convert("RGB")
 
 
+@dataclass(frozen=True)
+class DiffusersOptions(BackendOptions):
+    """The pipeline's scheduler, and the request defaults that `contract.image.ImageDefaults` reads."""
+
+    scheduler: str | None = option({"enum": list(SCHEDULERS)}, key="parameters.scheduler")
+    steps: int | None = option({"type": "integer", "minimum": 1}, key="parameters.steps")
+    step: int | None = option({"type": "integer", "minimum": 1})
+    guidance_scale: float | None = option({"type": "number", "minimum": 0}, key="parameters.guidance_scale")
+    size: str | None = option({"type": "string", "pattern": r"^\d{1,5}x\d{1,5}$"}, key="parameters.size")
+
+
 @register("diffusers")
 class DiffusersBackend(Backend):
-    @classmethod
-    def capabilities(cls, config: dict[str, Any]) -> frozenset[str]:
-        return frozenset({IMAGE})
+    Options = DiffusersOptions
 
     def load(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from the models folder only
         diffusers, torch = require("The diffusers backend", "images", "diffusers", "torch")
         self.torch = torch
-        torch.set_num_threads(self.config.get("threads") or self.defaults.get("threads") or 1)
-        path = self.config["model_path"]
-        parameters = self.config.get("parameters") or {}
+        torch.set_num_threads(self.config.threads or 1)
+        path = str(self.config.model_path)
         if path.endswith((".safetensors", ".ckpt")):
             pipeline = diffusers.StableDiffusionPipeline.from_single_file(path, torch_dtype=torch.float32)
         else:
             pipeline = diffusers.StableDiffusionPipeline.from_pretrained(path, torch_dtype=torch.float32,
                                                                         safety_checker=None, requires_safety_checker=False)
-        scheduler = parameters.get("scheduler")
+        scheduler = self.options.scheduler
         if scheduler:
-            if scheduler not in SCHEDULERS:
-                raise BackendError(f"unknown scheduler {scheduler!r}; known: {', '.join(SCHEDULERS)}")
             pipeline.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipeline.scheduler.config)
         pipeline.set_progress_bar_config(disable=True)
         self.text2image = pipeline
@@ -60,13 +70,13 @@ class DiffusersBackend(Backend):
         for extra in (self.image2image, self.inpaint):
             extra.set_progress_bar_config(disable=True)
 
-    def op_generate(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
+    def op_generate(self, request: ImageRequest, cancel: CallControl) -> Iterator[Images]:
         torch = self.torch
-        seed = payload.get("seed")
+        seed = request.seed
         if seed is None or seed < 0:
             seed = random.getrandbits(31)
         generator = torch.Generator("cpu").manual_seed(seed)
-        width, height = payload["width"], payload["height"]
+        width, height = request.width, request.height
 
         def on_step(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             cancel.beat()
@@ -75,19 +85,19 @@ class DiffusersBackend(Backend):
             return kwargs
 
         common = {
-            "prompt": payload["prompt"],
-            "negative_prompt": payload.get("negative_prompt") or None,
-            "num_inference_steps": payload["steps"],
-            "guidance_scale": payload["guidance_scale"],
-            "num_images_per_prompt": payload["n"],
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance_scale,
+            "num_images_per_prompt": request.n,
             "generator": generator,
             "callback_on_step_end": on_step,
         }
-        if payload.get("image") is not None:
-            init = _open_image(payload["image"], "image").resize((width, height))
-            strength = payload.get("strength", 0.75)
-            if payload.get("mask") is not None:
-                mask = _open_image(payload["mask"], "mask").resize((width, height))
+        if request.image is not None:
+            init = _open_image(request.image, "image").resize((width, height))
+            strength = request.strength
+            if request.mask is not None:
+                mask = _open_image(request.mask, "mask").resize((width, height))
                 images = self.inpaint(image=init, mask_image=mask, width=width, height=height, strength=strength,
                                       **common).images
             else:
@@ -101,4 +111,4 @@ class DiffusersBackend(Backend):
             out = io.BytesIO()
             image.save(out, format="PNG")
             encoded.append(out.getvalue())
-        yield {"type": "images", "images": encoded, "seed": seed}
+        yield Images(images=encoded, seed=seed)

@@ -7,7 +7,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from localhost_ai.config import BackendOptions, option
+from localhost_ai.contract.embed import EmbedRequest
+from localhost_ai.contract.events import Embeddings
 from localhost_ai.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class BatchingOptions(BackendOptions):
+    """The YAML fields of a model whose concurrent requests are batched in its worker."""
+
+    batch_size: int | None = option({"type": "integer", "minimum": 1, "maximum": 4096})
+    batch_wait_ms: float | None = option({"type": "number", "minimum": 0, "maximum": 1000})
+    matryoshka: bool = option({"type": "boolean"}, False)  # rows may be shortened (`dimensions`)
+
+    def batching(self, default_size: int, default_wait_ms: float) -> tuple[int, float]:
+        wait_ms = default_wait_ms if self.batch_wait_ms is None else self.batch_wait_ms
+        return self.batch_size or default_size, wait_ms / 1000
 
 
 @dataclass
@@ -17,11 +33,11 @@ class EmbeddingInputs:
     vocab_size: int
     end_token: int | None = None  # kept last when a tokenized text is cut to the window
 
-    def sequences(self, payload: dict[str, Any], tokenized: Iterator[list[int]]) -> list[list[int]]:
-        """`tokenized` yields the token ids of this payload's texts, in order."""
-        truncate = payload.get("truncate", True)
+    def sequences(self, request: EmbedRequest, tokenized: Iterator[list[int]]) -> list[list[int]]:
+        """`tokenized` yields the token ids of this request's texts, in order."""
+        truncate = request.truncate
         out = []
-        for position, item in enumerate(payload["input"]):
+        for position, item in enumerate(request.inputs):
             if isinstance(item, str):
                 ids = list(next(tokenized))
                 from_text = True
@@ -44,25 +60,25 @@ class EmbeddingInputs:
             out.append(ids)
         return out
 
-    def run(self, payloads: list[dict[str, Any]], encode: Callable[[list[list[int]]], Any],
+    def run(self, requests: list[EmbedRequest], encode: Callable[[list[list[int]]], Any],
             dimension: int, truncatable: bool) -> list[Any]:
-        """Prepare each payload (a bad one fails alone), encode all rows at once, split back."""
+        """Prepare each request (a bad one fails alone), encode all rows at once, split back."""
         import numpy as np
 
         prepared: list[Any] = []
         flat: list[list[int]] = []
-        texts = [item for payload in payloads for item in payload["input"] if isinstance(item, str)]
+        texts = [item for request in requests for item in request.inputs if isinstance(item, str)]
         tokenized = iter(self.tokenize(texts) if texts else [])  # one call for the whole batch
-        for payload in payloads:
-            own = [next(tokenized) for item in payload["input"] if isinstance(item, str)]
+        for request in requests:
+            own = [next(tokenized) for item in request.inputs if isinstance(item, str)]
             try:
-                wanted = payload.get("dimensions")
+                wanted = request.dimensions
                 if wanted is not None and wanted != dimension and not (truncatable and 0 < wanted < dimension):
                     raise InvalidRequest(
                         f"This model gives {dimension}-dimensional embeddings"
                         + (f"; 'dimensions' may be 1 to {dimension}." if truncatable else " and cannot shorten them."),
                         param="dimensions", code="invalid_dimensions")
-                sequences = self.sequences(payload, iter(own))
+                sequences = self.sequences(request, iter(own))
             except InvalidRequest as exc:
                 prepared.append(exc)
                 continue
@@ -75,11 +91,11 @@ class EmbeddingInputs:
                 results.append(item)
                 continue
             start, count, tokens, wanted = item
-            results.append(embeddings_piece(matrix[start:start + count], tokens, wanted))
+            results.append(embeddings_event(matrix[start:start + count], tokens, wanted))
         return results
 
 
-def embeddings_piece(rows: Any, tokens: int, dimensions: int | None) -> dict[str, Any]:
+def embeddings_event(rows: Any, tokens: int, dimensions: int | None) -> Embeddings:
     """Rows as little-endian float32 bytes (they cross to the server as a raw blob)."""
     import numpy as np
 
@@ -89,5 +105,4 @@ def embeddings_piece(rows: Any, tokens: int, dimensions: int | None) -> dict[str
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
         rows = rows / np.where(norms == 0, 1, norms)
     rows = np.ascontiguousarray(rows, dtype="<f4")
-    return {"type": "embeddings", "data": rows.tobytes(), "rows": rows.shape[0], "dim": rows.shape[1],
-            "prompt_tokens": tokens}
+    return Embeddings(data=rows.tobytes(), rows=rows.shape[0], dim=rows.shape[1], prompt_tokens=tokens)

@@ -2,35 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
-from localhost_ai.backends.audio import decode_audio, segment, transcription_piece, whisper_request
-from localhost_ai.backends.base import TRANSCRIPTION, Backend, CallControl, Piece, register
+from localhost_ai.backends.audio import WhisperOptions, decode_audio, segment, transcription, whisper_request
+from localhost_ai.backends.base import Backend, CallControl, register
 from localhost_ai.backends.optional import require
+from localhost_ai.config import option
+from localhost_ai.contract.events import Transcription
+from localhost_ai.contract.transcribe import TranscribeRequest
 from localhost_ai.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class FasterWhisperOptions(WhisperOptions):
+    compute_type: str = option({"type": "string"}, "int8", key="parameters.compute_type")
 
 
 @register("faster-whisper")
 class FasterWhisperBackend(Backend):
-    @classmethod
-    def capabilities(cls, config: dict[str, Any]) -> frozenset[str]:
-        return frozenset({TRANSCRIPTION})
+    Options = FasterWhisperOptions
 
     def load(self) -> None:
         (faster_whisper,) = require("The faster-whisper backend", "whisper", "faster_whisper")
-        parameters = self.config.get("parameters") or {}
         self.model = faster_whisper.WhisperModel(
-            self.config["model_path"],
+            str(self.config.model_path),
             device="cpu",
-            compute_type=parameters.get("compute_type") or "int8",
-            cpu_threads=self.config.get("threads") or self.defaults.get("threads") or 0,
+            compute_type=self.options.compute_type,
+            cpu_threads=self.config.threads or 0,
         )
-        self.default_language = parameters.get("language")
 
-    def op_transcribe(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
-        audio = decode_audio(payload["audio"], payload.get("filename", ""))
-        task = payload.get("task", "transcribe")
-        language, model_task, temperatures = whisper_request(payload, self.default_language,
+    def op_transcribe(self, request: TranscribeRequest, cancel: CallControl) -> Iterator[Transcription]:
+        audio = decode_audio(request.audio, request.filename)
+        language, model_task, temperatures = whisper_request(request, self.options.language,
                                                              self.model.model.is_multilingual)
         if language and language not in self.model.supported_languages:
             raise InvalidRequest(f"This model does not know the language {language!r}; it knows: "
@@ -39,8 +43,8 @@ class FasterWhisperBackend(Backend):
             audio,
             language=language,
             task=model_task,
-            initial_prompt=payload.get("prompt") or None,
-            beam_size=payload.get("beam_size") or 5,
+            initial_prompt=request.prompt or None,
+            beam_size=request.beam_size or 5,
             temperature=list(temperatures),
             vad_filter=False,
         )
@@ -52,4 +56,4 @@ class FasterWhisperBackend(Backend):
             segments.append(segment(index, seg.seek, seg.start, seg.end, seg.text, seg.tokens, seg.temperature,
                                     seg.avg_logprob, seg.compression_ratio, seg.no_speech_prob))
             texts.append(seg.text)
-        yield transcription_piece("".join(texts), info.language, info.duration, segments, task)
+        yield transcription("".join(texts), info.language, info.duration, segments, request.task)

@@ -1,110 +1,63 @@
-"""Function calling and structured output for llama.cpp models: the grammar that
-constrains decoding, and the prompt that tells the model about its tools.
+"""Constrained decoding for llama.cpp models: the grammar that makes the model write
+tool calls or the asked response format.
 
 The grammars come from llama-cpp-python's JSON-Schema converter; each tool's schema is
 converted on its own (its `$ref`s point into its own `$defs`) and the calls are
 composed around them: `{"name": "<tool>", "arguments": <its schema>}`, one call or a
-list of them.
+list of them.  A schema that uses what a grammar cannot enforce is refused.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
-from localhost_ai.config.templates import PromptTemplateError, render
+from localhost_ai.backends.tool_prompt import ToolUse
+from localhost_ai.contract.schemas import subschemas
 from localhost_ai.errors import InvalidRequest
-
-NO_ACTION_NAME = "answer"
-NO_ACTION_DESCRIPTION = "use this action to answer without performing any action"
 
 # A JSON string character: the converter's own rule lets raw control characters
 # through, which strict JSON readers refuse.
 _JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
 
-DEFAULT_TOOLS_PROMPT = """\
-You can call these functions:
-{% for tool in tools %}
-- {{ tool.name }}{% if tool.description %}: {{ tool.description }}{% endif %}
-
-  arguments (JSON Schema): {{ tool.parameters | tojson }}
-{% endfor %}
-
-To call a function, reply with a JSON object that names it and gives its arguments, \
-such as {"name": "{{ tools[0].name }}", "arguments": {...}}.
-{% if parallel %}
-To call several functions at once, reply with a JSON list of such objects.
-{% endif %}
-{% if no_action %}
-To reply in words instead, call "{{ no_action }}" with your reply as its "message" argument.
-{% endif %}"""
+# Validation keywords a grammar cannot enforce: a schema that uses one would let the
+# model produce values the schema refuses, so it is refused instead.
+UNENFORCEABLE = frozenset({
+    "not", "if", "then", "else", "dependentRequired", "dependentSchemas", "dependencies",
+    "patternProperties", "propertyNames", "minProperties", "maxProperties", "contains",
+    "minContains", "maxContains", "uniqueItems", "multipleOf", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "unevaluatedProperties", "unevaluatedItems",
+    "$dynamicRef", "$recursiveRef",
+})
 
 
-@dataclass
-class FunctionSettings:
-    """The YAML's `function:` section (LocalAI's names)."""
-
-    grammar: bool = True
-    no_action: str | None = NO_ACTION_NAME
-    no_action_description: str = NO_ACTION_DESCRIPTION
-    # As in LocalAI, a model writes a list of calls only where its YAML allows it: small
-    # models given the choice tend to repeat a call until they run out of tokens.
-    parallel_calls: bool = False
-    prompt: str = DEFAULT_TOOLS_PROMPT
-    response_regex: tuple[str, ...] = ()
-    name_key: str = "name"
-    arguments_key: str = "arguments"
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "FunctionSettings":
-        section = config.get("function") or {}
-        grammar = section.get("grammar") or {}
-        return cls(
-            grammar=not grammar.get("disable", False),
-            no_action=None if section.get("disable_no_action") else section.get("no_action_function_name") or NO_ACTION_NAME,
-            no_action_description=section.get("no_action_description_name") or NO_ACTION_DESCRIPTION,
-            parallel_calls=grammar.get("parallel_calls", False),
-            prompt=section.get("prompt") or DEFAULT_TOOLS_PROMPT,
-            response_regex=tuple(section.get("response_regex") or ()),
-            name_key=section.get("function_name_key") or "name",
-            arguments_key=section.get("function_arguments_key") or "arguments",
-        )
+def _unenforceable(schema: Any, path: str) -> Iterator[str]:
+    if schema is False and not path.endswith((".additionalProperties", ".items")):
+        yield f"a false schema (no value is valid) at {path}"
+    if not isinstance(schema, dict):
+        return
+    for key in schema:
+        if key in UNENFORCEABLE:
+            yield f"'{key}' at {path}"
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and not ref.startswith("#"):
+        yield f"the non-local $ref '{ref}' at {path}"
+    for sub, sub_path in subschemas(schema, path):
+        yield from _unenforceable(sub, sub_path)
 
 
-@dataclass
-class ToolUse:
-    """What one chat request asks of its tools, settled against the model's settings."""
-
-    tools: list[dict[str, Any]]  # those the model may call, the no-action one included
-    parallel: bool
-    no_action: str | None
-    legacy: bool
-
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any], settings: FunctionSettings) -> "ToolUse | None":
-        tools = payload.get("tools")
-        if not tools:
-            return None
-        choice = payload.get("tool_choice", "auto")
-        if isinstance(choice, dict):
-            tools = [t for t in tools if t["name"] == choice["name"]]
-        no_action = None
-        if choice == "auto" and settings.no_action:
-            names = {t["name"] for t in tools}
-            no_action = settings.no_action
-            while no_action in names:  # a declared tool may already have the name
-                no_action += "_"
-            tools = tools + [{
-                "name": no_action,
-                "description": settings.no_action_description,
-                "parameters": {"type": "object", "properties": {"message": {
-                    "type": "string", "description": "The message to reply to the user with"}},
-                    "required": ["message"]},
-            }]
-        parallel = bool(payload.get("parallel_tool_calls", True)) and settings.parallel_calls
-        return cls(tools, parallel, no_action, bool(payload.get("legacy_functions")))
+def check_enforceable(schema: Any, what: str, param: str) -> None:
+    """A 400 naming what in the schema a grammar cannot enforce."""
+    try:
+        problems = list(_unenforceable(schema, "the root"))
+    except RecursionError:
+        raise InvalidRequest(f"{what}: nested too deeply.", param=param, code="invalid_schema") from None
+    if problems:
+        raise InvalidRequest(
+            f"{what}: uses {', '.join(problems[:5])}, which constrained decoding cannot enforce; "
+            "remove it, or turn the model's grammar off (function.grammar.disable).",
+            param=param, code="unsupported_schema")
 
 
 def _converter() -> Any:
@@ -160,12 +113,13 @@ def _visit(converter: Any, schema: dict[str, Any], name: str, what: str, param: 
 
 
 def tools_grammar(use: ToolUse) -> str:
+    for tool in use.tools:
+        check_enforceable(tool.parameters, f"Tool '{tool.name}' parameters", tool.param)
     converter = _converter()
     calls = []
     for i, tool in enumerate(use.tools):
-        arguments = _visit(converter, tool["parameters"], f"tool{i}-arguments",
-                           f"Tool '{tool['name']}' parameters", "tools")
-        name = converter._format_literal(json.dumps(tool["name"]))
+        arguments = _visit(converter, tool.parameters, f"tool{i}-arguments", f"Tool '{tool.name}' parameters", "tools")
+        name = converter._format_literal(json.dumps(tool.name))
         calls.append(converter._add_rule(
             f"tool{i}-call",
             r'"{" space "\"name\"" space ":" space ' + name + r' space "," space "\"arguments\"" space ":" space '
@@ -175,100 +129,13 @@ def tools_grammar(use: ToolUse) -> str:
     return _finish(converter, body)
 
 
-def response_format_grammar(response_format: dict[str, Any]) -> str:
-    converter = _converter()
+def response_format_grammar(response_format: dict[str, Any], what: str = "response_format schema") -> str:
+    """`response_format`: {"type": "json_object"} or {"type": "json_schema", "schema": ...}."""
+    param = "response_format.json_schema.schema"
     schema = response_format.get("schema") if response_format["type"] == "json_schema" else {"type": "object"}
-    body = _visit(converter, schema, "response", "response_format schema", "response_format.json_schema.schema")
+    check_enforceable(schema, what, param)
+    converter = _converter()
+    body = _visit(converter, schema, "response", "response_format schema", param)
     return _finish(converter, body)
 
 
-# -- the prompt ---------------------------------------------------------------------
-
-
-def template_knows_tools(template: str) -> bool:
-    return "tools" in template
-
-
-def openai_tools(use: ToolUse) -> list[dict[str, Any]]:
-    """The tools as chat templates written for Hugging Face expect them."""
-    return [{"type": "function", "function": t} for t in use.tools]
-
-
-def _call_text(calls: list[dict[str, Any]]) -> str:
-    """Calls a client sends back, written as the grammar makes the model write them."""
-    written = [{"name": c.get("name", ""), "arguments": _parsed(c.get("arguments"))} for c in calls]
-    return json.dumps(written[0] if len(written) == 1 else written, ensure_ascii=False)
-
-
-def _parsed(arguments: Any) -> Any:
-    if isinstance(arguments, str):
-        try:
-            return json.loads(arguments)
-        except ValueError:
-            return arguments
-    return arguments if arguments is not None else {}
-
-
-def _calls_of(message: dict[str, Any]) -> list[dict[str, Any]]:
-    calls = [c.get("function") or {} for c in message.get("tool_calls") or []]
-    if message.get("function_call"):
-        calls.append(message["function_call"])
-    return calls
-
-
-def messages_for_template(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For a template that knows tools: OpenAI's current shape (legacy `function_call` and
-    `role: function` turned into tool calls and results), absent fields left out rather
-    than null, and arguments as objects, as Hugging Face templates expect."""
-    out = []
-    for message in messages:
-        message = {k: v for k, v in message.items() if v is not None}
-        calls = list(message.pop("tool_calls", None) or [])
-        legacy = message.pop("function_call", None)
-        if legacy:
-            calls.append({"id": f"call_{legacy.get('name', '')}", "type": "function", "function": legacy})
-        if calls:
-            message["tool_calls"] = [{**c, "type": "function", "function": {
-                **(c.get("function") or {}), "arguments": _parsed((c.get("function") or {}).get("arguments"))}}
-                for c in calls]
-        if message["role"] == "function":
-            message = {**message, "role": "tool", "tool_call_id": f"call_{message.get('name', '')}"}
-        out.append(message)
-    return out
-
-
-def messages_in_plain_text(messages: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
-    """For a template that knows only system/user/assistant: the tool instructions join
-    the system message, calls become the assistant's JSON, and results a user turn."""
-    names = {c.get("id"): (c.get("function") or {}).get("name") for m in messages for c in m.get("tool_calls") or []}
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        role = message["role"]
-        if role in ("tool", "function"):
-            name = message.get("name") or names.get(message.get("tool_call_id")) or "the function"
-            line = f"Result of {name}: {message.get('content', '')}"
-            if out and out[-1].get("_results"):
-                out[-1]["content"] += "\n" + line
-            else:
-                out.append({"role": "user", "content": line, "_results": True})
-            continue
-        calls = _calls_of(message) if role == "assistant" else []
-        if calls:
-            text = message.get("content") or ""
-            message = {"role": "assistant", "content": (text + "\n" if text else "") + _call_text(calls)}
-        out.append({k: v for k, v in message.items() if k not in ("tool_calls", "function_call")})
-    out = [{k: v for k, v in m.items() if k != "_results"} for m in out]
-    if instructions:
-        if out and out[0]["role"] == "system":
-            out[0] = {**out[0], "content": instructions + "\n\n" + out[0]["content"]}
-        else:
-            out.insert(0, {"role": "system", "content": instructions})
-    return out
-
-
-def instructions(use: ToolUse, settings: FunctionSettings, model: str) -> str:
-    tools = [t for t in use.tools if t["name"] != use.no_action]
-    try:
-        return render(settings.prompt, tools=tools, parallel=use.parallel, no_action=use.no_action).strip()
-    except PromptTemplateError as exc:
-        raise InvalidRequest(f"Model '{model}': function prompt template: {exc}", code="template_error") from None

@@ -6,24 +6,20 @@ import codecs
 import logging
 import queue
 import random
-from typing import Any, Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, Generator, Iterator
 
 from localhost_ai.backends import llama_tools
-from localhost_ai.backends.base import CHAT, COMPLETION, EDIT, EMBEDDINGS, Backend, CallControl, Piece, register
-from localhost_ai.backends.embedding_inputs import EmbeddingInputs
-from localhost_ai.backends.llama_tools import FunctionSettings, ToolUse
+from localhost_ai.backends.base import Backend, CallControl, register
+from localhost_ai.backends.embedding_inputs import BatchingOptions, EmbeddingInputs
 from localhost_ai.backends.optional import require
 from localhost_ai.backends.stops import StopMatcher
-from localhost_ai.backends.tool_calls import CallShaper
-from localhost_ai.config.templates import (
-    DEFAULT_COMPLETION_TEMPLATE,
-    DEFAULT_EDIT_TEMPLATE,
-    FALLBACK_CHAT_STOPWORDS,
-    FALLBACK_CHAT_TEMPLATE,
-    PromptTemplateError,
-    normalise_messages,
-    render,
-)
+from localhost_ai.backends.textgen import TextGeneration
+from localhost_ai.backends.tool_prompt import ToolUse
+from localhost_ai.config import option
+from localhost_ai.contract.embed import EmbedRequest
+from localhost_ai.contract.events import Event, Finish, TextDelta, Usage
+from localhost_ai.contract.generate import ChatRequest, CompletionRequest, EditRequest, Generation, ResponseFormat
 from localhost_ai.errors import BackendError, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -35,36 +31,29 @@ DEFAULT_PARALLEL = 4
 # back by one chunk's work per step.
 DEFAULT_PREFILL_CHUNK = 128
 
-# Sampling defaults when neither the request nor the YAML sets them (llama.cpp's own).
-_DEFAULTS = {
-    "temperature": 0.8,
-    "top_p": 0.95,
-    "top_k": 40,
-    "min_p": 0.05,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
-    "repeat_penalty": 1.0,
-    "seed": -1,
-}
+
+
+@dataclass(frozen=True)
+class LlamaOptions(BatchingOptions):
+    mmap: bool = option({"type": "boolean"}, True)
+    parallel: int = option({"type": "integer", "minimum": 1, "maximum": 64}, DEFAULT_PARALLEL)
+    prefill_chunk: int = option({"type": "integer", "minimum": 16, "maximum": 4096}, DEFAULT_PREFILL_CHUNK)
 
 
 @register("llama-cpp")
 class LlamaCppBackend(Backend):
-    @classmethod
-    def capabilities(cls, config: dict[str, Any]) -> frozenset[str]:
-        # A context made for embeddings pools its output; it is not used for generation.
-        return frozenset({EMBEDDINGS}) if config.get("embeddings") else frozenset({CHAT, COMPLETION, EDIT})
+    Options = LlamaOptions
+    options: LlamaOptions
 
-    @classmethod
-    def concurrency(cls, config: dict[str, Any]) -> int:
-        """Sequences decoded together: the YAML's `parallel`, else DEFAULT_PARALLEL."""
-        return 1 if config.get("embeddings") else (config.get("parallel") or DEFAULT_PARALLEL)
+    def concurrency(self) -> int:
+        """Sequences decoded together: the YAML's `parallel`."""
+        return 1 if self.config.embeddings else self.options.parallel
 
     def load(self) -> None:
         (llama_cpp,) = require("The llama-cpp backend", "llama", "llama_cpp")
         self._llama_cpp = llama_cpp
-        self.n_ctx = self.config.get("context_size") or self.defaults.get("context_size") or 2048
-        embeddings = bool(self.config.get("embeddings"))
+        self.n_ctx = self.config.context_size or 2048
+        embeddings = self.config.embeddings
         # A generative model decodes in the engine's own context; Llama's is then only
         # for the tokenizer and metadata, and kept small.
         extra = {"embedding": True, "n_batch": self.n_ctx, "n_ubatch": self.n_ctx} if embeddings else {"n_ctx": 64}
@@ -86,22 +75,15 @@ class LlamaCppBackend(Backend):
             llama_cpp,
             self.llm._model.model,
             context_per_slot=self.n_ctx,
-            slots=self.concurrency(self.config),
-            threads=self.config.get("threads") or self.defaults.get("threads"),
-            chunk=self.config.get("prefill_chunk") or DEFAULT_PREFILL_CHUNK,
+            slots=self.concurrency(),
+            threads=self.config.threads,
+            chunk=self.options.prefill_chunk,
         )
-        templates = self.config.get("templates") or {}
-        metadata = self.llm.metadata or {}
-        self.chat_template = templates.get("chat") or metadata.get("tokenizer.chat_template")
-        self.chat_stopwords = [] if self.chat_template else list(FALLBACK_CHAT_STOPWORDS)
-        self.chat_template = self.chat_template or FALLBACK_CHAT_TEMPLATE
-        self.completion_template = templates.get("completion") or DEFAULT_COMPLETION_TEMPLATE
-        self.edit_template = templates.get("edit") or DEFAULT_EDIT_TEMPLATE
-        self.function_template = templates.get("function")
-        self.functions = FunctionSettings.from_config(self.config)
+        self.chat_template = (self.llm.metadata or {}).get("tokenizer.chat_template")
         vocab = self.llm._model
         self.bos_text = vocab.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
         self.eos_text = vocab.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
+        self.text = TextGeneration(self.config, self)
 
     # -- embeddings (batched by the worker) ---------------------------------------------
 
@@ -110,17 +92,15 @@ class LlamaCppBackend(Backend):
         return engine.snapshot() if engine is not None else {}
 
     def batching(self) -> dict[str, tuple[int, float]]:
-        if not self.config.get("embeddings"):
+        if not self.config.embeddings:
             return {}
-        wait_ms = self.config.get("batch_wait_ms")
-        return {"embeddings": (self.config.get("batch_size") or 32, (5.0 if wait_ms is None else wait_ms) / 1000)}
+        return {EmbedRequest.OP: self.options.batching(32, 5.0)}
 
-    def batch_size(self, op: str, payload: dict[str, Any]) -> int:
-        return len(payload.get("input") or [])
+    def batch_size(self, request: EmbedRequest) -> int:
+        return len(request.inputs)
 
-    def run_batch(self, op: str, payloads: list[dict[str, Any]]) -> list[Any]:
-        dimension = self.llm.n_embd()
-        return self.inputs.run(payloads, self._embed, dimension, bool(self.config.get("matryoshka")))
+    def run_batch(self, requests: list[EmbedRequest]) -> list[Any]:
+        return self.inputs.run(requests, self._embed, self.llm.n_embd(), self.options.matryoshka)
 
     def _embed(self, sequences: list[list[int]]) -> Any:
         """Pooled, L2-normalised embeddings; token ids go back to text, which llama-cpp-python's
@@ -132,10 +112,10 @@ class LlamaCppBackend(Backend):
 
     def _open(self, llama_cpp: Any, **extra: Any) -> Any:
         return llama_cpp.Llama(
-            model_path=self.config["model_path"],
+            model_path=str(self.config.model_path),
             n_ctx=extra.pop("n_ctx", self.n_ctx),
-            n_threads=self.config.get("threads") or self.defaults.get("threads"),
-            use_mmap=self.config.get("mmap", True),
+            n_threads=self.config.threads,
+            use_mmap=self.options.mmap,
             verbose=False,
             **extra,
         )
@@ -150,62 +130,24 @@ class LlamaCppBackend(Backend):
             llm.close()
             self.llm = None
 
-    # -- operations ------------------------------------------------------------------
+    # -- operations: text generation is TextGeneration's, the decoding is here ----------
 
-    def op_completion(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
-        prompts = [self._render(self.completion_template, input=p) for p in payload["prompts"]]
-        return self._generate(prompts, payload, cancel, echo=payload.get("echo", False))
+    def op_completion(self, request: CompletionRequest, cancel: CallControl) -> Iterator[Event]:
+        return self.text.completion(request, cancel)
 
-    def op_edit(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
-        prompt = self._render(self.edit_template, instruction=payload["instruction"], input=payload.get("input", ""))
-        return self._generate([prompt], payload, cancel)
+    def op_edit(self, request: EditRequest, cancel: CallControl) -> Iterator[Event]:
+        return self.text.edit(request, cancel)
 
-    def op_chat(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
-        messages = normalise_messages(payload["messages"])
-        messages = [{**m, "role": "system" if m["role"] == "developer" else m["role"]} for m in messages]
-        system_prompt = self.config.get("system_prompt")
-        if system_prompt and not any(m["role"] == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": system_prompt})
-        use = ToolUse.from_payload(payload, self.functions)
-        template = (use and self.function_template) or self.chat_template
-        tools = None
-        if llama_tools.template_knows_tools(template):
-            messages = llama_tools.messages_for_template(messages)
-            tools = llama_tools.openai_tools(use) if use else None
-        else:
-            guide = llama_tools.instructions(use, self.functions, self.config["name"]) if use else None
-            messages = llama_tools.messages_in_plain_text(messages, guide)
-        prompt = self._render(
-            template,
-            messages=messages,
-            add_generation_prompt=True,
-            bos_token=self.bos_text,
-            eos_token=self.eos_text,
-            system_prompt=system_prompt or "",
-            tools=tools,
-        )
-        grammar = None
-        if use is not None and self.functions.grammar:
-            grammar = llama_tools.tools_grammar(use)
-        elif use is None and payload.get("response_format") and self.functions.grammar:
-            grammar = llama_tools.response_format_grammar(payload["response_format"])
-        shaper = None
+    def op_chat(self, request: ChatRequest, cancel: CallControl) -> Iterator[Event]:
+        return self.text.chat(request, cancel)
+
+    def grammar(self, use: ToolUse | None, response_format: ResponseFormat | None) -> str | None:
         if use is not None:
-            settings = self.functions
-            names = {t["name"] for t in use.tools if t["name"] != use.no_action}
-            shaper = lambda index: CallShaper(  # noqa: E731
-                index, names, use.parallel, use.no_action, grammar is not None,
-                settings.response_regex, settings.name_key, settings.arguments_key)
-        return self._generate([prompt], payload, cancel, extra_stops=self.chat_stopwords, lstrip=True,
-                              grammar=grammar, shaper=shaper, legacy=bool(use and use.legacy))
-
-    # -- generation ------------------------------------------------------------------
-
-    def _render(self, template: str, **context: Any) -> str:
-        try:
-            return render(template, **context)
-        except PromptTemplateError as exc:
-            raise InvalidRequest(f"Model '{self.config['name']}': prompt template: {exc}", code="template_error") from None
+            return llama_tools.tools_grammar(use)
+        if response_format is not None:
+            return llama_tools.response_format_grammar({"type": response_format.type, "schema": response_format.schema},
+                                                       f"response_format schema '{response_format.name}'")
+        return None
 
     def _tokenize(self, prompt: str) -> list[int]:
         tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
@@ -213,10 +155,6 @@ class LlamaCppBackend(Backend):
         if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
             tokens = tokens[1:]  # the template wrote its own BOS
         return tokens
-
-    def _settings(self, payload: dict[str, Any]) -> dict[str, Any]:
-        merged = {**_DEFAULTS, **(self.config.get("parameters") or {}), **payload.get("sampling", {})}
-        return {k: merged[k] for k in _DEFAULTS}
 
     def _budget(self, prompt_tokens: int, requested: int | None) -> int:
         room = self.n_ctx - prompt_tokens
@@ -237,62 +175,41 @@ class LlamaCppBackend(Backend):
             )
         if requested is not None:
             return requested
-        default = (self.config.get("parameters") or {}).get("max_tokens")
+        default = self.config.parameters.get("max_tokens")
         return min(default, room) if default else room
 
-    def _generate(
-        self,
-        prompts: list[str],
-        payload: dict[str, Any],
-        cancel: CallControl,
-        echo: bool = False,
-        extra_stops: list[str] | None = None,
-        lstrip: bool = False,
-        grammar: str | None = None,
-        shaper: Callable[[int], CallShaper] | None = None,
-        legacy: bool = False,
-    ) -> Iterator[Piece]:
+    def decode(self, prompts: list[str], generation: Generation, cancel: CallControl, *, stops: list[str],
+               echo: bool = False, lstrip: bool = False, grammar: str | None = None) -> Iterator[Event]:
         """`lstrip`: a chat answer starts at its first visible character (templates end
-        with 'Answer:' or a newline, and the model's first token carries the space).
-        Under a grammar no stop word applies: the output ends where the grammar ends."""
-        n = payload.get("n", 1)
-        sampling = self._settings(payload)
-        stops = list(payload.get("stop") or []) + list(self.config.get("stopwords") or []) + list(extra_stops or [])
-        if grammar is not None:
-            stops = []
+        with 'Answer:' or a newline, and the model's first token carries the space)."""
+        n = generation.n
+        sampling = generation.sampling.resolve(self.config)
         tokenized = [self._tokenize(p) for p in prompts]
         if not all(tokenized):
             raise InvalidRequest("The prompt is empty.", param="prompt", code="empty_prompt")
-        budgets = [self._budget(len(t), payload.get("max_tokens")) for t in tokenized]
+        budgets = [self._budget(len(t), generation.max_tokens) for t in tokenized]
         prompt_tokens = sum(len(t) for t in tokenized)
         completion_tokens = cached_tokens = 0
         for p_index, (prompt, tokens, budget) in enumerate(zip(prompts, tokenized, budgets)):
             for copy in range(n):
                 index = p_index * n + copy
                 if echo:
-                    yield {"type": "text", "index": index, "text": prompt}
-                shape = shaper(index) if shaper else None
+                    yield TextDelta(index, prompt)
                 sequence = self._sequence(tokens, budget, sampling, stops, index, cancel, lstrip, grammar)
                 while True:
                     try:
-                        piece = next(sequence)
+                        yield next(sequence)
                     except StopIteration as end:
                         produced, finish, cached = end.value
                         break
-                    yield from shape.feed(piece["text"]) if shape else [piece]
                 completion_tokens += produced
                 cached_tokens += cached if copy == 0 else 0  # later copies reuse the first
                 if cancel.is_set():
-                    log.info("model %s: cancelled after %d tokens", self.config["name"], produced)
+                    log.info("model %s: cancelled after %d tokens", self.config.name, produced)
                     return
-                if shape:
-                    yield from shape.finish()
-                    if shape.calls and finish == "stop":
-                        finish = "function_call" if legacy else "tool_calls"
-                log.debug("model %s: %d prompt + %d completion tokens, %s", self.config["name"], len(tokens), produced, finish)
-                yield {"type": "finish", "index": index, "finish_reason": finish}
-        yield {"type": "usage", "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-               "cached_tokens": cached_tokens}
+                log.debug("model %s: %d prompt + %d completion tokens, %s", self.config.name, len(tokens), produced, finish)
+                yield Finish(index, finish)
+        yield Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached_tokens=cached_tokens)
 
     def _next(self, sequence: Any) -> tuple[str, Any]:
         """The engine's next message for this sequence; an engine that has died says so."""
@@ -301,7 +218,7 @@ class LlamaCppBackend(Backend):
                 return sequence.output.get(timeout=1.0)
             except queue.Empty:
                 if not self.engine.alive:
-                    raise BackendError(f"Model '{self.config['name']}': the decoding thread has stopped.") from None
+                    raise BackendError(f"Model '{self.config.name}': the decoding thread has stopped.") from None
 
     def _sampler(self, sampling: dict[str, Any], seed: int, grammar: str | None) -> Any:
         from localhost_ai.backends.llama_sampler import GrammarError, Sampler  # numpy: not at server start
@@ -309,7 +226,7 @@ class LlamaCppBackend(Backend):
         try:
             return Sampler(self._llama_cpp, self.llm._model.vocab, self.llm.n_vocab(), sampling, seed, grammar)
         except GrammarError as exc:
-            raise InvalidRequest(f"Model '{self.config['name']}': {exc}", code="invalid_grammar") from None
+            raise InvalidRequest(f"Model '{self.config.name}': {exc}", code="invalid_grammar") from None
 
     def _sequence(
         self,
@@ -321,7 +238,7 @@ class LlamaCppBackend(Backend):
         cancel: CallControl,
         lstrip: bool = False,
         grammar: str | None = None,
-    ) -> Generator[Piece, None, tuple[int, str, int]]:
+    ) -> Generator[TextDelta, None, tuple[int, str, int]]:
         """Generate one sequence in the engine; return (tokens produced, finish reason,
         prompt tokens found cached).  A seeded request reads its whole prompt afresh rather
         than reuse cached cells (which shifts logits in the last bits); what else shares its
@@ -340,7 +257,7 @@ class LlamaCppBackend(Backend):
             self.engine.submit(sequence)
         except RuntimeError as exc:
             sampler.close()
-            raise BackendError(f"Model '{self.config['name']}': {exc}") from None
+            raise BackendError(f"Model '{self.config.name}': {exc}") from None
         ended = False
         try:
             while True:
@@ -350,7 +267,7 @@ class LlamaCppBackend(Backend):
                     finish = "stop" if matcher.stopped or value == "stop" else value
                     break
                 if kind == "error":
-                    raise BackendError(f"Model '{self.config['name']}': decoding failed: {value}")
+                    raise BackendError(f"Model '{self.config.name}': decoding failed: {value}")
                 if sequence.stopped:
                     continue  # tokens decoded before the engine saw the stop
                 produced += 1
@@ -360,7 +277,7 @@ class LlamaCppBackend(Backend):
                     text = text.lstrip()
                     lstrip = not text
                 if text:
-                    yield {"type": "text", "index": index, "text": text}
+                    yield TextDelta(index, text)
                 if matcher.stopped:
                     sequence.stop()
         finally:
@@ -377,5 +294,5 @@ class LlamaCppBackend(Backend):
             tail += "" if matcher.stopped else matcher.flush()
             tail = tail.lstrip() if lstrip else tail
             if tail:
-                yield {"type": "text", "index": index, "text": tail}
+                yield TextDelta(index, tail)
         return produced, finish, sequence.cached

@@ -4,43 +4,41 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from localhost_ai.backends.audio import SAMPLE_RATE, decode_audio, segment, transcription_piece, whisper_request
-from localhost_ai.backends.base import TRANSCRIPTION, Backend, CallControl, Piece, register
+from localhost_ai.backends.audio import SAMPLE_RATE, WhisperOptions, decode_audio, segment, transcription, whisper_request
+from localhost_ai.backends.base import Backend, CallControl, register
 from localhost_ai.backends.optional import require
+from localhost_ai.contract.events import Transcription
+from localhost_ai.contract.transcribe import TranscribeRequest
 from localhost_ai.errors import InvalidRequest
 
 
 @register("whisper")
 class OpenAIWhisperBackend(Backend):
-    @classmethod
-    def capabilities(cls, config: dict[str, Any]) -> frozenset[str]:
-        return frozenset({TRANSCRIPTION})
+    Options = WhisperOptions
 
     def load(self) -> None:
         torch, whisper = require("The whisper backend", "whisper", "torch", "whisper")
-        torch.set_num_threads(self.config.get("threads") or self.defaults.get("threads") or 1)
-        self.model = whisper.load_model(self.config["model_path"], device="cpu")
-        self.default_language = (self.config.get("parameters") or {}).get("language")
+        torch.set_num_threads(self.config.threads or 1)
+        self.model = whisper.load_model(str(self.config.model_path), device="cpu")
 
-    def op_transcribe(self, payload: dict[str, Any], cancel: CallControl) -> Iterator[Piece]:
-        audio = decode_audio(payload["audio"], payload.get("filename", ""))
-        task = payload.get("task", "transcribe")
+    def op_transcribe(self, request: TranscribeRequest, cancel: CallControl) -> Iterator[Transcription]:
+        audio = decode_audio(request.audio, request.filename)
         from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
 
-        requested = payload.get("language") or self.default_language
+        requested = request.language or self.options.language
         if requested and requested.lower() not in LANGUAGES and requested.lower() not in TO_LANGUAGE_CODE:
             raise InvalidRequest(f"Unknown language {requested!r}; use an ISO-639-1 code such as 'en'.", param="language")
-        language, model_task, temperatures = whisper_request(payload, self.default_language, self.model.is_multilingual)
+        language, model_task, temperatures = whisper_request(request, self.options.language, self.model.is_multilingual)
         options: dict[str, Any] = {
             "task": model_task,
             "language": language,
-            "initial_prompt": payload.get("prompt") or None,
+            "initial_prompt": request.prompt or None,
             "temperature": temperatures,
             "fp16": False,
             "verbose": None,
         }
-        if payload.get("beam_size"):
-            options["beam_size"] = payload["beam_size"]
+        if request.beam_size:
+            options["beam_size"] = request.beam_size
         result = self.model.transcribe(audio, **options)  # stitches Whisper's 30-second windows
         if cancel.is_set():
             return
@@ -49,5 +47,5 @@ class OpenAIWhisperBackend(Backend):
                     s["compression_ratio"], s["no_speech_prob"])
             for i, s in enumerate(result.get("segments") or [])
         ]
-        yield transcription_piece(result.get("text", ""), result.get("language"), audio.size / SAMPLE_RATE,
-                                  segments, task)
+        yield transcription(result.get("text", ""), result.get("language"), audio.size / SAMPLE_RATE,
+                            segments, request.task)

@@ -9,23 +9,25 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from localhost_ai.backends.base import EMBEDDINGS, RERANK, Backend, register
-from localhost_ai.backends.embedding_inputs import EmbeddingInputs
+from localhost_ai.backends.base import Backend, register
+from localhost_ai.backends.embedding_inputs import BatchingOptions, EmbeddingInputs
 from localhost_ai.backends.optional import require
+from localhost_ai.config import RERANK
+from localhost_ai.contract.embed import EmbedRequest
+from localhost_ai.contract.events import Scores
+from localhost_ai.contract.rerank import RerankRequest
 
 DEFAULT_BATCH = 64
 DEFAULT_WAIT_MS = 5.0
 
 
-def is_reranker(config: dict[str, Any]) -> bool:
-    return "rerank" in (config.get("known_usecases") or [])
-
-
 @register("sentence-transformers")
 class SentenceTransformersBackend(Backend):
-    @classmethod
-    def capabilities(cls, config: dict[str, Any]) -> frozenset[str]:
-        return frozenset({RERANK}) if is_reranker(config) else frozenset({EMBEDDINGS})
+    Options = BatchingOptions
+
+    @property
+    def reranker(self) -> bool:
+        return RERANK in self.config.capabilities
 
     def load(self) -> None:
         # Weights come from the models folder only; never from a hub at run time.
@@ -36,10 +38,10 @@ class SentenceTransformersBackend(Backend):
         torch, sentence_transformers = require("The sentence-transformers backend", "embeddings", "torch",
                                                "sentence_transformers")
         self.torch = torch
-        torch.set_num_threads(self.config.get("threads") or self.defaults.get("threads") or 1)
-        path = self.config["model_path"]
-        self.batch = self.config.get("batch_size") or DEFAULT_BATCH
-        if is_reranker(self.config):
+        torch.set_num_threads(self.config.threads or 1)
+        path = str(self.config.model_path)
+        self.batch, self.wait = self.options.batching(DEFAULT_BATCH, DEFAULT_WAIT_MS)
+        if self.reranker:
             self.model = sentence_transformers.CrossEncoder(path, device="cpu")
             self.identity = torch.nn.Identity()
         else:
@@ -55,19 +57,16 @@ class SentenceTransformersBackend(Backend):
             self.dimension = dimension()
 
     def batching(self) -> dict[str, tuple[int, float]]:
-        op = "rerank" if is_reranker(self.config) else "embeddings"
-        wait_ms = self.config.get("batch_wait_ms")
-        return {op: (self.batch, (DEFAULT_WAIT_MS if wait_ms is None else wait_ms) / 1000)}
+        op = RerankRequest.OP if self.reranker else EmbedRequest.OP
+        return {op: (self.batch, self.wait)}
 
-    def batch_size(self, op: str, payload: dict[str, Any]) -> int:
-        return len(payload.get("documents") or []) if op == "rerank" else len(payload.get("input") or [])
+    def batch_size(self, request: Any) -> int:
+        return len(request.documents) if isinstance(request, RerankRequest) else len(request.inputs)
 
-    def run_batch(self, op: str, payloads: list[dict[str, Any]]) -> list[Any]:
-        if op == "embeddings":
-            return self.inputs.run(payloads, self._encode, self.dimension, bool(self.config.get("matryoshka")))
-        if op == "rerank":
-            return self._rerank(payloads)
-        raise ValueError(f"unknown batched operation {op}")
+    def run_batch(self, requests: list[Any]) -> list[Any]:
+        if self.reranker:
+            return self._rerank(requests)
+        return self.inputs.run(requests, self._encode, self.dimension, self.options.matryoshka)
 
     def _encode(self, sequences: list[list[int]]):
         """Token-id sequences -> a float32 matrix, one row each, in order."""
@@ -95,17 +94,17 @@ class SentenceTransformersBackend(Backend):
                 rows[chunk] = out
         return rows
 
-    def _rerank(self, payloads: list[dict[str, Any]]) -> list[Any]:
+    def _rerank(self, requests: list[RerankRequest]) -> list[Any]:
         pairs, spans = [], []
-        for payload in payloads:
+        for request in requests:
             start = len(pairs)
-            pairs += [(payload["query"], doc) for doc in payload["documents"]]
+            pairs += [(request.query, doc) for doc in request.documents]
             spans.append((start, len(pairs)))
         logits = self.model.predict(pairs, batch_size=self.batch, activation_fn=self.identity,
                                     show_progress_bar=False, convert_to_numpy=True) if pairs else []
         tokenizer = self.model.tokenizer
         results = []
-        for payload, (start, end) in zip(payloads, spans):
+        for start, end in spans:
             tokens = sum(len(tokenizer(q, d, truncation=True)["input_ids"]) for q, d in pairs[start:end])
-            results.append({"type": "scores", "scores": [float(x) for x in logits[start:end]], "prompt_tokens": tokens})
+            results.append(Scores(scores=[float(x) for x in logits[start:end]], prompt_tokens=tokens))
         return results

@@ -16,7 +16,9 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
+
+from localhost_ai.contract.events import TextDelta, ToolArgumentsDelta, ToolCallStart
 
 # A call's head, matched once its arguments' first character is in (so that the space
 # before it is not taken for part of the arguments).
@@ -33,13 +35,7 @@ def new_call_id() -> str:
     return f"call_{uuid.uuid4().hex[:24]}"
 
 
-@dataclass
-class Event:
-    kind: str  # "call" (id, name), "arguments" (text), "text" (text)
-    call: int = 0
-    text: str = ""
-    name: str = ""
-    id: str = ""
+CallEvent = Union[TextDelta, ToolCallStart, ToolArgumentsDelta]
 
 
 @dataclass
@@ -48,6 +44,7 @@ class ToolCallParser:
 
     parallel: bool
     no_action: str | None = None
+    index: int = 0  # the choice its events belong to
     calls: int = 0
     _buffer: str = ""
     _state: str = "start"  # start, head, arguments, close, between, done
@@ -58,9 +55,9 @@ class ToolCallParser:
     _held: list[str] = field(default_factory=list)
     _told: int = 0  # characters of the message already given out as text
 
-    def feed(self, text: str) -> list[Event]:
+    def feed(self, text: str) -> list[CallEvent]:
         self._buffer += text
-        events: list[Event] = []
+        events: list[CallEvent] = []
         while self._step(events):
             pass
         return events
@@ -69,7 +66,7 @@ class ToolCallParser:
     def complete(self) -> bool:
         return self._state == "done"
 
-    def _step(self, events: list[Event]) -> bool:
+    def _step(self, events: list[CallEvent]) -> bool:
         state = self._state
         if state == "start":
             match = _LIST_OPEN.match(self._buffer) if self.parallel else None
@@ -87,7 +84,7 @@ class ToolCallParser:
             self._state = "arguments"
             self._silent = name == self.no_action
             if not self._silent:
-                events.append(Event("call", self.calls, name=name, id=new_call_id()))
+                events.append(ToolCallStart(self.index, self.calls, new_call_id(), name))
             return True
         if state == "arguments":
             return self._scan_arguments(events)
@@ -103,7 +100,7 @@ class ToolCallParser:
             return True
         return False
 
-    def _scan_arguments(self, events: list[Event]) -> bool:
+    def _scan_arguments(self, events: list[CallEvent]) -> bool:
         taken, complete = 0, False
         for char in self._buffer:
             taken += 1
@@ -134,9 +131,9 @@ class ToolCallParser:
                 message, told = _message_so_far(held), self._told
                 self._told = max(told, len(message))
             if message[told:]:
-                events.append(Event("text", text=message[told:]))
+                events.append(TextDelta(self.index, message[told:]))
         elif piece:
-            events.append(Event("arguments", self.calls, text=piece))
+            events.append(ToolArgumentsDelta(self.index, self.calls, piece))
         if not complete:
             return False
         self.calls += 0 if self._silent else 1
@@ -205,44 +202,37 @@ def find_calls(text: str, names: set[str], regexes: list[str] | None = None,
 
 
 class CallShaper:
-    """One choice's text turned into the backend's pieces: text, or tool calls
-    (`tool_call` with id and name, then `arguments` fragments)."""
+    """One choice's text turned into events: text, or tool calls (a start with id and
+    name, then fragments of the arguments)."""
 
     def __init__(self, index: int, names: set[str], parallel: bool, no_action: str | None, grammar: bool,
                  regexes: tuple[str, ...] = (), name_key: str = "name", arguments_key: str = "arguments") -> None:
         self.index = index
         self.names = names
         self.grammar = grammar
-        self.parser = ToolCallParser(parallel=parallel, no_action=no_action)
+        self.parser = ToolCallParser(parallel=parallel, no_action=no_action, index=index)
         self.regexes = list(regexes)
         self.keys = (name_key, arguments_key)
         self.calls = 0
         self._text: list[str] = []
 
-    def feed(self, text: str) -> list[dict[str, Any]]:
+    def feed(self, text: str) -> list[CallEvent]:
         if not self.grammar:
             self._text.append(text)  # free text is read whole at the end
             return []
-        return [self._piece(event) for event in self.parser.feed(text)]
+        events = self.parser.feed(text)
+        self.calls += sum(1 for event in events if isinstance(event, ToolCallStart))
+        return events
 
-    def finish(self) -> list[dict[str, Any]]:
+    def finish(self) -> list[CallEvent]:
         if self.grammar:
             return []
         text = "".join(self._text)
         found = find_calls(text, self.names, self.regexes, *self.keys)
         if not found:
-            return [{"type": "text", "index": self.index, "text": text}] if text else []
-        pieces = []
+            return [TextDelta(self.index, text)] if text else []
+        events: list[CallEvent] = []
         for k, (name, arguments) in enumerate(found):
-            pieces.append({"type": "tool_call", "index": self.index, "call": k, "id": new_call_id(), "name": name})
-            pieces.append({"type": "arguments", "index": self.index, "call": k, "text": arguments})
+            events += [ToolCallStart(self.index, k, new_call_id(), name), ToolArgumentsDelta(self.index, k, arguments)]
         self.calls = len(found)
-        return pieces
-
-    def _piece(self, event: Event) -> dict[str, Any]:
-        if event.kind == "call":
-            self.calls += 1
-            return {"type": "tool_call", "index": self.index, "call": event.call, "id": event.id, "name": event.name}
-        if event.kind == "arguments":
-            return {"type": "arguments", "index": self.index, "call": event.call, "text": event.text}
-        return {"type": "text", "index": self.index, "text": event.text}
+        return events

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import yaml
 from jsonschema import Draft202012Validator
 
+from localhost_ai.config.capabilities import capabilities
+from localhost_ai.config.options import BackendOptions
+from localhost_ai.config.sampling import SAMPLING_KEYS
 from localhost_ai.config.schema import model_schema
 from localhost_ai.config.templates import PromptTemplateError, compile_template
+from localhost_ai.config.validation import SchemaProblem, first_problem
 
 YAML_SUFFIXES = (".yaml", ".yml")
-SAMPLING_KEYS = (
-    "temperature", "top_p", "top_k", "min_p", "max_tokens", "seed",
-    "presence_penalty", "frequency_penalty", "repeat_penalty",
-)
 
 
 class ConfigError(ValueError):
@@ -34,6 +34,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The fields every backend reads; a backend's own fields are in `options`, typed by
+    the backend's `Options` class."""
+
     name: str
     backend: str
     model_path: Path
@@ -41,10 +44,7 @@ class ModelConfig:
     parameters: dict[str, Any] = field(default_factory=dict)
     context_size: int | None = None
     threads: int | None = None
-    mmap: bool = True
     embeddings: bool = False
-    parallel: int | None = None
-    prefill_chunk: int | None = None
     stopwords: tuple[str, ...] = ()
     system_prompt: str | None = None
     templates: dict[str, str] = field(default_factory=dict)
@@ -52,38 +52,37 @@ class ModelConfig:
     description: str = ""
     usage: str = ""
     known_usecases: tuple[str, ...] = ()
-    batch_size: int | None = None
-    batch_wait_ms: float | None = None
-    matryoshka: bool = False
+    options: BackendOptions = field(default_factory=BackendOptions)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     fingerprint: str = ""
 
     @property
     def sampling_defaults(self) -> dict[str, Any]:
-        return {key: self.parameters[key] for key in SAMPLING_KEYS if key in self.parameters}
+        return {key: self.parameters[key] for key in (*SAMPLING_KEYS, "max_tokens") if key in self.parameters}
 
-    def as_dict(self) -> dict[str, Any]:
-        """The plain form that crosses into a backend (and later a worker process)."""
-        return {
-            "name": self.name,
-            "backend": self.backend,
-            "model_path": str(self.model_path),
-            "parameters": dict(self.parameters),
-            "context_size": self.context_size,
-            "threads": self.threads,
-            "mmap": self.mmap,
-            "embeddings": self.embeddings,
-            "parallel": self.parallel,
-            "prefill_chunk": self.prefill_chunk,
-            "stopwords": list(self.stopwords),
-            "system_prompt": self.system_prompt,
-            "templates": dict(self.templates),
-            "function": dict(self.function),
-            "known_usecases": list(self.known_usecases),
-            "batch_size": self.batch_size,
-            "batch_wait_ms": self.batch_wait_ms,
-            "matryoshka": self.matryoshka,
-        }
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return capabilities(self)
+
+    def with_defaults(self, threads: int | None, context_size: int | None) -> "ModelConfig":
+        """The server's --threads and --context-size where the YAML sets neither."""
+        return replace(self, threads=self.threads or threads, context_size=self.context_size or context_size)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The plain form that crosses into a worker process."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
+        out.update(model_path=str(self.model_path), source=str(self.source), stopwords=list(self.stopwords),
+                   known_usecases=list(self.known_usecases),
+                   options={f.name: getattr(self.options, f.name) for f in fields(self.options)})
+        return out
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any], options: type[BackendOptions]) -> "ModelConfig":
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values.update(model_path=Path(data["model_path"]), source=Path(data["source"]),
+                      stopwords=tuple(data["stopwords"]), known_usecases=tuple(data["known_usecases"]),
+                      options=options(**data["options"]))
+        return cls(**values)
 
 
 def _fingerprint(*parts: bytes) -> str:
@@ -117,8 +116,23 @@ def infer_backend(model_file: str) -> str | None:
     return None
 
 
-def load_yaml_config(path: Path, models_root: Path, backends: list[str]) -> ModelConfig:
-    """Read, validate and resolve one YAML model definition; raise ConfigError naming the field."""
+def model_problem(data: dict[str, Any], options_of: Mapping[str, type[BackendOptions]]) -> SchemaProblem | None:
+    """The first field of a model definition that its schema refuses: the fields every
+    model has, then those of its backend (named, or told from the weights file's name)."""
+    problem = first_problem(Draft202012Validator(model_schema(sorted(options_of))), data, in_order=True)
+    if problem is not None:
+        return problem
+    backend = data.get("backend") or infer_backend(str((data.get("parameters") or {}).get("model") or ""))
+    options = options_of.get(backend or "", BackendOptions)
+    return first_problem(Draft202012Validator({"type": "object", "properties": options.schema_properties()}), data,
+                         in_order=True)
+
+
+def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Mapping[str, type[BackendOptions]]) -> ModelConfig:
+    """Read, validate and resolve one YAML model definition; raise ConfigError naming the field.
+    `backends` maps each backend's name to its options class (a plain list: none of their own)."""
+    options_of = backends if isinstance(backends, Mapping) else {name: BackendOptions for name in backends}
+    backends = sorted(options_of)
     try:
         text = path.read_bytes()
     except OSError as exc:
@@ -133,16 +147,11 @@ def load_yaml_config(path: Path, models_root: Path, backends: list[str]) -> Mode
     if not isinstance(data, dict):
         raise ConfigError(path, None, "must be a YAML mapping of fields")
 
-    validator = Draft202012Validator(model_schema(backends))
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        field_name = ".".join(str(p) for p in first.absolute_path) or None
-        if first.validator == "enum" and list(first.absolute_path) == ["backend"]:
-            message = f"unknown backend {first.instance!r}; known backends: {', '.join(backends)}"
-        else:
-            message = first.message
-        raise ConfigError(path, field_name, message)
+    problem = model_problem(data, options_of)
+    if problem is not None:
+        if problem.where == "backend":
+            raise ConfigError(path, "backend", f"unknown backend {data['backend']!r}; known backends: {', '.join(backends)}")
+        raise ConfigError(path, problem.where, problem.message)
 
     parameters = dict(data.get("parameters") or {})
     model_value = parameters.get("model")
@@ -152,6 +161,7 @@ def load_yaml_config(path: Path, models_root: Path, backends: list[str]) -> Mode
     backend = data.get("backend") or infer_backend(model_value)
     if backend is None:
         raise ConfigError(path, "backend", "is required when it cannot be told from the model file's name")
+    options_class = options_of.get(backend, BackendOptions)
 
     templates = {k: v for k, v in (data.get("template") or {}).items() if isinstance(v, str) and v}
     for kind, source in templates.items():
@@ -172,10 +182,7 @@ def load_yaml_config(path: Path, models_root: Path, backends: list[str]) -> Mode
         parameters=parameters,
         context_size=data.get("context_size"),
         threads=data.get("threads"),
-        mmap=data.get("mmap", True),
         embeddings=bool(data.get("embeddings", False)),
-        parallel=data.get("parallel"),
-        prefill_chunk=data.get("prefill_chunk"),
         stopwords=tuple(data.get("stopwords") or ()),
         system_prompt=data.get("system_prompt"),
         templates=templates,
@@ -183,9 +190,7 @@ def load_yaml_config(path: Path, models_root: Path, backends: list[str]) -> Mode
         description=data.get("description", ""),
         usage=data.get("usage", ""),
         known_usecases=_usecases(data.get("known_usecases")),
-        batch_size=data.get("batch_size"),
-        batch_wait_ms=data.get("batch_wait_ms"),
-        matryoshka=bool(data.get("matryoshka", False)),
+        options=options_class.from_yaml(data),
         raw=data,
         fingerprint=_fingerprint(text, _stat_key(model_path)),
     )
@@ -213,7 +218,7 @@ def _usecases(value: str | list[str] | None) -> tuple[str, ...]:
     return tuple(item.strip().lower() for item in items if item.strip())
 
 
-def bare_weights_config(path: Path) -> ModelConfig:
+def bare_weights_config(path: Path, options: Mapping[str, type[BackendOptions]] | None = None) -> ModelConfig:
     """A weights file with no YAML is served under its file name with the backend's defaults."""
     backend = infer_backend(path.name)
     assert backend is not None
@@ -222,5 +227,6 @@ def bare_weights_config(path: Path) -> ModelConfig:
         backend=backend,
         model_path=path,
         source=path,
+        options=(options or {}).get(backend, BackendOptions)(),
         fingerprint=_fingerprint(path.name.encode(), _stat_key(path)),
     )

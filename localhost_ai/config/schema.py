@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-_NUMBER = {"type": "number"}
-_INT = {"type": "integer"}
+from localhost_ai.config.sampling import MAX_TOKENS_SCHEMA, sampling_schemas
+
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 _STRING_OR_STRINGS = {"anyOf": [{"type": "string"}, _STRINGS]}
 
 
 def model_schema(backends: list[str]) -> dict[str, Any]:
-    """The schema; `backends` are the names registered in localhost_ai.backends."""
+    """The fields every model has; `backends` are the names registered in localhost_ai.backends,
+    each of which checks its own fields (`BackendOptions`) once the backend is known."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "localhost_ai model definition",
@@ -27,24 +28,14 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
                 "additionalProperties": True,
                 "properties": {
                     "model": {"type": "string", "minLength": 1},
-                    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-                    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-                    "top_k": {"type": "integer", "minimum": 0},
-                    "min_p": {"type": "number", "minimum": 0, "maximum": 1},
-                    "max_tokens": {"type": "integer", "minimum": 1},
-                    "seed": _INT,
-                    "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
-                    "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
-                    "repeat_penalty": {"type": "number", "minimum": 0},
+                    **sampling_schemas(),
+                    "max_tokens": MAX_TOKENS_SCHEMA,
                 },
             },
             "context_size": {"type": "integer", "minimum": 16},
             "threads": {"type": "integer", "minimum": 1},
-            "mmap": {"type": "boolean"},
             "mmlock": {"type": "boolean"},
             "embeddings": {"type": "boolean"},
-            "parallel": {"type": "integer", "minimum": 1, "maximum": 64},
-            "prefill_chunk": {"type": "integer", "minimum": 16, "maximum": 4096},
             "stopwords": _STRINGS,
             "system_prompt": {"type": "string"},
             "template": {
@@ -78,8 +69,5 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
             "description": {"type": "string"},
             "usage": {"type": "string"},
             "known_usecases": _STRING_OR_STRINGS,
-            "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096},
-            "batch_wait_ms": {"type": "number", "minimum": 0, "maximum": 1000},
-            "matryoshka": {"type": "boolean"},
         },
     }

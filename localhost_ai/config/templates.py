@@ -58,15 +58,3 @@ def render(source: str, **context: Any) -> str:
     except Exception as exc:  # a template's own bug must not crash a request
         raise PromptTemplateError(f"template failed: {exc}") from None
 
-
-def message_text(content: Any) -> str:
-    """OpenAI content is a string or a list of parts; templates get the text."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
-
-
-def normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**message, "content": message_text(message.get("content"))} for message in messages]

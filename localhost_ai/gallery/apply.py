@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 from jsonschema import Draft202012Validator
 
+from localhost_ai.config.validation import first_problem
 from localhost_ai.errors import InvalidRequest
 from localhost_ai.gallery.index import Galleries
 from localhost_ai.gallery.install import InstallRequest, check_files, check_name
@@ -31,12 +32,11 @@ _VALIDATOR = Draft202012Validator(APPLY_SCHEMA)
 async def build_request(body: Any, galleries: Galleries, session: aiohttp.ClientSession, allow_file: bool) -> InstallRequest:
     if not isinstance(body, dict):
         raise InvalidRequest("An apply request must be a JSON object.", code="invalid_body")
-    error = next(iter(_VALIDATOR.iter_errors(body)), None)
-    if error is not None:
-        param = ".".join(str(p) for p in error.absolute_path) or None
-        message = ("One of 'id', 'url' or 'config_url' is required." if error.validator == "anyOf"
-                   else f"Invalid value for '{param}': {error.message}")
-        raise InvalidRequest(message, param=param or "id", code="invalid_value")
+    problem = first_problem(_VALIDATOR, body, in_order=True)
+    if problem is not None:
+        message = ("One of 'id', 'url' or 'config_url' is required." if problem.error.validator == "anyOf"
+                   else f"Invalid value for '{problem.where}': {problem.message}")
+        raise InvalidRequest(message, param=problem.where or "id", code="invalid_value")
     if body.get("name") is not None:
         check_name(body["name"])
     for key in ("url", "config_url"):

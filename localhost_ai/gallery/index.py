@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 from jsonschema import Draft202012Validator
 
+from localhost_ai.config.validation import first_problem
 from localhost_ai.errors import NotFound
 from localhost_ai.gallery.fetch import FetchError, fetch_bytes, parse_yaml
 from localhost_ai.gallery.uris import resolve
@@ -123,9 +124,9 @@ class Galleries:
             raise FetchError(f"gallery {ref.name} must be a YAML list of entries")
         entries, problems = [], []
         for position, item in enumerate(items):
-            error = next(iter(_ENTRY_VALIDATOR.iter_errors(item)), None)
-            if error is not None:
-                problems.append(f"entry {position}: {error.message}")
+            problem = first_problem(_ENTRY_VALIDATOR, item, in_order=True)
+            if problem is not None:
+                problems.append(f"entry {position}: {problem.message}")
                 continue
             entries.append(Entry(gallery=ref.name, data=item))
         self._cache[ref.name] = (time.monotonic(), entries, problems)

@@ -16,11 +16,9 @@ from typing import Any, Callable
 
 import aiohttp
 import yaml
-from jsonschema import Draft202012Validator
 
-from localhost_ai.backends import backend_names
-from localhost_ai.config.schema import model_schema
-from localhost_ai.config.model_config import YAML_SUFFIXES
+from localhost_ai.backends import backend_options
+from localhost_ai.config.model_config import YAML_SUFFIXES, model_problem
 from localhost_ai.errors import InvalidRequest, NotFound
 from localhost_ai.gallery.download import Progress, download
 from localhost_ai.gallery.fetch import fetch_bytes, parse_yaml
@@ -180,10 +178,9 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
     check_relpath(parameters["model"], "parameters.model")
     for spec in by_name.values():
         target_path(models_path, check_relpath(spec.filename, "files"), "files")
-    error = next(iter(Draft202012Validator(model_schema(backend_names())).iter_errors(config)), None)
-    if error is not None:
-        field_name = ".".join(str(p) for p in error.absolute_path) or "config"
-        raise InvalidRequest(f"the config of '{name}' is invalid at '{field_name}': {error.message}",
+    problem = model_problem(config, backend_options())
+    if problem is not None:
+        raise InvalidRequest(f"the config of '{name}' is invalid at '{problem.where or 'config'}': {problem.message}",
                              param="overrides", code="invalid_config")
     return Plan(name=name, config=config, files=list(by_name.values()))
 

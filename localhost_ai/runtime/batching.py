@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from localhost_ai.backends.base import CallControl
+from localhost_ai.contract import Request
 
 
 @dataclass
 class BatchItem:
     call_id: str
-    payload: dict[str, Any]
+    request: Request
     control: CallControl
     size: int
 
@@ -25,8 +26,8 @@ class Batcher:
     def __init__(
         self,
         name: str,
-        process: Callable[[list[dict[str, Any]]], list[Any]],
-        size_of: Callable[[dict[str, Any]], int],
+        process: Callable[[list[Any]], list[Any]],
+        size_of: Callable[[Any], int],
         max_items: int,
         max_wait: float,
         on_start: Callable[[BatchItem, int], None],
@@ -41,12 +42,12 @@ class Batcher:
         self.waiting: "queue.Queue[BatchItem]" = queue.Queue()
         threading.Thread(target=self._loop, name=f"batch-{name}", daemon=True).start()
 
-    def submit(self, call_id: str, payload: dict[str, Any], control: CallControl) -> None:
+    def submit(self, call_id: str, request: Request, control: CallControl) -> None:
         try:
-            size = max(1, int(self.size_of(payload)))
+            size = max(1, int(self.size_of(request)))
         except Exception:
-            size = 1  # a malformed payload fails in `process`, alone
-        self.waiting.put(BatchItem(call_id, payload, control, size))
+            size = 1  # a malformed request fails in `process`, alone
+        self.waiting.put(BatchItem(call_id, request, control, size))
 
     def _collect(self) -> list[BatchItem]:
         batch = [self.waiting.get()]
@@ -85,7 +86,7 @@ class Batcher:
             for position, item in enumerate(live):
                 self.on_start(item, len(live) if position == 0 else 0)  # the first reports the batch
             try:
-                results = self.process([item.payload for item in live])
+                results = self.process([item.request for item in live])
             except BaseException as exc:  # the whole batch failed: each caller hears why
                 results = [exc] * len(live)
             for item, result in zip(live, results):

@@ -15,32 +15,39 @@ import math
 import time
 from collections import defaultdict, deque
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
 
 from localhost_ai import metrics
-from localhost_ai.backends.base import Piece
 from localhost_ai.config import ModelConfig
+from localhost_ai.contract import Request
+from localhost_ai.contract.events import Event, Usage
 from localhost_ai.errors import APIError, QueueFull
-from localhost_ai.runtime.worker import WorkerProcess, rss_bytes
+from localhost_ai.runtime.client import WorkerClient
+from localhost_ai.runtime.worker import WorkerProcess
+
+# Where a model's worker runs: (config, on_exit) -> a WorkerClient.
+Placement = Callable[[ModelConfig, Callable[[WorkerClient], None]], WorkerClient]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ManagerOptions:
-    defaults: dict[str, Any]
+    threads: int | None = None  # for models whose YAML sets none
+    context_size: int | None = None
     max_loaded_models: int = 0
     idle_timeout: float | None = None
     busy_timeout: float = 300.0
     max_queue: int = 64
     shutdown_grace: float = 10.0
+    placement: Placement = field(default=WorkerProcess)
 
 
 class ModelManager:
     def __init__(self, options: ManagerOptions) -> None:
         self.options = options
-        self._workers: dict[str, WorkerProcess] = {}
+        self._workers: dict[str, WorkerClient] = {}
         self._loading: dict[str, asyncio.Task] = {}
         self._admitted: dict[str, int] = defaultdict(int)
         self._durations: dict[str, deque] = defaultdict(lambda: deque(maxlen=20))
@@ -52,10 +59,10 @@ class ModelManager:
 
     # -- state -------------------------------------------------------------------------
 
-    def loaded(self) -> list[WorkerProcess]:
+    def loaded(self) -> list[WorkerClient]:
         return [w for w in self._workers.values() if w.state == "ready"]
 
-    def worker(self, name: str) -> WorkerProcess | None:
+    def worker(self, name: str) -> WorkerClient | None:
         return self._workers.get(name)
 
     def queue_length(self, name: str) -> int:
@@ -74,7 +81,7 @@ class ModelManager:
             **base,
             "state": state,
             "pid": worker.pid,
-            "memory": {"rss": rss_bytes(worker.pid) if worker.pid else None},
+            "memory": {"rss": worker.memory()},
             "uptime_seconds": round(time.time() - worker.started_at, 3),
             "running": worker.running,
             "concurrency": worker.concurrency,
@@ -100,7 +107,7 @@ class ModelManager:
 
     # -- loading -----------------------------------------------------------------------
 
-    async def _ensure(self, config: ModelConfig) -> WorkerProcess:
+    async def _ensure(self, config: ModelConfig) -> WorkerClient:
         """The model's ready worker; started once however many calls wait for it."""
         worker = self._workers.get(config.name)
         if worker is not None and worker.state == "ready":
@@ -115,9 +122,10 @@ class ModelManager:
             task.add_done_callback(lambda done: self._loading.pop(config.name, None) if self._loading.get(config.name) is done else None)
         return await asyncio.shield(task)
 
-    async def _start(self, config: ModelConfig) -> WorkerProcess:
+    async def _start(self, config: ModelConfig) -> WorkerClient:
         await self._make_room(config.name)
-        worker = WorkerProcess(config, self.options.defaults, on_exit=self._on_exit)
+        options = self.options
+        worker = options.placement(config.with_defaults(options.threads, options.context_size), self._on_exit)
         if config.name in self._died:
             self._died.discard(config.name)
             metrics.WORKER_RESTARTS.labels(config.name).inc()
@@ -134,7 +142,7 @@ class ModelManager:
         self._notify()
         return worker
 
-    def _on_exit(self, worker: WorkerProcess) -> None:
+    def _on_exit(self, worker: WorkerClient) -> None:
         if self._workers.get(worker.name) is worker:
             del self._workers[worker.name]
         if not worker.expected_exit:
@@ -148,7 +156,7 @@ class ModelManager:
             return
         while len([n for n in self._workers if n != name]) >= limit:
             idle = [w for w in self._workers.values()
-                    if w.name != name and w.state == "ready" and not w.calls and not self._admitted[w.name]]
+                    if w.name != name and w.state == "ready" and not w.pending and not self._admitted[w.name]]
             if idle:
                 victim = min(idle, key=lambda w: w.last_used)
                 log.info("model %s: unloading the least recently used model to make room for %s (--max-loaded-models %d)",
@@ -163,7 +171,7 @@ class ModelManager:
         if worker is None:
             return False
         deadline = time.monotonic() + self.options.shutdown_grace
-        while worker.calls and worker.state == "ready" and time.monotonic() < deadline:
+        while worker.pending and worker.state == "ready" and time.monotonic() < deadline:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, deadline - time.monotonic()))
         await worker.stop(grace=self.options.shutdown_grace)
@@ -186,9 +194,9 @@ class ModelManager:
         return max(1, min(600, math.ceil(average * per_slot)))
 
     @asynccontextmanager
-    async def call(self, config: ModelConfig, op: str, payload: dict[str, Any]) -> AsyncIterator[AsyncIterator[Piece]]:
-        """Run `op` on the model; the body iterates the pieces it yields.  Leaving the
-        block early (or being cancelled) cancels the call in the worker."""
+    async def call(self, config: ModelConfig, request: Request) -> AsyncIterator[AsyncIterator[Event]]:
+        """Run the request on the model; the body iterates the events it yields.  Leaving
+        the block early (or being cancelled) cancels the call in the worker."""
         name = config.name
         if self.queue_length(name) >= self.options.max_queue:
             raise QueueFull(
@@ -202,8 +210,8 @@ class ModelManager:
         started = time.monotonic()
         try:
             worker = await self._ensure(config)
-            async with worker.call(op, payload) as pieces:
-                yield _counted(name, pieces)
+            async with worker.call(request) as events:
+                yield _counted(name, events)
         finally:
             self._admitted[name] -= 1
             self._durations[name].append(time.monotonic() - started)
@@ -231,21 +239,21 @@ class ModelManager:
                 if worker.state != "ready":
                     continue
                 metrics.QUEUE_LENGTH.labels(worker.name).set(self.queue_length(worker.name))
-                idle = not worker.calls and not self._admitted[worker.name]
+                idle = not worker.pending and not self._admitted[worker.name]
                 if idle and options.idle_timeout and now - worker.last_used >= options.idle_timeout:
                     self._spawn(self._unload_if_idle(worker))
                 elif worker.running and worker.name not in self._pinging:
                     self._spawn(self._check_busy(worker))
 
-    async def _unload_if_idle(self, worker: WorkerProcess) -> None:
+    async def _unload_if_idle(self, worker: WorkerClient) -> None:
         """Checked again when the task runs: a call may have arrived since the watchdog looked."""
         idle_for = time.monotonic() - worker.last_used
-        if (self._workers.get(worker.name) is worker and not worker.calls and not self._admitted[worker.name]
+        if (self._workers.get(worker.name) is worker and not worker.pending and not self._admitted[worker.name]
                 and idle_for >= (self.options.idle_timeout or 0)):
             log.info("model %s: idle for %.0fs (--idle-timeout); unloading", worker.name, idle_for)
             await self.unload(worker.name)
 
-    async def _check_busy(self, worker: WorkerProcess) -> None:
+    async def _check_busy(self, worker: WorkerClient) -> None:
         """A worker that does not answer, or whose running call has made no progress, for
         `busy_timeout` is killed; its calls fail and the next call starts it again."""
         timeout = self.options.busy_timeout
@@ -274,10 +282,10 @@ class ModelManager:
         await asyncio.gather(*(self.unload(name) for name in list(self._workers)), return_exceptions=True)
 
 
-async def _counted(name: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[Piece]:
-    async for piece in pieces:
-        if piece.get("type") == "usage":
-            metrics.PROMPT_TOKENS.labels(name).inc(piece.get("prompt_tokens", 0))
-            metrics.GENERATED_TOKENS.labels(name).inc(piece.get("completion_tokens", 0))
-            metrics.CACHED_PROMPT_TOKENS.labels(name).inc(piece.get("cached_tokens", 0))
-        yield piece
+async def _counted(name: str, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    async for event in events:
+        if isinstance(event, Usage):
+            metrics.PROMPT_TOKENS.labels(name).inc(event.prompt_tokens)
+            metrics.GENERATED_TOKENS.labels(name).inc(event.completion_tokens)
+            metrics.CACHED_PROMPT_TOKENS.labels(name).inc(event.cached_tokens or 0)
+        yield event

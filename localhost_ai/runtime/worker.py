@@ -18,7 +18,10 @@ from typing import Any, AsyncIterator, Callable
 
 from localhost_ai import metrics
 from localhost_ai.config import ModelConfig
+from localhost_ai.contract import Request, event_from_wire, request_to_wire
+from localhost_ai.contract.events import Event
 from localhost_ai.errors import APIError, BackendError
+from localhost_ai.runtime.client import WorkerClient
 from localhost_ai.runtime.protocol import encode, read_frame
 
 log = logging.getLogger(__name__)
@@ -62,44 +65,35 @@ class _Call:
     abandoned: bool = False  # its caller left; kept until the worker confirms it stopped
 
 
-class WorkerProcess:
-    """One model in one child process."""
+class WorkerProcess(WorkerClient):
+    """One model in one child process on this machine."""
 
-    def __init__(self, config: ModelConfig, defaults: dict[str, Any], on_exit: Callable[["WorkerProcess"], None]) -> None:
-        self.config = config
-        self.defaults = defaults
-        self.on_exit = on_exit
+    def __init__(self, config: ModelConfig, on_exit: Callable[[WorkerClient], None]) -> None:
+        super().__init__(config, on_exit)
         self.process: asyncio.subprocess.Process | None = None
-        self.state = "starting"  # starting -> loading -> ready -> stopping -> dead
-        self.started_at = time.time()
-        self.last_used = time.monotonic()
-        self.concurrency = 1
         self.calls: dict[str, _Call] = {}
-        self.expected_exit = False
         self.death_reason: str | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._loaded: asyncio.Future | None = None
         self._pongs: dict[str, asyncio.Future] = {}
         self._tasks: list[asyncio.Task] = []
-        self.exited = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
     @property
-    def alive(self) -> bool:
-        return self.state in ("loading", "ready")
+    def pending(self) -> int:
+        return len(self.calls)
 
     @property
     def running(self) -> int:
         return sum(1 for call in self.calls.values() if call.started)
+
+    def memory(self) -> int | None:
+        return rss_bytes(self.pid) if self.pid else None
 
     async def start(self) -> None:
         """Spawn the process and load the model; raise the load error if it fails."""
@@ -118,7 +112,7 @@ class WorkerProcess:
         log.info("model %s: worker pid %d started; loading %s", self.name, self.pid, self.config.model_path.name)
         self._loaded = asyncio.get_running_loop().create_future()
         self._tasks = [asyncio.create_task(self._read(reader)), asyncio.create_task(self._forward_output())]
-        self._send({"op": "load", "config": self.config.as_dict(), "defaults": self.defaults})
+        self._send({"op": "load", "config": self.config.to_wire()})
         try:
             seconds = await self._loaded
         except BaseException:
@@ -168,7 +162,7 @@ class WorkerProcess:
         kind = message.get("type")
         call = self.calls.get(message.get("id", ""))
         if kind == "piece" and call:
-            call.queue.put_nowait(message["piece"])
+            call.queue.put_nowait(event_from_wire(message["piece"]))
         elif kind == "started" and call:
             call.started = True
             if "batch_calls" in message:
@@ -262,14 +256,14 @@ class WorkerProcess:
             self._pongs.pop(ping_id, None)
 
     @asynccontextmanager
-    async def call(self, method: str, payload: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-        """Send a call; the body iterates its pieces.  Leaving early cancels it in the worker."""
+    async def call(self, request: Request) -> AsyncIterator[AsyncIterator[Event]]:
+        """Send a call; the body iterates its events.  Leaving early cancels it in the worker."""
         call = _Call(id=f"c{next(_ids)}")
         self.calls[call.id] = call
         self.last_used = time.monotonic()
         finished = False
 
-        async def pieces() -> AsyncIterator[dict[str, Any]]:
+        async def events() -> AsyncIterator[Event]:
             nonlocal finished
             while True:
                 item = await call.queue.get()
@@ -282,8 +276,8 @@ class WorkerProcess:
                 yield item
 
         try:
-            self._send({"op": "call", "id": call.id, "method": method, "payload": payload})
-            yield pieces()
+            self._send({"op": "call", "id": call.id, "call": request_to_wire(request)})
+            yield events()
         finally:
             self.last_used = time.monotonic()
             while not finished and not call.queue.empty():  # its end may already be here, unread

@@ -17,6 +17,8 @@ import traceback
 from typing import Any
 
 from localhost_ai.backends import CallControl, backend_class
+from localhost_ai.config import ModelConfig
+from localhost_ai.contract import Request, WireError, event_to_wire, request_from_wire
 from localhost_ai.errors import APIError
 from localhost_ai.runtime.batching import BatchItem, Batcher
 from localhost_ai.runtime.protocol import encode, recv_frame
@@ -35,7 +37,7 @@ class Worker:
         self.sock = sock
         self.send_lock = threading.Lock()
         self.backend: Any = None
-        self.waiting: "queue.Queue[tuple[dict[str, Any], CallControl]]" = queue.Queue()
+        self.waiting: "queue.Queue[tuple[str, Request, CallControl]]" = queue.Queue()
         self.calls: dict[str, CallControl] = {}
         self.running: dict[str, CallControl] = {}
         self.batchers: dict[str, Batcher] = {}
@@ -57,13 +59,18 @@ class Worker:
             if op == "load":
                 threading.Thread(target=self.load, args=(message,), name="load", daemon=True).start()
             elif op == "call":
+                try:
+                    request = request_from_wire(message["call"])
+                except WireError as exc:
+                    self.send({"type": "error", "id": message["id"], "error": error_fields(exc)})
+                    continue
                 control = CallControl()
                 self.calls[message["id"]] = control
-                batcher = self.batchers.get(message["method"])
+                batcher = self.batchers.get(request.OP)
                 if batcher is not None:
-                    batcher.submit(message["id"], message.get("payload") or {}, control)
+                    batcher.submit(message["id"], request, control)
                 else:
-                    self.waiting.put((message, control))
+                    self.waiting.put((message["id"], request, control))
             elif op == "cancel":
                 control = self.calls.get(message["id"])
                 if control is not None:
@@ -81,11 +88,10 @@ class Worker:
                 return
 
     def load(self, message: dict[str, Any]) -> None:
-        config = message["config"]
         started = time.monotonic()
         try:
-            cls = backend_class(config["backend"])
-            backend = cls(config, message.get("defaults") or {})
+            cls = backend_class(message["config"]["backend"])
+            backend = cls(ModelConfig.from_wire(message["config"], cls.Options))
             backend.load()
         except BaseException as exc:
             if not isinstance(exc, APIError):
@@ -96,22 +102,21 @@ class Worker:
         for op, (max_items, max_wait) in backend.batching().items():
             self.batchers[op] = Batcher(
                 op,
-                process=lambda payloads, op=op: backend.run_batch(op, payloads),
-                size_of=lambda payload, op=op: backend.batch_size(op, payload),
+                process=backend.run_batch,
+                size_of=backend.batch_size,
                 max_items=max_items,
                 max_wait=max_wait,
                 on_start=self.batch_started,
                 on_done=self.batch_done,
             )
-        threads = max(1, cls.concurrency(config))
+        threads = max(1, backend.concurrency())
         for n in range(threads):
             threading.Thread(target=self.run_calls, name=f"call-{n}", daemon=True).start()
         self.send({"type": "loaded", "concurrency": threads, "seconds": time.monotonic() - started})
 
     def run_calls(self) -> None:
         while True:
-            message, control = self.waiting.get()
-            call_id = message["id"]
+            call_id, request, control = self.waiting.get()
             if control.is_set():  # cancelled while it waited
                 self.calls.pop(call_id, None)
                 self.send({"type": "end", "id": call_id})
@@ -120,12 +125,12 @@ class Worker:
             self.running[call_id] = control
             self.send({"type": "started", "id": call_id})
             try:
-                for piece in self.backend.run(message["method"], message.get("payload") or {}, control):
+                for event in self.backend.run(request, control):
                     control.beat()
-                    self.send({"type": "piece", "id": call_id, "piece": piece})
+                    self.send({"type": "piece", "id": call_id, "piece": event_to_wire(event)})
             except BaseException as exc:
                 if not isinstance(exc, APIError):
-                    log.error("call %s (%s) failed:\n%s", call_id, message["method"], traceback.format_exc().rstrip())
+                    log.error("call %s (%s) failed:\n%s", call_id, request.OP, traceback.format_exc().rstrip())
                 self.send({"type": "error", "id": call_id, "error": error_fields(exc)})
             else:
                 self.send({"type": "end", "id": call_id})
@@ -148,7 +153,7 @@ class Worker:
             self.send({"type": "error", "id": item.call_id, "error": error_fields(result)})
         else:
             if result is not None:
-                self.send({"type": "piece", "id": item.call_id, "piece": result})
+                self.send({"type": "piece", "id": item.call_id, "piece": event_to_wire(result)})
             self.send({"type": "end", "id": item.call_id})
         self.running.pop(item.call_id, None)
         self.calls.pop(item.call_id, None)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from localhost_ai.backends.tool_calls import CallShaper, ToolCallParser, canonical_arguments, find_calls
+from localhost_ai.contract.events import TextDelta, ToolArgumentsDelta, ToolCallStart
 
 LIST = (' [{"name": "UserDetail", "arguments": {"name": "Ja\\"{son", "age": 25, "x": [1, {"a": "]"}]}},'
         ' {"name": "answer", "arguments": {"message": "Hi \\u00e9 there"}}, {"name":"B","arguments":{}}] ')
@@ -23,22 +24,22 @@ def run(parser: ToolCallParser, text: str, step: int) -> list:
 def test_a_list_of_calls_reads_the_same_in_any_chunking(step):
     parser = ToolCallParser(parallel=True, no_action="answer")
     events = run(parser, LIST, step)
-    calls = [(e.call, e.name) for e in events if e.kind == "call"]
+    calls = [(e.call, e.name) for e in events if isinstance(e, ToolCallStart)]
     assert calls == [(0, "UserDetail"), (1, "B")]
     arguments: dict[int, str] = {}
     for event in events:
-        if event.kind == "arguments":
+        if isinstance(event, ToolArgumentsDelta):
             arguments[event.call] = arguments.get(event.call, "") + event.text
     assert json.loads(arguments[0]) == {"name": 'Ja"{son', "age": 25, "x": [1, {"a": "]"}]}
     assert arguments[1] == "{}"
-    assert "".join(e.text for e in events if e.kind == "text") == "Hi é there"
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Hi é there"
     assert parser.complete and parser.calls == 2
 
 
 def test_the_space_before_arguments_is_not_part_of_them():
     parser = ToolCallParser(parallel=False)
     events = parser.feed('{"name": "X", "arguments":') + parser.feed(" ") + parser.feed('{"a": 1}} ')
-    assert "".join(e.text for e in events if e.kind == "arguments") == '{"a": 1}'
+    assert "".join(e.text for e in events if isinstance(e, ToolArgumentsDelta)) == '{"a": 1}'
     assert parser.complete
 
 
@@ -66,7 +67,7 @@ def test_free_text_calls_are_found_anywhere_and_only_for_declared_names():
 def test_a_shaper_without_grammar_answers_text_when_no_call_is_found():
     shaper = CallShaper(0, {"X"}, parallel=False, no_action=None, grammar=False)
     assert shaper.feed("just ") == [] and shaper.feed("words") == []
-    assert shaper.finish() == [{"type": "text", "index": 0, "text": "just words"}]
+    assert shaper.finish() == [TextDelta(index=0, text="just words")]
     assert shaper.calls == 0
 
 
@@ -78,14 +79,14 @@ def test_the_no_action_message_streams_and_survives_truncation():
     text = '{"name": "answer", "arguments": {"message": "Hi \\"you\\" \\u00e9 \\ud83d\\ude00 done"}}'
     for step in (1, 2, 5):
         parser = ToolCallParser(parallel=False, no_action="answer")
-        pieces = [e.text for e in run(parser, text, step) if e.kind == "text"]
+        pieces = [e.text for e in run(parser, text, step) if isinstance(e, TextDelta)]
         assert "".join(pieces) == 'Hi "you" é 😀 done' and len(pieces) > 1
     cut = ToolCallParser(parallel=False, no_action="answer")
     assert [e.text for e in cut.feed('{"name": "answer", "arguments": {"message": "cut of')] == ["cut of"]
 
 
 def test_templates_that_know_tools_get_openai_shaped_history():
-    from localhost_ai.backends.llama_tools import messages_for_template
+    from localhost_ai.backends.tool_prompt import messages_for_template
 
     messages = messages_for_template([
         {"role": "assistant", "content": "ok", "tool_calls": None},

@@ -6,22 +6,19 @@ from __future__ import annotations
 import os
 import time
 
-from localhost_ai.backends.base import COMPLETION, Backend, register
+from localhost_ai.backends.base import Backend, register
+from localhost_ai.config import COMPLETION, CapabilityRule
+from localhost_ai.contract.events import TextDelta
 
 
-@register("test-hang")
+@register("test-hang", capabilities=CapabilityRule(frozenset({COMPLETION})))
 class HangBackend(Backend):
-    @classmethod
-    def capabilities(cls, config):
-        return frozenset({COMPLETION})
-
     def load(self):
         pass
 
-    def op_completion(self, payload, cancel):
-        prompt = payload["prompts"][0]
-        if prompt == "crash":
+    def op_completion(self, request, cancel):
+        if request.prompts[0] == "crash":
             os.abort()
-        yield {"type": "text", "index": 0, "text": "working"}
+        yield TextDelta(index=0, text="working")
         while True:  # no output, no progress, cancel ignored: a hung native call
             time.sleep(3600)

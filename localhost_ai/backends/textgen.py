@@ -1,0 +1,135 @@
+"""Text generation above a text model: the prompt from the model's templates (chat,
+completion, edit), tools told to the model, and tool calls read back from its output.
+A text backend provides the decoding (`TextModel`); everything here is the same for
+any of them."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Protocol
+
+from localhost_ai.backends import tool_prompt
+from localhost_ai.backends.base import CallControl
+from localhost_ai.backends.tool_calls import CallShaper
+from localhost_ai.backends.tool_prompt import FunctionSettings, ToolUse
+from localhost_ai.config import ModelConfig
+from localhost_ai.config.templates import (
+    DEFAULT_COMPLETION_TEMPLATE,
+    DEFAULT_EDIT_TEMPLATE,
+    FALLBACK_CHAT_STOPWORDS,
+    FALLBACK_CHAT_TEMPLATE,
+    PromptTemplateError,
+    render,
+)
+from localhost_ai.contract.events import Event, Finish, TextDelta
+from localhost_ai.contract.generate import ChatRequest, CompletionRequest, EditRequest, Generation, Message, ResponseFormat
+from localhost_ai.errors import InvalidRequest
+
+
+class TextModel(Protocol):
+    """What a text backend gives this layer."""
+
+    chat_template: str | None  # the model file's own, if it has one
+    bos_text: str
+    eos_text: str
+
+    def grammar(self, use: ToolUse | None, response_format: ResponseFormat | None) -> Any:
+        """A constraint that makes the model write the calls or the format (None: none)."""
+
+    def decode(self, prompts: list[str], generation: Generation, cancel: CallControl, *, stops: list[str],
+               echo: bool = False, lstrip: bool = False, grammar: Any = None) -> Iterator[Event]:
+        """Each prompt `generation.n` times: text deltas, a finish for each choice, then usage.
+        `lstrip`: a choice starts at its first visible character."""
+
+
+def template_message(message: Message) -> dict[str, Any]:
+    """A message as chat templates read it: content as text, absent fields left out."""
+    out: dict[str, Any] = {"role": message.role, "content": message.text}
+    if message.name is not None:
+        out["name"] = message.name
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.tool_calls:
+        calls = []
+        for call in message.tool_calls:
+            function = {"name": call.name}
+            if call.arguments is not None:
+                function["arguments"] = call.arguments
+            calls.append({**({"id": call.id} if call.id else {}), "type": "function", "function": function})
+        out["tool_calls"] = calls
+    return out
+
+
+def _shaped(events: Iterator[Event], shaper: Callable[[int], CallShaper]) -> Iterator[Event]:
+    """The output read as tool calls: each choice's text through its own CallShaper."""
+    shapers: dict[int, CallShaper] = {}
+    for event in events:
+        if isinstance(event, TextDelta):
+            yield from shapers.setdefault(event.index, shaper(event.index)).feed(event.text)
+        elif isinstance(event, Finish):
+            shape = shapers.setdefault(event.index, shaper(event.index))
+            yield from shape.finish()
+            yield Finish(event.index, "tool_calls") if shape.calls and event.reason == "stop" else event
+        else:
+            yield event
+
+
+class TextGeneration:
+    def __init__(self, config: ModelConfig, model: TextModel) -> None:
+        self.config = config
+        self.model = model
+        templates = config.templates
+        chat = templates.get("chat") or model.chat_template
+        self.chat_stopwords = [] if chat else list(FALLBACK_CHAT_STOPWORDS)
+        self.chat_template = chat or FALLBACK_CHAT_TEMPLATE
+        self.completion_template = templates.get("completion") or DEFAULT_COMPLETION_TEMPLATE
+        self.edit_template = templates.get("edit") or DEFAULT_EDIT_TEMPLATE
+        self.function_template = templates.get("function")
+        self.functions = FunctionSettings.from_config(config)
+
+    def _render(self, template: str, **context: Any) -> str:
+        try:
+            return render(template, **context)
+        except PromptTemplateError as exc:
+            raise InvalidRequest(f"Model '{self.config.name}': prompt template: {exc}", code="template_error") from None
+
+    def _stops(self, generation: Generation, extra: list[str] | None = None) -> list[str]:
+        return list(generation.stop) + list(self.config.stopwords) + list(extra or [])
+
+    def completion(self, request: CompletionRequest, cancel: CallControl) -> Iterator[Event]:
+        prompts = [self._render(self.completion_template, input=p) for p in request.prompts]
+        return self.model.decode(prompts, request.generation, cancel, stops=self._stops(request.generation),
+                                 echo=request.echo)
+
+    def edit(self, request: EditRequest, cancel: CallControl) -> Iterator[Event]:
+        prompt = self._render(self.edit_template, instruction=request.instruction, input=request.input)
+        return self.model.decode([prompt], request.generation, cancel, stops=self._stops(request.generation))
+
+    def chat(self, request: ChatRequest, cancel: CallControl) -> Iterator[Event]:
+        messages = [template_message(m) for m in request.messages]
+        system_prompt = self.config.system_prompt
+        if system_prompt and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        use = ToolUse.from_request(request, self.functions)
+        template = (use and self.function_template) or self.chat_template
+        tools = None
+        if tool_prompt.template_knows_tools(template):
+            messages = tool_prompt.messages_for_template(messages)
+            tools = tool_prompt.openai_tools(use) if use else None
+        else:
+            guide = tool_prompt.instructions(use, self.functions, self.config.name) if use else None
+            messages = tool_prompt.messages_in_plain_text(messages, guide)
+        prompt = self._render(template, messages=messages, add_generation_prompt=True, bos_token=self.model.bos_text,
+                              eos_token=self.model.eos_text, system_prompt=system_prompt or "", tools=tools)
+        grammar = None
+        if self.functions.grammar:
+            grammar = self.model.grammar(use, None if use else request.response_format)
+        # Under a grammar no stop word applies: the output ends where the grammar ends.
+        stops = [] if grammar is not None else self._stops(request.generation, self.chat_stopwords)
+        events = self.model.decode([prompt], request.generation, cancel, stops=stops, lstrip=True, grammar=grammar)
+        if use is None:
+            return events
+        settings = self.functions
+        names = {t.name for t in use.tools if t.name != use.no_action}
+        return _shaped(events, lambda index: CallShaper(
+            index, names, use.parallel, use.no_action, grammar is not None,
+            settings.response_regex, settings.name_key, settings.arguments_key))

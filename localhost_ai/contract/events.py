@@ -1,0 +1,133 @@
+"""What a backend gives back: a closed set of events, streamed from the worker as they
+are produced.  Every layer above reads them by type; their `KIND` strings are read here
+only, where the wire form is turned back into events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Union
+
+from localhost_ai.contract.wire import WireError, dump, load
+
+# Why a choice ended, in the backend's terms; each API surface renders its own names.
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    KIND: ClassVar[str] = "text"
+    index: int  # the choice
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallStart:
+    KIND: ClassVar[str] = "tool_call"
+    index: int
+    call: int  # the call's position among this choice's calls
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolArgumentsDelta:
+    KIND: ClassVar[str] = "arguments"
+    index: int
+    call: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    KIND: ClassVar[str] = "finish"
+    index: int
+    reason: FinishReason
+
+
+@dataclass(frozen=True)
+class Usage:
+    KIND: ClassVar[str] = "usage"
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int | None = None  # prompt tokens found in the prompt cache
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Rows of little-endian float32, `rows` x `dim`, as one blob."""
+
+    KIND: ClassVar[str] = "embeddings"
+    data: bytes
+    rows: int
+    dim: int
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class Scores:
+    KIND: ClassVar[str] = "scores"
+    scores: list[float]
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One stretch of a transcription, in the shape of OpenAI's verbose_json."""
+
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+@dataclass(frozen=True)
+class Transcription:
+    KIND: ClassVar[str] = "transcription"
+    task: str  # transcribe | translate
+    text: str
+    language: str
+    duration: float
+    segments: list[Segment] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Images:
+    """PNG files, and the seed that made them."""
+
+    KIND: ClassVar[str] = "images"
+    images: list[bytes]
+    seed: int
+
+
+@dataclass(frozen=True)
+class Audio:
+    """A stretch of speech as 16-bit little-endian mono PCM."""
+
+    KIND: ClassVar[str] = "audio"
+    data: bytes
+    sample_rate: int
+
+
+Event = Union[TextDelta, ToolCallStart, ToolArgumentsDelta, Finish, Usage, Embeddings, Scores, Transcription, Images,
+              Audio]
+_BY_KIND: dict[str, Any] = {cls.KIND: cls for cls in Event.__args__}  # type: ignore[attr-defined]
+
+
+def to_wire(event: Event) -> dict[str, Any]:
+    return dump(event)
+
+
+def from_wire(data: dict[str, Any]) -> Event:
+    cls = _BY_KIND.get(data.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        raise WireError(f"unknown event {data.get('type')!r}")
+    try:
+        return load(cls, data)
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise WireError(f"malformed {cls.KIND} event: {exc}") from None

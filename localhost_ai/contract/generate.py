@@ -1,0 +1,133 @@
+"""Text generation requests: chat (messages of typed content parts, tools, a response
+format), completion and edit, with the sampling settings they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Union
+
+from localhost_ai.config import ModelConfig
+from localhost_ai.config.sampling import SAMPLING_DEFAULTS, SAMPLING_KEYS
+
+
+@dataclass(frozen=True)
+class TextPart:
+    KIND: ClassVar[str] = "text"
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    KIND: ClassVar[str] = "image"
+    data: bytes  # the encoded file (PNG, JPEG ...)
+    mime: str = ""
+
+
+@dataclass(frozen=True)
+class AudioPart:
+    KIND: ClassVar[str] = "audio"
+    data: bytes  # the encoded file (wav, mp3 ...)
+    format: str = ""
+
+
+Part = Union[TextPart, ImagePart, AudioPart]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: str | None = None  # JSON text, as the model wrote it or the client sent it back
+    id: str = ""
+
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: tuple[Part, ...] = ()
+    name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None  # role "tool": the call this answers
+
+    @property
+    def text(self) -> str:
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    @property
+    def media(self) -> tuple[Part, ...]:
+        return tuple(part for part in self.content if not isinstance(part, TextPart))
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]  # a JSON Schema of an object, valid, in contract.schemas' canonical form
+    param: str = "tools"  # where the client's request declared it, named in errors
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    type: Literal["json_object", "json_schema"]
+    schema: dict[str, Any] | None = None  # json_schema: known to be valid
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The request's own sampling values; None where it leaves one to the model."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repeat_penalty: float | None = None
+
+    def resolve(self, config: ModelConfig) -> dict[str, Any]:
+        """Each value from the request, else the model's YAML `parameters`, else the default."""
+        own = {key: getattr(self, key) for key in SAMPLING_KEYS}
+        yaml = config.parameters
+        return {key: own[key] if own[key] is not None else yaml.get(key, SAMPLING_DEFAULTS[key]) for key in SAMPLING_KEYS}
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What every text request asks of the decoding."""
+
+    sampling: Sampling = field(default_factory=Sampling)
+    max_tokens: int | None = None  # None: the YAML's `parameters.max_tokens`, else the rest of the context
+    stop: tuple[str, ...] = ()
+    n: int = 1  # choices per prompt
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    OP: ClassVar[str] = "chat"
+    messages: tuple[Message, ...]
+    generation: Generation = field(default_factory=Generation)
+    tools: tuple[Tool, ...] = ()  # empty: no tools offered (or tool_choice none)
+    tool_choice: Literal["auto", "required"] = "auto"
+    forced_tool: str | None = None  # one named tool that must be called
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    OP: ClassVar[str] = "completion"
+    prompts: tuple[str, ...]
+    generation: Generation = field(default_factory=Generation)
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    OP: ClassVar[str] = "edit"
+    instruction: str
+    input: str = ""
+    generation: Generation = field(default_factory=Generation)
