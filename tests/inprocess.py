@@ -24,7 +24,8 @@ if PLUGINS not in sys.path:
     sys.path.insert(0, PLUGINS)
 import fake_backend  # noqa: E402,F401  (registers "test-fake" here too, for the registry)
 
-FAKE_YAML = "name: {name}\nbackend: test-fake\nparameters:\n  model: fake.bin\n"
+# A date, as LocalAI's gallery files carry them: YAML reads it as one, JSON has none.
+FAKE_YAML = "name: {name}\nbackend: test-fake\nlast_updated: 2024-05-01\nparameters:\n  model: fake.bin\n"
 
 
 def fake_models(folder: Path, embeddings: bool = False) -> Path:

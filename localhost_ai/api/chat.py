@@ -80,11 +80,14 @@ def _content(content: Any) -> tuple[Part, ...]:
     return tuple(TextPart(part["text"]) for part in content if part.get("type") == "text")
 
 
+_MESSAGE_FIELDS = frozenset({"role", "content", "name", "tool_calls", "function_call", "tool_call_id"})
+
+
 def _message(raw: dict[str, Any]) -> Message:
     """OpenAI's message, with its older forms read as the current ones: `developer` is a
     system message, `function_call` a tool call and `role: function` its result."""
     role = raw["role"]
-    calls = [ToolCall(c["function"]["name"], c["function"].get("arguments"), c.get("id") or "")
+    calls = [ToolCall(c["function"]["name"], c["function"].get("arguments"), c.get("id"))
              for c in raw.get("tool_calls") or []]
     legacy = raw.get("function_call")
     if legacy:
@@ -92,8 +95,9 @@ def _message(raw: dict[str, Any]) -> Message:
     tool_call_id = raw.get("tool_call_id")
     if role == "function":
         role, tool_call_id = "tool", f"call_{raw.get('name', '')}"
+    extra = {key: value for key, value in raw.items() if key not in _MESSAGE_FIELDS}
     return Message(role="system" if role == "developer" else role, content=_content(raw.get("content")),
-                   name=raw.get("name"), tool_calls=tuple(calls), tool_call_id=tool_call_id)
+                   name=raw.get("name"), tool_calls=tuple(calls), tool_call_id=tool_call_id, extra=extra)
 
 
 async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) -> web.StreamResponse:
@@ -102,7 +106,7 @@ async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) 
     if fields.legacy:
         shape = LegacyFunctionsShape()
     call = ChatRequest(messages=tuple(_message(m) for m in body["messages"]), generation=generation(body),
-                       tools=fields.tools, tool_choice=fields.tool_choice, forced_tool=fields.forced_tool,  # type: ignore[arg-type]
+                       tools=fields.tools, tool_choice=fields.tool_choice, forced_tool=fields.forced_tool,
                        parallel_tool_calls=fields.parallel, response_format=fields.response_format)
     n = call.generation.n
     response_id, stamp = new_id("chatcmpl"), created()
@@ -129,7 +133,8 @@ async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) 
             return []
 
         # With tools, content stays null unless text comes, as OpenAI streams it.
-        opening = [chunk(i, {"role": "assistant", "content": None if call.tools else ""}, None) for i in range(n)]
+        opening = [chunk(i, {"role": "assistant", "content": None if call.offers_tools else ""}, None)
+                   for i in range(n)]
         return await stream(request, config, call, render, first_chunks=opening,
                             usage_chunk=(lambda u: wrap("chat.completion.chunk", [], usage=usage(u))) if include_usage else None)
 

@@ -18,7 +18,10 @@ class Surface(web.RouteTableDef):
                 kwargs = dict(route.kwargs)
                 if len(self.prefixes) > 1:
                     kwargs.pop("name", None)  # a route name is one URL, not one per prefix
-                app.router.add_route(route.method, prefix + route.path, route.handler, **kwargs)
+                if route.method == "GET":  # and HEAD, as add_get serves it
+                    app.router.add_get(prefix + route.path, route.handler, **kwargs)
+                else:
+                    app.router.add_route(route.method, prefix + route.path, route.handler, **kwargs)
 
 
 OPENAI = Surface("/v1", "")  # OpenAI's API, and Nexa's routes that share its prefix

@@ -5,7 +5,7 @@ Whether a model's grammar can enforce a schema is the model's to say."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -78,7 +78,7 @@ class ToolFields:
     `functions` (answered with `function_call`)."""
 
     tools: tuple[Tool, ...] = ()
-    tool_choice: str = "auto"
+    tool_choice: Literal["auto", "required", "none"] = "auto"
     forced_tool: str | None = None
     parallel: bool = True
     legacy: bool = False
@@ -86,7 +86,8 @@ class ToolFields:
 
 
 def tool_fields(body: dict[str, Any]) -> ToolFields:
-    """The request's functions and response format; empty when neither is asked."""
+    """The request's functions (declared ones even under tool_choice "none": the model
+    still checks what it is given) and response format."""
     functions, field, legacy = _functions(body)
     names = [f["name"] for f in functions]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -111,7 +112,7 @@ def tool_fields(body: dict[str, Any]) -> ToolFields:
         response_format = ResponseFormat("json_schema", schema, spec["name"])
     elif requested["type"] == "json_object":
         response_format = ResponseFormat("json_object")
-    if not tools or choice == "none":
+    if not tools:
         return ToolFields(legacy=legacy, response_format=response_format)
     forced = choice["name"] if isinstance(choice, dict) else None
     return ToolFields(tuple(tools), "auto" if forced else choice, forced,

@@ -17,7 +17,7 @@ from localhost_ai.backends import (  # noqa: F401  (each registers itself)
     openaiwhisper,
     sentencetransformers,
 )
-from localhost_ai.backends.base import Backend, CallControl, backend_class, backend_names, backend_options
+from localhost_ai.backends.base import Backend, CallControl, backend_class, backend_options
 
 log = logging.getLogger(__name__)
 
@@ -38,4 +38,4 @@ def _load_plugins() -> None:
 
 _load_plugins()
 
-__all__ = ["Backend", "CallControl", "backend_class", "backend_names", "backend_options"]
+__all__ = ["Backend", "CallControl", "backend_class", "backend_options"]

@@ -1,5 +1,5 @@
 """What the speech backends share: uploaded bytes decoded in-process (PyAV) to 16 kHz
-mono float32, and the transcription piece they hand back."""
+mono float32, and the transcription event they hand back."""
 
 from __future__ import annotations
 

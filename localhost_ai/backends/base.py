@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Callable, ClassVar, Iterator
 
 from localhost_ai.config import BackendOptions, CapabilityRule, ModelConfig
-from localhost_ai.config.capabilities import declare
+from localhost_ai.config.capabilities import TABLE, declare
 from localhost_ai.contract import Request
 from localhost_ai.contract.events import Event
 
@@ -80,6 +81,8 @@ def register(name: str, capabilities: CapabilityRule | None = None) -> Callable[
         _BACKENDS[name] = cls
         if capabilities is not None:
             declare(name, capabilities)
+        elif name not in TABLE:
+            logging.getLogger(__name__).warning("backend %s declares no capabilities: no request can reach it", name)
         return cls
 
     return decorate
@@ -87,10 +90,6 @@ def register(name: str, capabilities: CapabilityRule | None = None) -> Callable[
 
 def backend_class(name: str) -> type[Backend]:
     return _BACKENDS[name]
-
-
-def backend_names() -> list[str]:
-    return sorted(_BACKENDS)
 
 
 def backend_options() -> dict[str, type[BackendOptions]]:

@@ -36,13 +36,10 @@ def _open_image(data: bytes, param: str) -> Any:
 
 @dataclass(frozen=True)
 class DiffusersOptions(BackendOptions):
-    """The pipeline's scheduler, and the request defaults that `contract.image.ImageDefaults` reads."""
+    """The pipeline's scheduler.  The request defaults under `parameters` (steps, size,
+    guidance_scale) are the requests' business: `contract.image.ImageDefaults`."""
 
     scheduler: str | None = option({"enum": list(SCHEDULERS)}, key="parameters.scheduler")
-    steps: int | None = option({"type": "integer", "minimum": 1}, key="parameters.steps")
-    step: int | None = option({"type": "integer", "minimum": 1})
-    guidance_scale: float | None = option({"type": "number", "minimum": 0}, key="parameters.guidance_scale")
-    size: str | None = option({"type": "string", "pattern": r"^\d{1,5}x\d{1,5}$"}, key="parameters.size")
 
 
 @register("diffusers")

@@ -1,6 +1,6 @@
 """What every embeddings backend does with a request's inputs: text or token ids to
 token-id sequences within the model's window (truncated or refused, as the request
-asks), and the resulting rows to one compact piece per request."""
+asks), and the resulting rows to one compact event per request."""
 
 from __future__ import annotations
 

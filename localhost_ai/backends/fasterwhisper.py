@@ -28,7 +28,7 @@ class FasterWhisperBackend(Backend):
         self.model = faster_whisper.WhisperModel(
             str(self.config.model_path),
             device="cpu",
-            compute_type=self.options.compute_type,
+            compute_type=self.options.compute_type or "int8",
             cpu_threads=self.config.threads or 0,
         )
 

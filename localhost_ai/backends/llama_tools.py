@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from localhost_ai.backends.tool_prompt import ToolUse
+from localhost_ai.contract.generate import ResponseFormat, Tool
 from localhost_ai.contract.schemas import subschemas
 from localhost_ai.errors import InvalidRequest
 
@@ -112,9 +113,16 @@ def _visit(converter: Any, schema: dict[str, Any], name: str, what: str, param: 
                              code="unsupported_schema") from None
 
 
-def tools_grammar(use: ToolUse) -> str:
-    for tool in use.tools:
+def check_request(tools: Iterable[Tool], response_format: ResponseFormat | None) -> None:
+    """Every declared tool's schema, then the response format's, can be enforced."""
+    for tool in tools:
         check_enforceable(tool.parameters, f"Tool '{tool.name}' parameters", tool.param)
+    if response_format is not None and response_format.type == "json_schema":
+        check_enforceable(response_format.schema, f"response_format schema '{response_format.name}'",
+                          "response_format.json_schema.schema")
+
+
+def tools_grammar(use: ToolUse) -> str:
     converter = _converter()
     calls = []
     for i, tool in enumerate(use.tools):
@@ -129,13 +137,12 @@ def tools_grammar(use: ToolUse) -> str:
     return _finish(converter, body)
 
 
-def response_format_grammar(response_format: dict[str, Any], what: str = "response_format schema") -> str:
-    """`response_format`: {"type": "json_object"} or {"type": "json_schema", "schema": ...}."""
-    param = "response_format.json_schema.schema"
+def response_format_grammar(response_format: dict[str, Any]) -> str:
+    """`response_format`: {"type": "json_object"} or {"type": "json_schema", "schema": ...}
+    (one whose schema `check_request` accepted)."""
     schema = response_format.get("schema") if response_format["type"] == "json_schema" else {"type": "object"}
-    check_enforceable(schema, what, param)
     converter = _converter()
-    body = _visit(converter, schema, "response", "response_format schema", param)
+    body = _visit(converter, schema, "response", "response_format schema", "response_format.json_schema.schema")
     return _finish(converter, body)
 
 

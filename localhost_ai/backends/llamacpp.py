@@ -141,12 +141,14 @@ class LlamaCppBackend(Backend):
     def op_chat(self, request: ChatRequest, cancel: CallControl) -> Iterator[Event]:
         return self.text.chat(request, cancel)
 
+    def check_constraints(self, request: ChatRequest) -> None:
+        llama_tools.check_request(request.tools, request.response_format)
+
     def grammar(self, use: ToolUse | None, response_format: ResponseFormat | None) -> str | None:
         if use is not None:
             return llama_tools.tools_grammar(use)
         if response_format is not None:
-            return llama_tools.response_format_grammar({"type": response_format.type, "schema": response_format.schema},
-                                                       f"response_format schema '{response_format.name}'")
+            return llama_tools.response_format_grammar({"type": response_format.type, "schema": response_format.schema})
         return None
 
     def _tokenize(self, prompt: str) -> list[int]:

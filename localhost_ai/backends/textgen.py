@@ -32,6 +32,10 @@ class TextModel(Protocol):
     bos_text: str
     eos_text: str
 
+    def check_constraints(self, request: ChatRequest) -> None:
+        """Refuse (InvalidRequest, naming the field) tool or response schemas that the
+        model's constrained decoding cannot enforce."""
+
     def grammar(self, use: ToolUse | None, response_format: ResponseFormat | None) -> Any:
         """A constraint that makes the model write the calls or the format (None: none)."""
 
@@ -43,7 +47,7 @@ class TextModel(Protocol):
 
 def template_message(message: Message) -> dict[str, Any]:
     """A message as chat templates read it: content as text, absent fields left out."""
-    out: dict[str, Any] = {"role": message.role, "content": message.text}
+    out: dict[str, Any] = {**message.extra, "role": message.role, "content": message.text}
     if message.name is not None:
         out["name"] = message.name
     if message.tool_call_id is not None:
@@ -54,7 +58,7 @@ def template_message(message: Message) -> dict[str, Any]:
             function = {"name": call.name}
             if call.arguments is not None:
                 function["arguments"] = call.arguments
-            calls.append({**({"id": call.id} if call.id else {}), "type": "function", "function": function})
+            calls.append({**({"id": call.id} if call.id is not None else {}), "type": "function", "function": function})
         out["tool_calls"] = calls
     return out
 
@@ -105,6 +109,8 @@ class TextGeneration:
         return self.model.decode([prompt], request.generation, cancel, stops=self._stops(request.generation))
 
     def chat(self, request: ChatRequest, cancel: CallControl) -> Iterator[Event]:
+        if self.functions.grammar:
+            self.model.check_constraints(request)
         messages = [template_message(m) for m in request.messages]
         system_prompt = self.config.system_prompt
         if system_prompt and not any(m["role"] == "system" for m in messages):

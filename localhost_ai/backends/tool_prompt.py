@@ -75,9 +75,9 @@ class ToolUse:
 
     @classmethod
     def from_request(cls, request: ChatRequest, settings: FunctionSettings) -> "ToolUse | None":
-        tools = list(request.tools)
-        if not tools:
+        if not request.offers_tools:
             return None
+        tools = list(request.tools)
         if request.forced_tool is not None:
             tools = [t for t in tools if t.name == request.forced_tool]
         no_action = None

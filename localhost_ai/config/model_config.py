@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -16,7 +17,7 @@ from localhost_ai.config.options import BackendOptions
 from localhost_ai.config.sampling import SAMPLING_KEYS
 from localhost_ai.config.schema import model_schema
 from localhost_ai.config.templates import PromptTemplateError, compile_template
-from localhost_ai.config.validation import SchemaProblem, first_problem
+from localhost_ai.config.validation import SchemaProblem, earliest, first_problem
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -69,12 +70,13 @@ class ModelConfig:
         return replace(self, threads=self.threads or threads, context_size=self.context_size or context_size)
 
     def to_wire(self) -> dict[str, Any]:
-        """The plain form that crosses into a worker process."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
+        """The plain form that crosses into a worker process: everything but `raw` (the
+        file as read, for the server's own use), with YAML's dates and the like as text."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("options", "raw")}
         out.update(model_path=str(self.model_path), source=str(self.source), stopwords=list(self.stopwords),
                    known_usecases=list(self.known_usecases),
                    options={f.name: getattr(self.options, f.name) for f in fields(self.options)})
-        return out
+        return json.loads(json.dumps(out, default=str))
 
     @classmethod
     def from_wire(cls, data: dict[str, Any], options: type[BackendOptions]) -> "ModelConfig":
@@ -119,13 +121,13 @@ def infer_backend(model_file: str) -> str | None:
 def model_problem(data: dict[str, Any], options_of: Mapping[str, type[BackendOptions]]) -> SchemaProblem | None:
     """The first field of a model definition that its schema refuses: the fields every
     model has, then those of its backend (named, or told from the weights file's name)."""
-    problem = first_problem(Draft202012Validator(model_schema(sorted(options_of))), data, in_order=True)
+    problem = first_problem(Draft202012Validator(model_schema(sorted(options_of))), data, earliest)
     if problem is not None:
         return problem
     backend = data.get("backend") or infer_backend(str((data.get("parameters") or {}).get("model") or ""))
     options = options_of.get(backend or "", BackendOptions)
     return first_problem(Draft202012Validator({"type": "object", "properties": options.schema_properties()}), data,
-                         in_order=True)
+                         earliest)
 
 
 def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Mapping[str, type[BackendOptions]]) -> ModelConfig:
@@ -149,9 +151,9 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
 
     problem = model_problem(data, options_of)
     if problem is not None:
-        if problem.where == "backend":
+        if problem.dotted == "backend":
             raise ConfigError(path, "backend", f"unknown backend {data['backend']!r}; known backends: {', '.join(backends)}")
-        raise ConfigError(path, problem.where, problem.message)
+        raise ConfigError(path, problem.dotted, problem.message)
 
     parameters = dict(data.get("parameters") or {})
     model_value = parameters.get("model")

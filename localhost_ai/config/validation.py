@@ -4,7 +4,7 @@ helper for request bodies, model files and gallery entries alike."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -15,6 +15,11 @@ class SchemaProblem:
     where: str | None  # `messages[0].content`, None for the document itself
     message: str
     error: ValidationError
+
+    @property
+    def dotted(self) -> str | None:
+        """The place as a model file names its fields: `stopwords.1`."""
+        return ".".join(str(p) for p in self.error.absolute_path) or None
 
 
 def place(path: Sequence[Any]) -> str | None:
@@ -27,14 +32,20 @@ def place(path: Sequence[Any]) -> str | None:
     return out
 
 
-def first_problem(validator: Draft202012Validator, document: Any, in_order: bool = False) -> SchemaProblem | None:
-    """The most relevant error (jsonschema's `best_match`), or with `in_order` the one
-    earliest in the document, so that a file's first mistake is the one reported."""
-    errors = validator.iter_errors(document)
-    if in_order:
-        error = min(errors, key=lambda e: [str(p) for p in e.absolute_path], default=None)
-    else:
-        error = best_match(errors)
+def earliest(errors: Iterable[ValidationError]) -> ValidationError | None:
+    """The error earliest in the document, so that a file's first mistake is the one named."""
+    return next(iter(sorted(errors, key=lambda e: list(e.absolute_path))), None)
+
+
+def first_found(errors: Iterable[ValidationError]) -> ValidationError | None:
+    return next(iter(errors), None)
+
+
+def first_problem(validator: Draft202012Validator, document: Any,
+                  pick: Callable[[Iterable[ValidationError]], ValidationError | None] = best_match) -> SchemaProblem | None:
+    """The problem `pick` chooses among the validator's errors: jsonschema's most relevant
+    one by default."""
+    error = pick(validator.iter_errors(document))
     if error is None:
         return None
     return SchemaProblem(place(list(error.absolute_path)), error.message, error)

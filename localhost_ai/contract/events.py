@@ -1,6 +1,6 @@
 """What a backend gives back: a closed set of events, streamed from the worker as they
-are produced.  Every layer above reads them by type; their `KIND` strings are read here
-only, where the wire form is turned back into events."""
+are produced.  Every layer above reads them by type; their `KIND` strings are read only
+here and in the wire form (`wire.py`), which turns them back into events."""
 
 from __future__ import annotations
 
@@ -120,6 +120,8 @@ _BY_KIND: dict[str, Any] = {cls.KIND: cls for cls in Event.__args__}  # type: ig
 
 
 def to_wire(event: Event) -> dict[str, Any]:
+    if _BY_KIND.get(getattr(event, "KIND", None)) is not type(event):  # type: ignore[arg-type]
+        raise WireError(f"a backend gave {type(event).__name__}, which is not one of the contract's events")
     return dump(event)
 
 

@@ -37,7 +37,7 @@ Part = Union[TextPart, ImagePart, AudioPart]
 class ToolCall:
     name: str
     arguments: str | None = None  # JSON text, as the model wrote it or the client sent it back
-    id: str = ""
+    id: str | None = None
 
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -50,6 +50,7 @@ class Message:
     name: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None  # role "tool": the call this answers
+    extra: dict[str, Any] = field(default_factory=dict)  # the client's other fields, which templates may read
 
     @property
     def text(self) -> str:
@@ -110,11 +111,15 @@ class ChatRequest:
     OP: ClassVar[str] = "chat"
     messages: tuple[Message, ...]
     generation: Generation = field(default_factory=Generation)
-    tools: tuple[Tool, ...] = ()  # empty: no tools offered (or tool_choice none)
-    tool_choice: Literal["auto", "required"] = "auto"
+    tools: tuple[Tool, ...] = ()  # as declared, whatever tool_choice says
+    tool_choice: Literal["auto", "required", "none"] = "auto"
     forced_tool: str | None = None  # one named tool that must be called
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
+
+    @property
+    def offers_tools(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
 
 
 @dataclass(frozen=True)

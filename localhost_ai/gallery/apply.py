@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 from jsonschema import Draft202012Validator
 
-from localhost_ai.config.validation import first_problem
+from localhost_ai.config.validation import first_found, first_problem
 from localhost_ai.errors import InvalidRequest
 from localhost_ai.gallery.index import Galleries
 from localhost_ai.gallery.install import InstallRequest, check_files, check_name
@@ -32,11 +32,11 @@ _VALIDATOR = Draft202012Validator(APPLY_SCHEMA)
 async def build_request(body: Any, galleries: Galleries, session: aiohttp.ClientSession, allow_file: bool) -> InstallRequest:
     if not isinstance(body, dict):
         raise InvalidRequest("An apply request must be a JSON object.", code="invalid_body")
-    problem = first_problem(_VALIDATOR, body, in_order=True)
+    problem = first_problem(_VALIDATOR, body, first_found)
     if problem is not None:
         message = ("One of 'id', 'url' or 'config_url' is required." if problem.error.validator == "anyOf"
-                   else f"Invalid value for '{problem.where}': {problem.message}")
-        raise InvalidRequest(message, param=problem.where or "id", code="invalid_value")
+                   else f"Invalid value for '{problem.dotted}': {problem.message}")
+        raise InvalidRequest(message, param=problem.dotted or "id", code="invalid_value")
     if body.get("name") is not None:
         check_name(body["name"])
     for key in ("url", "config_url"):

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from jsonschema import Draft202012Validator
 
-from localhost_ai.config.validation import first_problem
+from localhost_ai.config.validation import first_found, first_problem
 from localhost_ai.errors import NotFound
 from localhost_ai.gallery.fetch import FetchError, fetch_bytes, parse_yaml
 from localhost_ai.gallery.uris import resolve
@@ -124,7 +124,7 @@ class Galleries:
             raise FetchError(f"gallery {ref.name} must be a YAML list of entries")
         entries, problems = [], []
         for position, item in enumerate(items):
-            problem = first_problem(_ENTRY_VALIDATOR, item, in_order=True)
+            problem = first_problem(_ENTRY_VALIDATOR, item, first_found)
             if problem is not None:
                 problems.append(f"entry {position}: {problem.message}")
                 continue

@@ -180,7 +180,7 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
         target_path(models_path, check_relpath(spec.filename, "files"), "files")
     problem = model_problem(config, backend_options())
     if problem is not None:
-        raise InvalidRequest(f"the config of '{name}' is invalid at '{problem.where or 'config'}': {problem.message}",
+        raise InvalidRequest(f"the config of '{name}' is invalid at '{problem.dotted or 'config'}': {problem.message}",
                              param="overrides", code="invalid_config")
     return Plan(name=name, config=config, files=list(by_name.values()))
 

@@ -60,7 +60,7 @@ def decode(body: bytes, blob: bytes) -> dict[str, Any]:
     message = json.loads(body)
     if not isinstance(message, dict):
         raise ProtocolError("a frame must hold a JSON object")
-    return restore(message) if blob else message
+    return restore(message) if blob or b'"__blob__"' in body else message  # empty blobs too
 
 
 def _sizes(header: bytes) -> tuple[int, int]:

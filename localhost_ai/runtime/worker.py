@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Callable
 
 from localhost_ai import metrics
 from localhost_ai.config import ModelConfig
-from localhost_ai.contract import Request, event_from_wire, request_to_wire
+from localhost_ai.contract import Request, WireError, event_from_wire, request_to_wire
 from localhost_ai.contract.events import Event
 from localhost_ai.errors import APIError, BackendError
 from localhost_ai.runtime.client import WorkerClient
@@ -112,8 +112,8 @@ class WorkerProcess(WorkerClient):
         log.info("model %s: worker pid %d started; loading %s", self.name, self.pid, self.config.model_path.name)
         self._loaded = asyncio.get_running_loop().create_future()
         self._tasks = [asyncio.create_task(self._read(reader)), asyncio.create_task(self._forward_output())]
-        self._send({"op": "load", "config": self.config.to_wire()})
         try:
+            self._send({"op": "load", "config": self.config.to_wire()})
             seconds = await self._loaded
         except BaseException:
             await self.stop(grace=2)
@@ -161,8 +161,13 @@ class WorkerProcess(WorkerClient):
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         call = self.calls.get(message.get("id", ""))
-        if kind == "piece" and call:
-            call.queue.put_nowait(event_from_wire(message["piece"]))
+        if kind == "event" and call:
+            try:
+                call.queue.put_nowait(event_from_wire(message["event"]))
+            except WireError as exc:  # this call fails; the worker and its other calls go on
+                log.error("model %s: call %s sent a malformed event: %s", self.name, call.id, exc)
+                call.queue.put_nowait(BackendError(f"Model '{self.name}' answered with a malformed event."))
+                self._send({"op": "cancel", "id": call.id})
         elif kind == "started" and call:
             call.started = True
             if "batch_calls" in message:

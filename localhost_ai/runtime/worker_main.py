@@ -93,13 +93,15 @@ class Worker:
             cls = backend_class(message["config"]["backend"])
             backend = cls(ModelConfig.from_wire(message["config"], cls.Options))
             backend.load()
+            batching = backend.batching()
+            threads = max(1, backend.concurrency())
         except BaseException as exc:
             if not isinstance(exc, APIError):
                 log.error("loading failed: %s", "".join(traceback.format_exception_only(type(exc), exc)).strip())
             self.send({"type": "load_error", "error": error_fields(exc)})
             return
         self.backend = backend
-        for op, (max_items, max_wait) in backend.batching().items():
+        for op, (max_items, max_wait) in batching.items():
             self.batchers[op] = Batcher(
                 op,
                 process=backend.run_batch,
@@ -109,7 +111,6 @@ class Worker:
                 on_start=self.batch_started,
                 on_done=self.batch_done,
             )
-        threads = max(1, backend.concurrency())
         for n in range(threads):
             threading.Thread(target=self.run_calls, name=f"call-{n}", daemon=True).start()
         self.send({"type": "loaded", "concurrency": threads, "seconds": time.monotonic() - started})
@@ -127,7 +128,7 @@ class Worker:
             try:
                 for event in self.backend.run(request, control):
                     control.beat()
-                    self.send({"type": "piece", "id": call_id, "piece": event_to_wire(event)})
+                    self.send({"type": "event", "id": call_id, "event": event_to_wire(event)})
             except BaseException as exc:
                 if not isinstance(exc, APIError):
                     log.error("call %s (%s) failed:\n%s", call_id, request.OP, traceback.format_exc().rstrip())
@@ -152,9 +153,14 @@ class Worker:
                 log.error("batched call %s failed: %s", item.call_id, result)
             self.send({"type": "error", "id": item.call_id, "error": error_fields(result)})
         else:
-            if result is not None:
-                self.send({"type": "piece", "id": item.call_id, "piece": event_to_wire(result)})
-            self.send({"type": "end", "id": item.call_id})
+            try:
+                if result is not None:
+                    self.send({"type": "event", "id": item.call_id, "event": event_to_wire(result)})
+            except WireError as exc:
+                log.error("batched call %s: %s", item.call_id, exc)
+                self.send({"type": "error", "id": item.call_id, "error": error_fields(exc)})
+            else:
+                self.send({"type": "end", "id": item.call_id})
         self.running.pop(item.call_id, None)
         self.calls.pop(item.call_id, None)
 

@@ -130,3 +130,18 @@ async def test_every_openai_route_is_served_with_and_without_v1(client):
         assert sorted(m["id"] for m in body["data"]) == ["fake", "fake-embed"]
     assert (await client.get("/v1/models/fake")).status == 200
     assert (await client.get("/models/available")).status == 200  # the gallery's, not a model named "available"
+
+
+async def test_a_backend_that_yields_no_event_fails_that_call_alone(client):
+    assert (await client.post("/v1/completions", json={"model": "fake", "prompt": "load"})).status == 200
+    before = await (await client.get("/backend/monitor?model=fake")).json()
+    response = await client.post("/v1/completions", json={"model": "fake", "prompt": "junk"})
+    assert response.status == 500 and "not one of the contract's events" in (await response.json())["error"]["message"]
+    assert (await client.post("/v1/completions", json={"model": "fake", "prompt": "fine"})).status == 200
+    after = await (await client.get("/backend/monitor?model=fake")).json()
+    assert after["state"] == "ready" and after["pid"] == before["pid"] and after["uptime_seconds"] > 0
+
+
+async def test_server_routes_answer_head_as_get(client):
+    assert (await client.head("/healthz")).status == 200
+    assert (await client.head("/v1/models")).status == 200

@@ -393,6 +393,8 @@ INVALID = [
     ("bad function name", {"tools": [tool("bad name!", USER_DETAIL)]}, "tools[0].function.name"),
     ("choice without tools", {"tool_choice": "required"}, "tool_choice"),
     ("tools and functions", {"tools": [USER_TOOL], "functions": [USER_TOOL["function"]]}, "functions"),
+    ("unenforceable but not chosen", {"tools": [tool("T", {"type": "object", "properties": {"a": {"minimum": 1}}})],
+                                      "tool_choice": "none"}, "tools[0].function.parameters"),
     ("legacy function", {"functions": [{"name": "F", "parameters": {"type": "object", "properties": {"a": {"maximum": 1}}}}]},
      "functions[0].parameters"),
     ("response schema", {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}},

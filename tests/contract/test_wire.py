@@ -93,3 +93,14 @@ def test_a_backends_own_field_is_checked_and_named(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_yaml_config(tmp_path / "m.yaml", tmp_path, backend_options())
     assert caught.value.field == "prefill_chunk"
+
+
+def test_empty_bytes_cross_as_bytes():
+    assert event_from_wire(through_a_frame(event_to_wire(ev.Audio(b"", 16000)))) == ev.Audio(b"", 16000)
+    empty = TranscribeRequest(audio=b"")
+    assert request_from_wire(through_a_frame(request_to_wire(empty))) == empty
+
+
+def test_what_is_not_an_event_does_not_cross():
+    with pytest.raises(WireError):
+        event_to_wire({"type": "text", "index": 0, "text": "x"})

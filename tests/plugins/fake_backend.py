@@ -17,8 +17,8 @@ from localhost_ai.errors import InvalidRequest
 @register("test-fake", capabilities=CapabilityRule(frozenset({CHAT, COMPLETION}), embeddings=frozenset({EMBEDDINGS})))
 class FakeBackend(Backend):
     """Chat answers with the last message's words (or calls the first tool with the
-    message as its `text`); a completion echoes its prompt, and "fail" fails it; an
-    embedding is [length, index in the batch]."""
+    message as its `text`); a completion echoes its prompt, "fail" fails it and "junk"
+    yields what is not an event; an embedding is [length, index in the batch]."""
 
     def load(self):
         self.batches = 0
@@ -32,7 +32,7 @@ class FakeBackend(Backend):
     def op_chat(self, request, cancel):
         last = request.messages[-1].text
         for index in range(request.generation.n):
-            if request.tools:
+            if request.offers_tools:
                 arguments = json.dumps({"text": last})
                 yield ToolCallStart(index, 0, f"call_{index}", request.forced_tool or request.tools[0].name)
                 yield ToolArgumentsDelta(index, 0, arguments[:5])
@@ -48,6 +48,9 @@ class FakeBackend(Backend):
         for index, prompt in enumerate(request.prompts):
             if prompt == "fail":
                 raise InvalidRequest("The fake model refuses this prompt.", param="prompt", code="fake_refusal")
+            if prompt == "junk":
+                yield {"type": "text", "index": index, "text": "not an event"}
+                return
             if prompt == "slow":
                 while not cancel.is_set():
                     time.sleep(0.01)
