@@ -27,7 +27,16 @@ class Settings:
     api_keys: list[str] = field(default_factory=list)
     cors: bool = False
     cors_allow_origins: list[str] = field(default_factory=lambda: ["*"])
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names served besides loopback ones
     upload_limit_mb: int = 15
+    # Cheap limits checked before a body is validated, templated or tokenized (api/limits.py).
+    max_messages: int = 2048
+    max_content_parts: int = 4096
+    max_tools: int = 128
+    max_stop_words: int = 16
+    max_schema_size: int = 64 * 1024
+    max_embedding_inputs: int = 2048
+    max_rerank_documents: int = 1000
     rescan_interval: float = 1.0
     log_level: str = "INFO"
     max_loaded_models: int = 0  # 0: no limit
@@ -104,7 +113,21 @@ _OPTIONS = [
     Option("--api-keys", "API_KEY", _split_csv, "comma-separated keys; when set, every API call needs one"),
     Option("--cors", "CORS", None, "answer CORS preflights and add CORS headers"),
     Option("--cors-allow-origins", "CORS_ALLOW_ORIGINS", _split_csv, "comma-separated origins for CORS (default *)"),
+    Option("--allowed-hosts", "ALLOWED_HOSTS", _split_csv,
+           "comma-separated Host names the server answers besides loopback ones; * for any "
+           "(default: loopback names only when listening on loopback, any otherwise)"),
     Option("--upload-limit", "UPLOAD_LIMIT", int, "largest request body in MB (default 15)", field="upload_limit_mb",
+           minimum=1),
+    Option("--max-messages", "MAX_MESSAGES", int, "messages one chat request may hold (default 2048)", minimum=1),
+    Option("--max-content-parts", "MAX_CONTENT_PARTS", int, "content parts across one chat's messages (default 4096)",
+           minimum=1),
+    Option("--max-tools", "MAX_TOOLS", int, "tools (or functions) one request may declare (default 128)", minimum=1),
+    Option("--max-stop-words", "MAX_STOP_WORDS", int, "stop words one request may give (default 16)", minimum=1),
+    Option("--max-schema-size", "MAX_SCHEMA_SIZE", int,
+           "bytes of one tool's or response format's JSON Schema (default 65536)", minimum=64),
+    Option("--max-embedding-inputs", "MAX_EMBEDDING_INPUTS", int, "inputs one embeddings request may hold (default 2048)",
+           minimum=1),
+    Option("--max-rerank-documents", "MAX_RERANK_DOCUMENTS", int, "documents one rerank request may hold (default 1000)",
            minimum=1),
     Option("--log-level", "LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING or ERROR (default INFO)"),
     Option("--max-loaded-models", "MAX_LOADED_MODELS", int,

@@ -19,10 +19,17 @@ from localhost_ai.api import (  # noqa: F401  (each declares its routes on its s
     health,
     images,
     models,
+    openapi,
     rerank,
 )
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, PRELOAD, REGISTRY, SETTINGS
-from localhost_ai.api.middlewares import auth_middleware, cors_middleware, errors_middleware, metrics_middleware
+from localhost_ai.api.middlewares import (
+    auth_middleware,
+    cors_middleware,
+    errors_middleware,
+    host_middleware,
+    metrics_middleware,
+)
 from localhost_ai.api.routes import GALLERY, OPENAI, SERVER
 from localhost_ai.gallery.index import Galleries
 from localhost_ai.gallery.jobs import JobRunner
@@ -86,6 +93,9 @@ def create_app(settings: Settings, placement: Placement | None = None) -> web.Ap
     """`placement`: where models' workers run; a child process each unless told otherwise."""
     # CORS outside the error handler, so error responses carry its headers too.
     middlewares = [metrics_middleware, cors_middleware(settings), errors_middleware]
+    host_check = host_middleware(settings)
+    if host_check is not None:  # before anything else answers, errors and CORS preflights included
+        middlewares.insert(1, host_check)
     if settings.api_keys:
         middlewares.append(auth_middleware(settings.api_keys))
     app = web.Application(middlewares=middlewares, client_max_size=settings.upload_limit_mb * 1024 * 1024)
@@ -108,6 +118,7 @@ def create_app(settings: Settings, placement: Placement | None = None) -> web.Ap
     GALLERY.mount(app)  # before the unprefixed /models/{model}, which would shadow its routes
     OPENAI.mount(app)
     SERVER.mount(app)
+    app[openapi.OPENAPI] = openapi.build(app)
     app.cleanup_ctx.append(_gallery_jobs)
     app.cleanup_ctx.append(_watch_models_folder)
     return app

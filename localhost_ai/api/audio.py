@@ -10,6 +10,7 @@ from aiohttp import web
 from localhost_ai.api.forms import read_form
 from localhost_ai.api.generation import one
 from localhost_ai.api.keys import REGISTRY
+from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI
 from localhost_ai.config import TRANSCRIPTION
 from localhost_ai.contract.events import Segment, Transcription
@@ -18,6 +19,20 @@ from localhost_ai.contract.wire import dump
 from localhost_ai.errors import InvalidRequest
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+AUDIO_FORM = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+        "model": {"type": "string"},
+        "language": {"type": "string"},
+        "prompt": {"type": "string"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "response_format": {"enum": list(FORMATS)},
+        "beam_size": {"type": "integer", "minimum": 1, "maximum": 20},
+    },
+}
+_TEXT_FORMATS = {"text/plain": openapi.TEXT, "application/x-subrip": openapi.TEXT, "text/vtt": openapi.TEXT}
 
 
 def _timestamp(seconds: float, separator: str) -> str:
@@ -87,10 +102,12 @@ async def _run(request: web.Request, task: str) -> web.Response:
 
 
 @OPENAI.post("/audio/transcriptions")
+@openapi.document("Speech to text", form=AUDIO_FORM, json=openapi.TRANSCRIPTION, other=_TEXT_FORMATS)
 async def transcriptions(request: web.Request) -> web.Response:
     return await _run(request, "transcribe")
 
 
 @OPENAI.post("/audio/translations")
+@openapi.document("Speech to English text", form=AUDIO_FORM, json=openapi.TRANSCRIPTION, other=_TEXT_FORMATS)
 async def translations(request: web.Request) -> web.Response:
     return await _run(request, "translate")

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from localhost_ai import metrics
 from localhost_ai.api.keys import MANAGER, REGISTRY
+from localhost_ai.api import openapi
 from localhost_ai.api.routes import SERVER
 from localhost_ai.api.validation import read_json
 from localhost_ai.errors import InvalidRequest, ModelNotFound
@@ -32,12 +33,14 @@ async def _model_name(request: web.Request) -> str:
 
 @SERVER.get("/backend/monitor")
 @SERVER.post("/backend/monitor")
+@openapi.document("A model's worker: state, pid, memory, queue", query={"model": openapi.STRING}, json=openapi.STATUS)
 async def monitor(request: web.Request) -> web.Response:
     name = await _model_name(request)
     return web.json_response(await request.app[MANAGER].live_status(name))
 
 
 @SERVER.post("/backend/shutdown")
+@openapi.document("Unload a model", body=_MODEL_BODY, json=openapi.obj(model=openapi.STRING, unloaded=openapi.BOOLEAN))
 async def shutdown(request: web.Request) -> web.Response:
     name = await _model_name(request)
     unloaded = await request.app[MANAGER].unload(name)
@@ -45,6 +48,7 @@ async def shutdown(request: web.Request) -> web.Response:
 
 
 @SERVER.get("/metrics")
+@openapi.document("Prometheus metrics", other={"text/plain": openapi.TEXT})
 async def prometheus(request: web.Request) -> web.Response:
     body = generate_latest(metrics.REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

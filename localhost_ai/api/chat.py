@@ -7,9 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from localhost_ai.api import schemas
+from localhost_ai.api import limits, schemas
 from localhost_ai.api.generation import created, generate, new_id, stream, usage
-from localhost_ai.api.keys import REGISTRY
+from localhost_ai.api.keys import REGISTRY, SETTINGS
+from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI
 from localhost_ai.api.tools import tool_fields
 from localhost_ai.api.validation import generation, read_json
@@ -60,15 +61,17 @@ class NexaShape(ChatShape):
 
 
 @OPENAI.post("/chat/completions")
+@openapi.document("Chat completion, streamed when asked", body=schemas.CHAT, json=openapi.CHAT_COMPLETION, stream=True)
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    body = await read_json(request, schemas.CHAT)
+    body = await read_json(request, schemas.CHAT, limits.check_chat)
     return await _answer(request, body, ChatShape())
 
 
 @OPENAI.post("/function-calling")
+@openapi.document("Nexa's function calling: a chat completion with tools", body=schemas.FUNCTION_CALLING, json=openapi.CHAT_COMPLETION, stream=True)
 async def function_calling(request: web.Request) -> web.StreamResponse:
     """Nexa's endpoint: a chat request with tools (`tool_choice` defaults to auto)."""
-    body = await read_json(request, schemas.FUNCTION_CALLING)
+    body = await read_json(request, schemas.FUNCTION_CALLING, limits.check_chat)
     return await _answer(request, body, NexaShape())
 
 
@@ -102,6 +105,7 @@ def _message(raw: dict[str, Any]) -> Message:
 
 async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) -> web.StreamResponse:
     config = request.app[REGISTRY].resolve(body.get("model"), CHAT)
+    limits.check_fits(limits.message_texts(body["messages"]), config, request.app[SETTINGS].context_size, "messages")
     fields = tool_fields(body)
     if fields.legacy:
         shape = LegacyFunctionsShape()

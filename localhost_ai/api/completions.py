@@ -6,9 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
-from localhost_ai.api import schemas
+from localhost_ai.api import limits, schemas
 from localhost_ai.api.generation import created, generate, new_id, stream, usage
-from localhost_ai.api.keys import REGISTRY
+from localhost_ai.api.keys import REGISTRY, SETTINGS
+from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI
 from localhost_ai.api.validation import generation, read_json
 from localhost_ai.config import COMPLETION, EDIT
@@ -18,10 +19,13 @@ from localhost_ai.errors import InvalidRequest
 
 
 @OPENAI.post("/completions")
+@openapi.document("Text completion, streamed when asked", body=schemas.COMPLETION, json=openapi.TEXT_COMPLETION, stream=True)
 async def completions(request: web.Request) -> web.StreamResponse:
-    body = await read_json(request, schemas.COMPLETION)
+    body = await read_json(request, schemas.COMPLETION, limits.check_stop)
     config = request.app[REGISTRY].resolve(body.get("model"), COMPLETION)
     prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+    for prompt in prompts:
+        limits.check_fits([prompt], config, request.app[SETTINGS].context_size, "prompt")
     call = CompletionRequest(prompts=tuple(prompts), generation=generation(body), echo=bool(body.get("echo")))
     response_id, stamp = new_id("cmpl"), created()
 
@@ -52,11 +56,14 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 @OPENAI.post("/edits")
+@openapi.document("An edit of `input` by `instruction`", body=schemas.EDIT, json=openapi.EDIT)
 async def edits(request: web.Request) -> web.StreamResponse:
-    body = await read_json(request, schemas.EDIT)
+    body = await read_json(request, schemas.EDIT, limits.check_stop)
     if body.get("stream"):
         raise InvalidRequest("Streaming is not available on /v1/edits; use /v1/chat/completions to stream.", param="stream")
     config = request.app[REGISTRY].resolve(body.get("model"), EDIT)
+    limits.check_fits([body["instruction"], body.get("input") or ""], config, request.app[SETTINGS].context_size,
+                      "input")
     call = EditRequest(instruction=body["instruction"], input=body.get("input") or "", generation=generation(body))
     result = await generate(request, config, call)
     choices = [{"index": i, "text": result.text(i), "finish_reason": result.reason(i)} for i in range(call.generation.n)]

@@ -7,15 +7,16 @@ import base64
 
 from aiohttp import web
 
+from localhost_ai.api import limits
 from localhost_ai.api.generation import one
 from localhost_ai.api.keys import REGISTRY
+from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI
 from localhost_ai.api.validation import read_json
 from localhost_ai.config import EMBEDDINGS
 from localhost_ai.contract.embed import EmbedRequest
 from localhost_ai.contract.events import Embeddings
 
-MAX_INPUTS = 2048
 MAX_CHARS = 200_000  # per input; token windows are far smaller, this bounds the work of tokenizing
 MAX_TOKENS = 100_000  # per token-id input
 
@@ -30,9 +31,9 @@ EMBEDDINGS_SCHEMA = {
         "input": {
             "anyOf": [
                 _TEXT,
-                {"type": "array", "items": _TEXT, "minItems": 1, "maxItems": MAX_INPUTS},
+                {"type": "array", "items": _TEXT, "minItems": 1},
                 _IDS,
-                {"type": "array", "items": _IDS, "minItems": 1, "maxItems": MAX_INPUTS},
+                {"type": "array", "items": _IDS, "minItems": 1},
             ]
         },
         "encoding_format": {"enum": ["float", "base64", None]},
@@ -53,8 +54,9 @@ def _inputs(value: object) -> list:
 
 
 @OPENAI.post("/embeddings")
+@openapi.document("Embeddings of texts or token ids", body=EMBEDDINGS_SCHEMA, json=openapi.EMBEDDINGS)
 async def embeddings(request: web.Request) -> web.Response:
-    body = await read_json(request, EMBEDDINGS_SCHEMA)
+    body = await read_json(request, EMBEDDINGS_SCHEMA, limits.check_embeddings)
     config = request.app[REGISTRY].resolve(body.get("model"), EMBEDDINGS)
     call = EmbedRequest(inputs=tuple(_inputs(body["input"])), dimensions=body.get("dimensions"),
                         truncate=body.get("truncate", True) is not False)

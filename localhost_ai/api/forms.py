@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from localhost_ai.api.keys import SETTINGS
 from localhost_ai.errors import InvalidRequest, PayloadTooLarge
@@ -32,19 +33,28 @@ async def read_form(request: web.Request, file_param: str, what: str, file_field
         raise too_large
     form = Form()
     total = 0
-    async for part in await request.multipart():
-        data = bytearray()
-        while chunk := await part.read_chunk(1 << 20):
-            total += len(chunk)
-            if total > limit:
-                raise too_large
-            data += chunk
-        name = (part.name or "").removesuffix("[]")
-        if not name:
-            continue
-        if part.filename is not None or name in file_fields:
-            form.files[name] = bytes(data)
-            form.filenames[name] = part.filename or "upload"
-        else:
-            form.fields[name] = bytes(data).decode("utf-8", errors="replace").strip()
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError) as exc:  # no boundary, or not a multipart type aiohttp reads
+        raise InvalidRequest(f"The multipart/form-data body cannot be read: {exc or 'no boundary'}.",
+                             param=file_param, code="invalid_content_type") from None
+    try:
+        async for part in reader:
+            data = bytearray()
+            while chunk := await part.read_chunk(1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    raise too_large
+                data += chunk
+            name = (part.name or "").removesuffix("[]")
+            if not name:
+                continue
+            if part.filename is not None or name in file_fields:
+                form.files[name] = bytes(data)
+                form.filenames[name] = part.filename or "upload"
+            else:
+                form.fields[name] = bytes(data).decode("utf-8", errors="replace").strip()
+    except HttpProcessingError:  # a part's headers that are not HTTP headers
+        raise InvalidRequest("The multipart/form-data body cannot be read: a part's headers are malformed.",
+                             param=file_param, code="invalid_multipart") from None
     return form

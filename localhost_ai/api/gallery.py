@@ -6,10 +6,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, SETTINGS
+from localhost_ai.api import openapi
 from localhost_ai.api.routes import GALLERY
 from localhost_ai.api.validation import read_json
 from localhost_ai.errors import NotFound
-from localhost_ai.gallery.apply import build_request
+from localhost_ai.gallery.apply import APPLY_SCHEMA, build_request
 from localhost_ai.gallery.index import GalleryRef
 from localhost_ai.gallery.install import check_name, delete_model, installed_configs
 
@@ -21,6 +22,7 @@ _GALLERY_BODY = {
 
 
 @GALLERY.post("/models/apply")
+@openapi.document("Install a model from a gallery, a URL or a config URL, as a background job", body=APPLY_SCHEMA, json=openapi.obj(uuid=openapi.STRING, status=openapi.STRING))
 async def apply(request: web.Request) -> web.Response:
     body = await read_json(request, {"type": "object"})  # build_request checks the fields
     runner = request.app[JOBS]
@@ -38,17 +40,22 @@ def _job(request: web.Request):
 
 
 @GALLERY.get("/models/jobs/{uuid}", name="job")
+@openapi.document("An install job", json=openapi.JOB)
 async def job_status(request: web.Request) -> web.Response:
     return web.json_response(_job(request).as_dict())
 
 
 @GALLERY.get("/models/jobs")
+@openapi.document("Every install job still kept", json={"type": "object", "additionalProperties": openapi.JOB})
 async def jobs(request: web.Request) -> web.Response:
-    return web.json_response({uuid: job.as_dict() for uuid, job in request.app[JOBS].jobs.items()})
+    runner = request.app[JOBS]
+    runner.forget_finished()
+    return web.json_response({uuid: job.as_dict() for uuid, job in runner.jobs.items()})
 
 
 @GALLERY.post("/models/jobs/{uuid}/cancel")
 @GALLERY.delete("/models/jobs/{uuid}")
+@openapi.document("Cancel an install job", json=openapi.JOB)
 async def cancel_job(request: web.Request) -> web.Response:
     job = _job(request)
     await request.app[JOBS].cancel(job.uuid)
@@ -56,6 +63,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 
 @GALLERY.get("/models/available")
+@openapi.document("The galleries' models", json=openapi.AVAILABLE)
 async def available(request: web.Request) -> web.Response:
     runner = request.app[JOBS]
     entries, problems = await request.app[GALLERIES].entries(runner.session())
@@ -82,11 +90,13 @@ async def available(request: web.Request) -> web.Response:
 
 
 @GALLERY.get("/models/galleries")
+@openapi.document("The galleries", json=openapi.GALLERIES)
 async def list_galleries(request: web.Request) -> web.Response:
     return web.json_response([ref.as_dict() for ref in request.app[GALLERIES].refs])
 
 
 @GALLERY.post("/models/galleries")
+@openapi.document("Add a gallery", body={**_GALLERY_BODY, "required": ["name", "url"]}, json=openapi.GALLERIES)
 async def add_gallery(request: web.Request) -> web.Response:
     body = await read_json(request, {**_GALLERY_BODY, "required": ["name", "url"]})
     request.app[GALLERIES].add(GalleryRef(body["name"], body["url"]))
@@ -94,6 +104,7 @@ async def add_gallery(request: web.Request) -> web.Response:
 
 
 @GALLERY.delete("/models/galleries")
+@openapi.document("Remove a gallery", body=_GALLERY_BODY, json=openapi.GALLERIES)
 async def remove_gallery(request: web.Request) -> web.Response:
     body = await read_json(request, _GALLERY_BODY)
     if not request.app[GALLERIES].remove(body["name"]):
@@ -102,6 +113,7 @@ async def remove_gallery(request: web.Request) -> web.Response:
 
 
 @GALLERY.post("/models/delete/{name}")
+@openapi.document("Delete an installed model and the files it installed", json=openapi.obj(model=openapi.STRING, deleted=openapi.BOOLEAN, removed_files={"type": "array", "items": openapi.STRING}))
 async def delete(request: web.Request) -> web.Response:
     name = check_name(request.match_info["name"])
     removed = delete_model(request.app[SETTINGS].models_path, name)

@@ -16,6 +16,7 @@ from aiohttp import web
 from localhost_ai.api.forms import read_form
 from localhost_ai.api.generation import one
 from localhost_ai.api.keys import REGISTRY, SETTINGS
+from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI, SERVER
 from localhost_ai.api.validation import read_json
 from localhost_ai.config import IMAGE, ModelConfig
@@ -57,6 +58,25 @@ NEXA_SCHEMA = {
         "sample_steps": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_STEPS},
         "image_path": {"type": ["string", "null"], "minLength": 1},
         "strength": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+    },
+}
+
+
+EDITS_FORM = {
+    "type": "object",
+    "required": ["image", "prompt"],
+    "properties": {
+        "image": {"type": "string", "contentMediaType": "application/octet-stream"},
+        "mask": {"type": "string", "contentMediaType": "application/octet-stream"},
+        "prompt": {"type": "string", "minLength": 1},
+        "model": {"type": "string"},
+        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N},
+        "size": {"type": "string", "pattern": r"^\d{1,5}x\d{1,5}$"},
+        "strength": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS},
+        "seed": {"type": "integer"},
+        "negative_prompt": {"type": "string"},
+        "response_format": {"enum": ["url", "b64_json"]},
     },
 }
 
@@ -106,6 +126,7 @@ def _size(value: str | None, defaults: ImageDefaults) -> tuple[int, int]:
 
 
 @OPENAI.post("/images/generations")
+@openapi.document("Images from a prompt", body=GENERATIONS_SCHEMA, json=openapi.IMAGES)
 async def generations(request: web.Request) -> web.Response:
     body = await read_json(request, GENERATIONS_SCHEMA)
     config = request.app[REGISTRY].resolve(body.get("model"), IMAGE)
@@ -120,6 +141,7 @@ async def generations(request: web.Request) -> web.Response:
 
 
 @OPENAI.post("/images/edits")
+@openapi.document("Images from an image and a prompt, optionally within a mask", form=EDITS_FORM, json=openapi.IMAGES)
 async def edits(request: web.Request) -> web.Response:
     form = await read_form(request, "image", "image")
     fields, files = form.fields, form.files
@@ -161,6 +183,9 @@ def _image_from_path(request: web.Request, value: str) -> bytes:
             return base64.b64decode(value.split(",", 1)[1], validate=True)
         except (IndexError, binascii.Error):
             raise InvalidRequest("'image_path' is not a valid base64 data URL.", param="image_path") from None
+    if "\0" in value:
+        raise InvalidRequest("'image_path' may not contain a NUL character.", param="image_path",
+                             code="forbidden_path")
     root = request.app[SETTINGS].images_path
     if root is None:
         raise InvalidRequest("'image_path' may only be a data URL on this server (no --images-path is set).",
@@ -196,16 +221,19 @@ async def _nexa(request: web.Request, with_image: bool) -> web.Response:
 
 
 @OPENAI.post("/txt2img")
+@openapi.document("Nexa's text to image", body=NEXA_SCHEMA, json=openapi.NEXA_IMAGES)
 async def txt2img(request: web.Request) -> web.Response:
     return await _nexa(request, with_image=False)
 
 
 @OPENAI.post("/img2img")
+@openapi.document("Nexa's image to image", body=NEXA_SCHEMA, json=openapi.NEXA_IMAGES)
 async def img2img(request: web.Request) -> web.Response:
     return await _nexa(request, with_image=True)
 
 
 @SERVER.get("/generated-images/{name}", name="generated_image")
+@openapi.document("A generated image, kept for its URL", other={"image/png": {"type": "string", "contentEncoding": "binary"}})
 async def generated_image(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     path = request.app[SETTINGS].generated_images_path / name

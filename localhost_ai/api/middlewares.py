@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import time
 import uuid
 from typing import Awaitable, Callable
 
 from aiohttp import web
+from yarl import URL
 
 from localhost_ai.errors import APIError, AuthenticationError, NotFound, PayloadTooLarge
 from localhost_ai import metrics
@@ -84,6 +86,46 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id
     return response
+
+
+def is_loopback(name: str) -> bool:
+    """localhost (and its subdomains, RFC 6761) or an address in 127.0.0.0/8 or ::1."""
+    name = name.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(request: web.Request) -> str | None:
+    try:
+        return URL(f"http://{request.host}").host
+    except ValueError:
+        return None
+
+
+def host_middleware(settings: Settings) -> Callable:
+    """DNS rebinding: a web page on a name its attacker points at 127.0.0.1 reaches a server
+    on loopback with that name as its Host.  A server on loopback answers loopback names
+    (and --allowed-hosts) only; one listening elsewhere answers --allowed-hosts, when set."""
+    allowed = {host.lower().rstrip(".") for host in settings.allowed_hosts}
+    on_loopback = is_loopback(settings.host)
+    if "*" in allowed or (not on_loopback and not allowed):
+        return None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        name = (_host_name(request) or "").lower().rstrip(".")
+        if not (name and (is_loopback(name) or name in allowed)):
+            return error_response(APIError(
+                f"This server does not answer requests for the host {request.host!r}; start it with "
+                "--allowed-hosts to allow that name.", status=403, type="invalid_request_error",
+                code="host_not_allowed"))
+        return await handler(request)
+
+    return middleware
 
 
 def _cross_site_write(request: web.Request, allowed_origin: str | None) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from localhost_ai.api.keys import MANAGER, REGISTRY
+from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI, SERVER
 from localhost_ai.config import ModelConfig
 from localhost_ai.errors import ModelNotFound
@@ -21,12 +22,14 @@ def model_object(config: ModelConfig) -> dict[str, Any]:
 
 
 @OPENAI.get("/models")
+@openapi.document("The models, in OpenAI's shape", json=openapi.MODEL_LIST)
 async def list_models(request: web.Request) -> web.Response:
     models = request.app[REGISTRY].models()
     return web.json_response({"object": "list", "data": [model_object(c) for c in models]})
 
 
 @OPENAI.get("/models/{model:.+}")
+@openapi.document("One model, in OpenAI's shape", json=openapi.MODEL)
 async def get_model(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     name = request.match_info["model"]
@@ -37,6 +40,7 @@ async def get_model(request: web.Request) -> web.Response:
 
 
 @SERVER.get("/system")
+@openapi.document("Every model with its backend, capabilities and state; the files left out and why", json=openapi.ANY_OBJECT)
 async def system(request: web.Request) -> web.Response:
     """Every model the folder defines, which are loaded, and the files that were left out."""
     registry, manager = request.app[REGISTRY], request.app[MANAGER]

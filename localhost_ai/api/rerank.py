@@ -7,8 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
+from localhost_ai.api import limits
 from localhost_ai.api.generation import one
 from localhost_ai.api.keys import REGISTRY
+from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI
 from localhost_ai.api.validation import read_json
 from localhost_ai.config import RERANK, ModelConfig
@@ -16,7 +18,6 @@ from localhost_ai.contract.events import Scores
 from localhost_ai.contract.rerank import RerankRequest
 from localhost_ai.errors import BackendError
 
-MAX_DOCUMENTS = 1000
 MAX_CHARS = 200_000
 
 _DOCUMENT = {
@@ -28,7 +29,7 @@ _DOCUMENT = {
 _COMMON = {
     "model": {"type": ["string", "null"]},
     "query": {"type": "string", "minLength": 1, "maxLength": MAX_CHARS},
-    "documents": {"type": "array", "items": _DOCUMENT, "minItems": 1, "maxItems": MAX_DOCUMENTS},
+    "documents": {"type": "array", "items": _DOCUMENT, "minItems": 1},
 }
 RERANK_SCHEMA = {
     "type": "object",
@@ -74,8 +75,9 @@ def softmax(xs: list[float]) -> list[float]:
 
 
 @OPENAI.post("/rerank")
+@openapi.document("Documents ranked against a query (Jina/Cohere shape)", body=RERANK_SCHEMA, json=openapi.RERANK)
 async def rerank(request: web.Request) -> web.Response:
-    body = await read_json(request, RERANK_SCHEMA)
+    body = await read_json(request, RERANK_SCHEMA, limits.check_rerank)
     config = request.app[REGISTRY].resolve(body.get("model"), RERANK)
     documents = [_text(d) for d in body["documents"]]
     logits, tokens = await _scores(request, config, body["query"], documents)
@@ -97,9 +99,10 @@ async def rerank(request: web.Request) -> web.Response:
 
 
 @OPENAI.post("/reranking")
+@openapi.document("Documents scored against a query, in input order (Nexa's shape)", body=NEXA_SCHEMA, json=openapi.NEXA_RERANKING)
 async def nexa_reranking(request: web.Request) -> web.Response:
     """Scores in input order, normalised as asked (softmax over the documents by default)."""
-    body = await read_json(request, NEXA_SCHEMA)
+    body = await read_json(request, NEXA_SCHEMA, limits.check_rerank)
     config = request.app[REGISTRY].resolve(body.get("model"), RERANK)
     documents = [_text(d) for d in body["documents"]]
     logits, tokens = await _scores(request, config, body["query"], documents)

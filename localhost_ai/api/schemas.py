@@ -12,13 +12,12 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-MAX_STOP_WORDS = 16
 MAX_N = 8
 
 _STOP = _nullable({
     "anyOf": [
         {"type": "string"},
-        {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP_WORDS},
+        {"type": "array", "items": {"type": "string"}},  # how many: --max-stop-words (api/limits.py)
     ]
 })
 
@@ -102,7 +101,7 @@ TOOL = {
 _NAMED = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
 
 TOOL_FIELDS: dict[str, Any] = {
-    "tools": _nullable({"type": "array", "items": TOOL, "maxItems": 128}),
+    "tools": _nullable({"type": "array", "items": TOOL}),  # how many: --max-tools
     "tool_choice": _nullable({
         "anyOf": [
             {"enum": ["none", "auto", "required"]},
@@ -111,7 +110,7 @@ TOOL_FIELDS: dict[str, Any] = {
         ]
     }),
     "parallel_tool_calls": _nullable({"type": "boolean"}),
-    "functions": _nullable({"type": "array", "items": FUNCTION, "maxItems": 128}),
+    "functions": _nullable({"type": "array", "items": FUNCTION}),
     "function_call": _nullable({"anyOf": [{"enum": ["none", "auto"]}, _NAMED]}),
     "response_format": _nullable({
         "type": "object",

@@ -3,18 +3,21 @@ fault; and the generation fields every text endpoint shares, read once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from localhost_ai.api.keys import SETTINGS
 from localhost_ai.config.sampling import SAMPLING_KEYS
 from localhost_ai.config.validation import first_problem
 from localhost_ai.contract.generate import Generation, Sampling
 from localhost_ai.errors import APIError, InvalidRequest
+from localhost_ai.settings import Settings
 
 
 @lru_cache(maxsize=None)
@@ -49,18 +52,42 @@ def _describe(error: ValidationError) -> str:
     return f"{error.instance!r} is not of type {' or '.join(dict.fromkeys(types))}"
 
 
-async def read_json(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
-    raw = await request.read()
+# Bodies larger than this are parsed and checked on a thread, so the event loop (and
+# every other request, /healthz included) never waits on one.
+OFF_LOOP_BYTES = 256 * 1024
+
+Limits = Callable[[dict[str, Any], Settings], None]
+
+
+def _exact(text: str) -> float | int:
+    """A JSON number written with a fraction or exponent: a whole one within float's exact
+    range is that integer (`"n": 2.0` is 2), decided here once for every field."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) <= 2**53 else value
+
+
+def _parse(raw: bytes, schema: dict[str, Any], limits: Limits | None, settings: Settings) -> dict[str, Any]:
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_json")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_float=_exact)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise APIError("The request body must be a JSON object.", status=400, type="invalid_request_error", code="invalid_json")
+    if limits is not None:
+        limits(body, settings)
     check(body, schema)
     return body
+
+
+async def read_json(request: web.Request, schema: dict[str, Any], limits: Limits | None = None) -> dict[str, Any]:
+    """The body, parsed, within `limits` (cheap counts, checked first) and valid for `schema`."""
+    raw = await request.read()
+    settings = request.app[SETTINGS]
+    if len(raw) > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(_parse, raw, schema, limits, settings)
+    return _parse(raw, schema, limits, settings)
 
 
 def _stop_list(value: Any) -> list[str]:

@@ -33,6 +33,7 @@ class Job:
     cancelled: bool = False
     installed_model: str | None = None
     created: float = field(default_factory=time.time)
+    finished: float | None = None  # time.monotonic() when it was processed
     task: asyncio.Task | None = field(default=None, repr=False)
     plan: Plan | None = field(default=None, repr=False)
     _sizes: dict[str, tuple[int, int | None]] = field(default_factory=dict, repr=False)
@@ -70,11 +71,20 @@ class Job:
             self.progress = min(99.9, self.progress)
 
 
+# Finished jobs stay answerable this long, and at most this many of them.
+KEEP_FINISHED_SECONDS = 3600.0
+KEEP_FINISHED = 256
+
+
 class JobRunner:
-    """Runs install jobs; at most `max_downloads` files are in flight across all of them."""
+    """Runs install jobs; at most `max_downloads` files are in flight across all of them.
+    Finished jobs are kept for their pollers for a bounded time and count."""
 
     def __init__(self, models_path: Path, allow_file_uris: bool, max_downloads: int = 3,
-                 on_installed: Callable[[str], None] | None = None) -> None:
+                 on_installed: Callable[[str], None] | None = None, keep_seconds: float = KEEP_FINISHED_SECONDS,
+                 keep: int = KEEP_FINISHED) -> None:
+        self.keep_seconds = keep_seconds
+        self.keep = keep
         self.models_path = models_path
         self.on_installed = on_installed  # the server refreshes its table, so "completed" means servable
         self.allow_file_uris = allow_file_uris
@@ -88,7 +98,16 @@ class JobRunner:
             self._session = new_session()
         return self._session
 
+    def forget_finished(self) -> None:
+        """Drop finished jobs older than `keep_seconds`, then the oldest beyond `keep`."""
+        now = time.monotonic()
+        finished = sorted((j for j in self.jobs.values() if j.finished is not None), key=lambda j: j.finished or 0)
+        for position, job in enumerate(finished):
+            if now - (job.finished or now) > self.keep_seconds or position < len(finished) - self.keep:
+                del self.jobs[job.uuid]
+
     def submit(self, request: InstallRequest) -> Job:
+        self.forget_finished()
         job = Job(uuid=str(uuid_module.uuid4()), label=request.label)
         self.jobs[job.uuid] = job
         job.task = asyncio.create_task(self._run(job, request))
@@ -120,6 +139,7 @@ class JobRunner:
             job.progress, job.message = 100.0, "completed"
         finally:
             job.processed = True
+            job.finished = time.monotonic()
 
     def _remove_partials(self, job: Job) -> None:
         for spec in job.plan.files if job.plan else []:

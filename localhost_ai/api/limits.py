@@ -1,0 +1,92 @@
+"""Cheap limits, checked on the parsed body before anything costly walks it (schema
+validation, templating, tokenizing): each refusal names the limit and its setting."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from localhost_ai.config import ModelConfig
+from localhost_ai.errors import InvalidRequest
+from localhost_ai.settings import Settings
+
+# No tokenizer here packs more characters than this into one token on average, so a
+# prompt with more characters than this many per token of context cannot fit in it.
+CHARS_PER_TOKEN = 32
+
+
+def _refuse(what: str, count: int, limit: int, flag: str, param: str, code: str) -> None:
+    if count > limit:
+        raise InvalidRequest(f"This request has {count:,} {what}; this server takes at most {limit:,} ({flag}).",
+                             param=param, code=code)
+
+
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 0
+
+
+def check_stop(body: dict[str, Any], limits: Settings) -> None:
+    for field in ("stop", "stop_words"):
+        _refuse("stop words", _length(body.get(field)), limits.max_stop_words, "--max-stop-words", field,
+                "too_many_stop_words")
+
+
+def check_chat(body: dict[str, Any], limits: Settings) -> None:
+    messages = body.get("messages")
+    _refuse("messages", _length(messages), limits.max_messages, "--max-messages", "messages", "too_many_messages")
+    parts = sum(_length(m.get("content")) for m in messages if isinstance(m, dict)) if isinstance(messages, list) else 0
+    _refuse("content parts", parts, limits.max_content_parts, "--max-content-parts", "messages", "too_many_parts")
+    for field in ("tools", "functions"):
+        _refuse("tools", _length(body.get(field)), limits.max_tools, "--max-tools", field, "too_many_tools")
+    check_stop(body, limits)
+    schemas: list[tuple[Any, str]] = []
+    for i, tool in enumerate(body.get("tools") or [] if isinstance(body.get("tools"), list) else []):
+        if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
+            schemas.append((tool["function"].get("parameters"), f"tools[{i}].function.parameters"))
+    for i, function in enumerate(body.get("functions") or [] if isinstance(body.get("functions"), list) else []):
+        if isinstance(function, dict):
+            schemas.append((function.get("parameters"), f"functions[{i}].parameters"))
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"), dict):
+        schemas.append((response_format["json_schema"].get("schema"), "response_format.json_schema.schema"))
+    for schema, param in schemas:
+        if schema is not None:
+            size = len(json.dumps(schema))
+            if size > limits.max_schema_size:
+                raise InvalidRequest(f"The JSON Schema at '{param}' is {size:,} bytes; this server takes at most "
+                                     f"{limits.max_schema_size:,} (--max-schema-size).", param=param,
+                                     code="schema_too_large")
+
+
+def check_embeddings(body: dict[str, Any], limits: Settings) -> None:
+    inputs = body.get("input")
+    count = _length(inputs) if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int) else 0
+    _refuse("inputs", count, limits.max_embedding_inputs, "--max-embedding-inputs", "input", "too_many_inputs")
+
+
+def check_rerank(body: dict[str, Any], limits: Settings) -> None:
+    _refuse("documents", _length(body.get("documents")), limits.max_rerank_documents, "--max-rerank-documents",
+            "documents", "too_many_documents")
+
+
+def message_texts(messages: Iterable[dict[str, Any]]) -> Iterable[str]:
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            yield content
+        elif isinstance(content, list):
+            yield from (part.get("text") or "" for part in content if isinstance(part, dict))
+
+
+def check_fits(texts: Iterable[str], config: ModelConfig, default_context: int, param: str) -> None:
+    """Text that cannot fit in the model's context is refused before it is templated or tokenized."""
+    context = config.context_size or default_context
+    limit = context * CHARS_PER_TOKEN
+    total = 0
+    for text in texts:
+        total += len(text)
+        if total > limit:
+            raise InvalidRequest(
+                f"This request's text is over {limit:,} characters, more than model '{config.name}' can read: its "
+                f"context is {context:,} tokens (context_size), and no token holds more than {CHARS_PER_TOKEN} "
+                "characters on average.", param=param, code="context_length_exceeded")

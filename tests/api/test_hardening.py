@@ -1,0 +1,150 @@
+"""DNS rebinding, and small requests that would cost a lot: refused early, by name, with
+the event loop free for everyone else."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+
+import pytest
+import requests
+
+from localhost_ai.gallery.jobs import Job, JobRunner
+from tests.inprocess import PLUGINS, app_for, fake_models
+
+EVIL = {"Host": "evil.example:18903", "Origin": "http://evil.example:18903", "Content-Type": "text/plain"}
+
+
+@pytest.fixture
+async def app(tmp_path):
+    return app_for(fake_models(tmp_path / "models", embeddings=True))
+
+
+def every_route(app) -> list[tuple[str, str]]:
+    routes = set()
+    for route in app.router.routes():
+        if route.method == "HEAD":
+            continue
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter", "")
+        for name in ("model", "uuid", "name"):
+            path = path.replace("{%s:.+}" % name, "x").replace("{%s}" % name, "x")
+        routes.add((route.method, path))
+    return sorted(routes)
+
+
+async def test_a_rebinding_request_is_refused_on_every_route(aiohttp_client, app):
+    client = await aiohttp_client(app)
+    routes = every_route(app)
+    assert len(routes) > 30 and ("POST", "/models/apply") in routes and ("GET", "/v1/models") in routes
+    for method, path in routes:
+        response = await client.request(method, path, headers=EVIL, data=b'{"id": "x"}')
+        assert response.status == 403, (method, path, response.status)
+        assert (await response.json())["error"]["code"] == "host_not_allowed"
+    assert (await client.get("/nowhere", headers=EVIL)).status == 403  # before routing, unknown paths too
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost:8080", "[::1]:9", "127.3.4.5:80", "app.localhost"])
+async def test_loopback_hosts_are_served(aiohttp_client, app, host):
+    client = await aiohttp_client(app)
+    assert (await client.get("/v1/models", headers={"Host": host})).status == 200
+
+
+async def test_allowed_hosts_admits_a_listed_name(aiohttp_client, tmp_path):
+    client = await aiohttp_client(app_for(fake_models(tmp_path / "models"), allowed_hosts=["evil.example"]))
+    assert (await client.get("/v1/models", headers={"Host": "evil.example:18903"})).status == 200
+    assert (await client.get("/v1/models", headers={"Host": "other.example"})).status == 403
+
+
+async def test_a_server_listening_everywhere_answers_any_host_unless_told(aiohttp_client, tmp_path):
+    folder = fake_models(tmp_path / "models")
+    open_server = await aiohttp_client(app_for(folder, host="0.0.0.0"))
+    assert (await open_server.get("/v1/models", headers={"Host": "box.lan:8080"})).status == 200
+    strict = await aiohttp_client(app_for(folder, host="0.0.0.0", allowed_hosts=["box.lan"]))
+    assert (await strict.get("/v1/models", headers={"Host": "box.lan:8080"})).status == 200
+    assert (await strict.get("/v1/models", headers={"Host": "evil.example"})).status == 403
+
+
+TWO_LETTERS = [{"role": "user", "content": "hi"}] * 100_000
+
+
+@pytest.mark.parametrize(("path", "body", "param", "flag"), [
+    ("/v1/chat/completions", {"messages": TWO_LETTERS[:3000]}, "messages", "--max-messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}] * 5000}]},
+     "messages", "--max-content-parts"),
+    ("/v1/chat/completions", {"messages": TWO_LETTERS[:1], "stop": ["x"] * 17}, "stop", "--max-stop-words"),
+    ("/v1/completions", {"prompt": "x", "stop_words": ["x"] * 17}, "stop_words", "--max-stop-words"),
+    ("/v1/chat/completions", {"messages": TWO_LETTERS[:1], "tools": [
+        {"type": "function", "function": {"name": f"f{i}"}} for i in range(129)]}, "tools", "--max-tools"),
+    ("/v1/chat/completions", {"messages": TWO_LETTERS[:1], "tools": [{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "object", "description": "x" * 70_000}}}]},
+     "tools[0].function.parameters", "--max-schema-size"),
+    ("/v1/embeddings", {"input": ["x"] * 2049}, "input", "--max-embedding-inputs"),
+    ("/v1/rerank", {"query": "q", "documents": ["x"] * 1001}, "documents", "--max-rerank-documents"),
+])
+async def test_each_cheap_limit_names_itself_and_its_setting(aiohttp_client, app, path, body, param, flag):
+    client = await aiohttp_client(app)
+    response = await client.post(path, json={"model": "fake", **body})
+    error = (await response.json())["error"]
+    assert response.status == 400 and error["param"] == param and flag in error["message"], error
+
+
+async def test_text_that_cannot_fit_the_context_is_refused_before_the_model_loads(aiohttp_client, app):
+    client = await aiohttp_client(app)
+    long = "word " * 20_000  # 100,000 characters against a context of 2,048 tokens (the default)
+    for path, body, param in [("/v1/chat/completions", {"messages": [{"role": "user", "content": long}]}, "messages"),
+                              ("/v1/completions", {"prompt": ["short", long]}, "prompt")]:
+        response = await client.post(path, json={"model": "fake", **body})
+        error = (await response.json())["error"]
+        assert response.status == 400 and error["code"] == "context_length_exceeded" and error["param"] == param
+    monitor = await (await client.get("/backend/monitor?model=fake")).json()
+    assert monitor["state"] == "unloaded"
+
+
+def test_huge_bodies_are_refused_fast_and_never_stall_the_server(make_server, tmp_path):
+    server = make_server(fake_models(tmp_path / "models"), env={"PYTHONPATH": PLUGINS,
+                                                                 "LOCALHOST_AI_BACKENDS": "fake_backend"})
+    body = json.dumps({"model": "fake", "messages": TWO_LETTERS}).encode()
+    assert len(body) > 3_000_000
+    started = time.monotonic()
+    response = requests.post(server.url + "/v1/chat/completions", data=body,
+                             headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "too_many_messages"
+    assert time.monotonic() - started < 1.0
+
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def send() -> None:
+        requests.post(server.url + "/v1/chat/completions", data=body,
+                      headers={"Content-Type": "application/json"}, timeout=60)
+
+    def poll() -> None:
+        while not done.is_set():
+            began = time.monotonic()
+            assert requests.get(server.url + "/healthz", timeout=5).ok
+            latencies.append(time.monotonic() - began)
+            time.sleep(0.01)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    senders = [threading.Thread(target=send) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    done.set()
+    poller.join()
+    assert len(latencies) >= 3
+    assert max(latencies) < 0.1, (max(latencies), statistics.median(latencies))
+
+
+def test_finished_jobs_are_kept_for_a_bounded_time_and_count(tmp_path):
+    runner = JobRunner(tmp_path, allow_file_uris=False, keep_seconds=60, keep=2)
+    now = time.monotonic()
+    for n, finished in enumerate([now - 120, now - 30, now - 20, now - 10, None]):
+        runner.jobs[str(n)] = Job(uuid=str(n), label="x", finished=finished, processed=finished is not None)
+    runner.forget_finished()
+    assert sorted(runner.jobs) == ["2", "3", "4"]  # too old; beyond the newest two; still running
