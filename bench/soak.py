@@ -85,6 +85,15 @@ async def client(session: aiohttp.ClientSession, url: str, deadline: float, coun
             counts[f"client error: {type(exc).__name__}"] += 1
 
 
+async def sample_memory(session: aiohttp.ClientSession, url: str, server_pid: int, deadline: float,
+                        samples: list[dict[str, int]]) -> None:
+    """Every minute: growth after the first minute (when the KV cache's pages and the
+    allocators' arenas are first touched) is what a leak would show."""
+    while time.monotonic() + 60 <= deadline:
+        await asyncio.sleep(60)
+        samples.append(await memory(session, url, server_pid))
+
+
 async def poll_health(session: aiohttp.ClientSession, url: str, deadline: float, latencies: list[float]) -> None:
     while time.monotonic() < deadline:
         started = time.perf_counter()
@@ -106,7 +115,9 @@ async def soak(url: str, server_pid: int, minutes: float, clients: int) -> None:
         latencies: list[float] = []
         started = time.monotonic()
         deadline = started + minutes * 60
+        samples: list[dict[str, int]] = []
         await asyncio.gather(poll_health(session, url, deadline, latencies),
+                             sample_memory(session, url, server_pid, deadline, samples),
                              *(client(session, url, deadline, counts) for _ in range(clients)))
         elapsed = time.monotonic() - started
         after = await memory(session, url, server_pid)
@@ -114,9 +125,12 @@ async def soak(url: str, server_pid: int, minutes: float, clients: int) -> None:
     print(f"{clients} clients for {elapsed / 60:.1f} min: {served} requests answered, "
           f"{counts['dropped']} streams dropped mid-way")
     print("answers by status: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str)))
+    warm = samples[0] if samples else before
     for name in before:
-        growth = (after[name] - before[name]) / before[name] * 100 if before[name] else float("nan")
-        print(f"memory {name}: {before[name] / 2**20:.0f} MiB -> {after[name] / 2**20:.0f} MiB ({growth:+.1f}%)")
+        growth = (after[name] - warm[name]) / warm[name] * 100 if warm[name] else float("nan")
+        series = " ".join(f"{s[name] / 2**20:.0f}" for s in samples)
+        print(f"memory {name}: {before[name] / 2**20:.0f} MiB at the start, {warm[name] / 2**20:.0f} after a minute, "
+              f"{after[name] / 2**20:.0f} at the end ({growth:+.1f}% after the first minute); each minute: {series}")
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     print(f"/healthz under load: {len(latencies)} polls, p50 {statistics.median(latencies) * 1000:.1f} ms, "

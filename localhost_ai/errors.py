@@ -31,6 +31,10 @@ class APIError(Exception):
         self.code = code
         self.headers = headers or {}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled whole (status, param, code), as it crosses from the body-parsing process."""
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
     def body(self) -> dict[str, Any]:
         return {
             "error": {
@@ -89,3 +93,10 @@ class QueueFull(APIError):
 
     status = 429
     type = "rate_limit_error"
+
+
+def _rebuild(cls: type[APIError], message: str, state: dict[str, Any]) -> APIError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error

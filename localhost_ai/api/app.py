@@ -31,6 +31,7 @@ from localhost_ai.api.middlewares import (
     metrics_middleware,
 )
 from localhost_ai.api.routes import GALLERY, OPENAI, SERVER
+from localhost_ai.api.validation import close_parser
 from localhost_ai.gallery.index import Galleries
 from localhost_ai.gallery.jobs import JobRunner
 from localhost_ai.gallery.preload import PreloadState, preload, preload_bodies
@@ -62,6 +63,7 @@ async def _watch_models_folder(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await manager.close()
+    close_parser()
 
 
 async def _gallery_jobs(app: web.Application) -> AsyncIterator[None]:

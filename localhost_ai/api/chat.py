@@ -13,7 +13,7 @@ from localhost_ai.api.keys import REGISTRY, SETTINGS
 from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI
 from localhost_ai.api.tools import tool_fields
-from localhost_ai.api.validation import generation, read_json
+from localhost_ai.api.validation import generation, off_loop, read_json
 from localhost_ai.config import CHAT
 from localhost_ai.contract.events import Event, Finish, FinishReason, TextDelta, ToolArgumentsDelta, ToolCallStart
 from localhost_ai.contract.generate import ChatRequest, Message, Part, TextPart, ToolCall
@@ -105,13 +105,9 @@ def _message(raw: dict[str, Any]) -> Message:
 
 async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) -> web.StreamResponse:
     config = request.app[REGISTRY].resolve(body.get("model"), CHAT)
-    limits.check_fits(limits.message_texts(body["messages"]), config, request.app[SETTINGS].context_size, "messages")
-    fields = tool_fields(body)
-    if fields.legacy:
+    call, legacy = await off_loop(request, lambda: _chat_request(body, config, request.app[SETTINGS].context_size))
+    if legacy:
         shape = LegacyFunctionsShape()
-    call = ChatRequest(messages=tuple(_message(m) for m in body["messages"]), generation=generation(body),
-                       tools=fields.tools, tool_choice=fields.tool_choice, forced_tool=fields.forced_tool,
-                       parallel_tool_calls=fields.parallel, response_format=fields.response_format)
     n = call.generation.n
     response_id, stamp = new_id("chatcmpl"), created()
 
@@ -146,6 +142,17 @@ async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) 
     choices = [{"index": i, "message": _reply(result, i, shape), "logprobs": None,
                 "finish_reason": shape.finish_reason(result.reason(i))} for i in range(n)]
     return web.json_response(wrap("chat.completion", choices, usage=usage(result.usage)))
+
+
+def _chat_request(body: dict[str, Any], config: Any, default_context: int) -> tuple[ChatRequest, bool]:
+    """The contract's request, and whether its tools came as the older `functions`."""
+    texts = limits.strings([body["messages"], body.get("tools"), body.get("functions")])
+    limits.check_fits(texts, config, default_context, "messages")
+    fields = tool_fields(body)
+    call = ChatRequest(messages=tuple(_message(m) for m in body["messages"]), generation=generation(body),
+                       tools=fields.tools, tool_choice=fields.tool_choice, forced_tool=fields.forced_tool,
+                       parallel_tool_calls=fields.parallel, response_format=fields.response_format)
+    return call, fields.legacy
 
 
 def _reply(result: GenerationResult, index: int, shape: ChatShape) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from localhost_ai.api.keys import SETTINGS
@@ -40,6 +40,9 @@ async def read_form(request: web.Request, file_param: str, what: str, file_field
                              param=file_param, code="invalid_content_type") from None
     try:
         async for part in reader:
+            if not isinstance(part, BodyPartReader):  # a nested multipart: no field of ours is one
+                raise InvalidRequest("The multipart/form-data body nests another multipart body, which no field takes.",
+                                     param=file_param, code="invalid_multipart")
             data = bytearray()
             while chunk := await part.read_chunk(1 << 20):
                 total += len(chunk)
@@ -54,7 +57,8 @@ async def read_form(request: web.Request, file_param: str, what: str, file_field
                 form.filenames[name] = part.filename or "upload"
             else:
                 form.fields[name] = bytes(data).decode("utf-8", errors="replace").strip()
-    except HttpProcessingError:  # a part's headers that are not HTTP headers
-        raise InvalidRequest("The multipart/form-data body cannot be read: a part's headers are malformed.",
+    except (HttpProcessingError, ValueError):  # headers that are not HTTP headers; a missing or cut boundary
+        raise InvalidRequest("The multipart/form-data body cannot be read: its boundaries or a part's headers are "
+                             "malformed.",
                              param=file_param, code="invalid_multipart") from None
     return form

@@ -69,17 +69,22 @@ def check_rerank(body: dict[str, Any], limits: Settings) -> None:
             "documents", "too_many_documents")
 
 
-def message_texts(messages: Iterable[dict[str, Any]]) -> Iterable[str]:
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            yield content
-        elif isinstance(content, list):
-            yield from (part.get("text") or "" for part in content if isinstance(part, dict))
+def strings(value: Any) -> Iterable[str]:
+    """Every string in a parsed JSON value, keys included: all of it may reach a template."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
 
 
 def check_fits(texts: Iterable[str], config: ModelConfig, default_context: int, param: str) -> None:
-    """Text that cannot fit in the model's context is refused before it is templated or tokenized."""
+    """Text that cannot fit in the model's context is refused before it is templated or tokenized
+    (`texts`: everything the prompt is made of, tool calls, names and tool schemas included)."""
     context = config.context_size or default_context
     limit = context * CHARS_PER_TOKEN
     total = 0

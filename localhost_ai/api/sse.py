@@ -32,5 +32,8 @@ class EventStream:
         await self.send(error.body())
 
     async def close(self) -> None:
-        await self.response.write(b"data: [DONE]\n\n")
-        await self.response.write_eof()
+        try:
+            await self.response.write(b"data: [DONE]\n\n")
+            await self.response.write_eof()
+        except ConnectionResetError:
+            pass  # the client left as the stream ended: nothing is lost

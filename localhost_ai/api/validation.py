@@ -4,81 +4,41 @@ fault; and the generation fields every text endpoint shares, read once."""
 from __future__ import annotations
 
 import asyncio
-import json
-from functools import lru_cache
-from typing import Any, Callable
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, TypeVar
 
 from aiohttp import web
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
+from localhost_ai.api.bodies import Limits, check, parse  # noqa: F401  (check: for handlers)
 from localhost_ai.api.keys import SETTINGS
 from localhost_ai.config.sampling import SAMPLING_KEYS
-from localhost_ai.config.validation import first_problem
 from localhost_ai.contract.generate import Generation, Sampling
-from localhost_ai.errors import APIError, InvalidRequest
-from localhost_ai.settings import Settings
 
 
-@lru_cache(maxsize=None)
-def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json))
+# Bodies larger than this are parsed and checked in a process of their own, so the event
+# loop (and every other request, /healthz included) never waits on one.
+OFF_LOOP_BYTES = 16 * 1024
+
+_pool: ProcessPoolExecutor | None = None
 
 
-def check(body: Any, schema: dict[str, Any]) -> None:
-    problem = first_problem(_validator(json.dumps(schema, sort_keys=True)), body)
-    if problem is None:
-        return
-    param, error = problem.where, problem.error
-    if error.validator == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else None
-        param = f"{param}.{missing}" if param and missing else (missing or param)
-        raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
-    where = f"'{param}'" if param else "The request body"
-    raise InvalidRequest(f"Invalid value for {where}: {_describe(error)}", param=param, code="invalid_value")
+def _parser() -> ProcessPoolExecutor:
+    """One process of its own parses large bodies: json.loads holds the GIL for a whole body
+    (about 40 ms for 3.5 MB), which on a thread would hold up every other request too.  It
+    is forked on the first large body, with everything it runs already imported; it only
+    parses and validates (no logging, no locks of the server's)."""
+    global _pool
+    if _pool is None:
+        _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    return _pool
 
 
-def _describe(error: ValidationError) -> str:
-    """anyOf errors (nullable fields, string-or-list fields) say which types would do."""
-    if error.validator != "anyOf":
-        return error.message
-    types: list[str] = []
-    for sub in error.context or []:
-        if sub.validator == "type" and not sub.relative_path:
-            expected = sub.validator_value
-            types += expected if isinstance(expected, list) else [expected]
-    if not types:
-        return error.message
-    return f"{error.instance!r} is not of type {' or '.join(dict.fromkeys(types))}"
-
-
-# Bodies larger than this are parsed and checked on a thread, so the event loop (and
-# every other request, /healthz included) never waits on one.
-OFF_LOOP_BYTES = 256 * 1024
-
-Limits = Callable[[dict[str, Any], Settings], None]
-
-
-def _exact(text: str) -> float | int:
-    """A JSON number written with a fraction or exponent: a whole one within float's exact
-    range is that integer (`"n": 2.0` is 2), decided here once for every field."""
-    value = float(text)
-    return int(value) if value.is_integer() and abs(value) <= 2**53 else value
-
-
-def _parse(raw: bytes, schema: dict[str, Any], limits: Limits | None, settings: Settings) -> dict[str, Any]:
-    if not raw.strip():
-        raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_json")
-    try:
-        body = json.loads(raw, parse_float=_exact)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise APIError("The request body must be a JSON object.", status=400, type="invalid_request_error", code="invalid_json")
-    if limits is not None:
-        limits(body, settings)
-    check(body, schema)
-    return body
+def close_parser() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
 
 
 async def read_json(request: web.Request, schema: dict[str, Any], limits: Limits | None = None) -> dict[str, Any]:
@@ -86,8 +46,8 @@ async def read_json(request: web.Request, schema: dict[str, Any], limits: Limits
     raw = await request.read()
     settings = request.app[SETTINGS]
     if len(raw) > OFF_LOOP_BYTES:
-        return await asyncio.to_thread(_parse, raw, schema, limits, settings)
-    return _parse(raw, schema, limits, settings)
+        return await asyncio.get_running_loop().run_in_executor(_parser(), parse, raw, schema, limits, settings)
+    return parse(raw, schema, limits, settings)
 
 
 def _stop_list(value: Any) -> list[str]:
@@ -105,3 +65,13 @@ def generation(body: dict[str, Any]) -> Generation:
         stop=tuple(_stop_list(body.get("stop")) + _stop_list(body.get("stop_words"))),
         n=body.get("n") or 1,
     )
+
+
+T = TypeVar("T")
+
+
+async def off_loop(request: web.Request, work: Callable[[], T]) -> T:
+    """Run `work` (reading a large body into a request) on a thread when the body is large."""
+    if (request.content_length or 0) > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(work)
+    return work()

@@ -54,7 +54,7 @@ class InstallRequest:
 
 
 def check_name(name: str, param: str = "name") -> str:
-    if not isinstance(name, str) or not _SAFE_NAME.match(name):
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
         raise InvalidRequest(f"'{name}' is not a valid model name: use letters, digits and . _ - + @ : "
                              "(no slashes, at most 128 characters).", param=param, code="invalid_name")
     return name

@@ -32,7 +32,7 @@ def resolve(uri: str, *, allow_file: bool, param: str = "uri") -> Source:
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidRequest("A URI must be a non-empty string.", param=param, code="invalid_uri")
     uri = uri.strip()
-    if any(ch in uri for ch in "\r\n\t\0"):
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in uri):
         raise InvalidRequest(f"The URI {uri!r} contains control characters.", param=param, code="invalid_uri")
     lowered = uri.lower()
     if lowered.startswith(("huggingface://", "hf://")):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import statistics
-import threading
+import subprocess
+import sys
 import time
 
 import pytest
@@ -18,7 +19,9 @@ EVIL = {"Host": "evil.example:18903", "Origin": "http://evil.example:18903", "Co
 
 
 @pytest.fixture
-async def app(tmp_path):
+async def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", PLUGINS)  # for the fake model's worker, when one starts
+    monkeypatch.setenv("LOCALHOST_AI_BACKENDS", "fake_backend")
     return app_for(fake_models(tmp_path / "models", embeddings=True))
 
 
@@ -114,30 +117,28 @@ def test_huge_bodies_are_refused_fast_and_never_stall_the_server(make_server, tm
     assert response.status_code == 400 and response.json()["error"]["code"] == "too_many_messages"
     assert time.monotonic() - started < 1.0
 
+    # The senders run in processes of their own, started (imports done) before they are
+    # told to send, so that what is timed here is the server's delay alone.
+    payload = tmp_path / "body.json"
+    payload.write_bytes(body)
+    sender = ("import sys, requests; data = open(sys.argv[2], 'rb').read(); sys.stdin.readline(); "
+              "requests.post(sys.argv[1], data=data, headers={'Content-Type': 'application/json'}, timeout=60)")
+    # At the lowest priority: on two cores, four uploaders at full speed would take the CPU
+    # from the server's process itself, which is not what this measures.
+    senders = [subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", sender, server.url + "/v1/chat/completions",
+                                 str(payload)], stdin=subprocess.PIPE) for _ in range(4)]
+    time.sleep(1.5)
+    for process in senders:
+        process.stdin.write(b"go\n")
+        process.stdin.close()
     latencies: list[float] = []
-    done = threading.Event()
-
-    def send() -> None:
-        requests.post(server.url + "/v1/chat/completions", data=body,
-                      headers={"Content-Type": "application/json"}, timeout=60)
-
-    def poll() -> None:
-        while not done.is_set():
-            began = time.monotonic()
-            assert requests.get(server.url + "/healthz", timeout=5).ok
-            latencies.append(time.monotonic() - began)
-            time.sleep(0.01)
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    senders = [threading.Thread(target=send) for _ in range(4)]
-    for sender in senders:
-        sender.start()
-    for sender in senders:
-        sender.join()
-    done.set()
-    poller.join()
-    assert len(latencies) >= 3
+    while any(p.poll() is None for p in senders) or len(latencies) < 3:
+        began = time.monotonic()
+        assert requests.get(server.url + "/healthz", timeout=5).ok
+        latencies.append(time.monotonic() - began)
+        time.sleep(0.01)
+    assert all(p.wait() == 0 for p in senders)
+    print(f"healthz: max {max(latencies) * 1000:.1f} ms, median {statistics.median(latencies) * 1000:.1f} ms")
     assert max(latencies) < 0.1, (max(latencies), statistics.median(latencies))
 
 
@@ -148,3 +149,48 @@ def test_finished_jobs_are_kept_for_a_bounded_time_and_count(tmp_path):
         runner.jobs[str(n)] = Job(uuid=str(n), label="x", finished=finished, processed=finished is not None)
     runner.forget_finished()
     assert sorted(runner.jobs) == ["2", "3", "4"]  # too old; beyond the newest two; still running
+
+
+@pytest.mark.parametrize(("headers", "body"), [
+    ({"Content-Type": "multipart/form-data"}, b"no boundary at all"),
+    ({"Content-Type": "multipart/form-data; boundary=xyz"}, b"hello"),
+    ({"Content-Type": "multipart/form-data; boundary=xyz"}, b'--xyz\r\nContent-Disposition: form-data; name="file"'),
+    ({"Content-Type": "multipart/form-data; boundary=xyz"},
+     b'--xyz\r\nContent-Type: multipart/mixed; boundary=abc\r\n\r\n--abc\r\n\r\nx\r\n--abc--\r\n--xyz--\r\n'),
+    ({"Content-Type": "multipart/form-data; boundary=xyz"}, b'--xyz\r\nContent-Disposition: form-data; name="\x1b\x0c"\r\n\r\nx\r\n--xyz--\r\n'),
+])
+async def test_a_broken_multipart_body_is_a_400(aiohttp_client, app, headers, body):
+    client = await aiohttp_client(app)
+    for path in ("/v1/audio/transcriptions", "/v1/images/edits"):
+        response = await client.post(path, data=body, headers=headers)
+        assert response.status == 400, (path, await response.text())
+
+
+async def test_whole_numbers_read_as_integers_and_deep_nesting_is_a_400(aiohttp_client, app):
+    client = await aiohttp_client(app)
+    body = b'{"model": "fake", "messages": [{"role": "user", "content": "hi"}], "n": 2.0, "seed": 1e17}'
+    response = await client.post("/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 200 and len((await response.json())["choices"]) == 2
+    deep = b'{"model": "fake", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = await client.post("/v1/chat/completions", data=deep, headers={"Content-Type": "application/json"})
+    assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_json"
+
+
+async def test_text_hidden_in_tool_calls_counts_against_the_context(aiohttp_client, app):
+    client = await aiohttp_client(app)
+    call = {"id": "a", "type": "function", "function": {"name": "f", "arguments": "x" * 100_000}}
+    response = await client.post("/v1/chat/completions", json={"model": "fake", "messages": [
+        {"role": "assistant", "content": "", "tool_calls": [call]}, {"role": "user", "content": "hi"}]})
+    assert response.status == 400 and (await response.json())["error"]["code"] == "context_length_exceeded"
+
+
+async def test_names_and_uris_are_checked_whole(aiohttp_client, app):
+    from localhost_ai.errors import InvalidRequest
+    from localhost_ai.gallery.uris import resolve
+
+    client = await aiohttp_client(app)
+    response = await client.post("/models/delete/abc%0A")
+    assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_name"
+    for uri in ("http://example.com/a\x01b", "http://example.com/\x7f"):
+        with pytest.raises(InvalidRequest):
+            resolve(uri, allow_file=False)
