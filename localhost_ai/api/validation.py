@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, TypeVar
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from localhost_ai.api.bodies import Limits, check, parse  # noqa: F401  (check: 
 from localhost_ai.api.keys import SETTINGS
 from localhost_ai.config.sampling import SAMPLING_KEYS
 from localhost_ai.contract.generate import Generation, Sampling
+from localhost_ai.errors import BackendError
 
 
 # Bodies larger than this are parsed and checked in a process of their own, so the event
@@ -46,7 +48,17 @@ async def read_json(request: web.Request, schema: dict[str, Any], limits: Limits
     raw = await request.read()
     settings = request.app[SETTINGS]
     if len(raw) > OFF_LOOP_BYTES:
-        return await asyncio.get_running_loop().run_in_executor(_parser(), parse, raw, schema, limits, settings)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(_parser(), parse, raw, schema, limits, settings)
+        except BrokenProcessPool:  # the parsing process died (killed, out of memory): a new one, once
+            close_parser()
+            try:
+                return await loop.run_in_executor(_parser(), parse, raw, schema, limits, settings)
+            except BrokenProcessPool:
+                close_parser()
+                raise BackendError("The server could not parse this body: its parsing process stopped.",
+                                   code="parser_failed") from None
     return parse(raw, schema, limits, settings)
 
 

@@ -3,6 +3,7 @@ the event loop free for everyone else."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import subprocess
@@ -194,3 +195,19 @@ async def test_names_and_uris_are_checked_whole(aiohttp_client, app):
     for uri in ("http://example.com/a\x01b", "http://example.com/\x7f"):
         with pytest.raises(InvalidRequest):
             resolve(uri, allow_file=False)
+
+
+async def test_a_dead_parsing_process_is_replaced(aiohttp_client, app):
+    import os
+    import signal
+
+    from localhost_ai.api import validation
+
+    client = await aiohttp_client(app)
+    big = {"model": "fake", "messages": [{"role": "user", "content": "hi"}] * 3000}
+    assert (await client.post("/v1/chat/completions", json=big)).status == 400  # starts the parsing process
+    for pid in list(validation._parser()._processes):
+        os.kill(pid, signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    response = await client.post("/v1/chat/completions", json=big)
+    assert response.status == 400 and (await response.json())["error"]["code"] == "too_many_messages"
