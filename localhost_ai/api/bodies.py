@@ -68,9 +68,9 @@ def parse(raw: bytes, schema: dict[str, Any], limits: Limits | None, settings: S
         raise InvalidRequest("The request body is nested too deeply.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise APIError("The request body must be a JSON object.", status=400, type="invalid_request_error", code="invalid_json")
-    if limits is not None:
-        limits(body, settings)
-    try:
+    try:  # a schema nested deep enough for json.dumps (limits) or the validator to recurse out
+        if limits is not None:
+            limits(body, settings)
         check(body, schema)
     except RecursionError:
         raise InvalidRequest("The request body is nested too deeply.", code="invalid_json") from None

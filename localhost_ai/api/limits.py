@@ -21,29 +21,30 @@ def _refuse(what: str, count: int, limit: int, flag: str, param: str, code: str)
                              param=param, code=code)
 
 
-def _length(value: Any) -> int:
-    return len(value) if isinstance(value, list) else 0
+def _items(value: Any) -> list[Any]:
+    """A field's list, or none when it is not one (the schema refuses it after)."""
+    return value if isinstance(value, list) else []
 
 
 def check_stop(body: dict[str, Any], limits: Settings) -> None:
     for field in ("stop", "stop_words"):
-        _refuse("stop words", _length(body.get(field)), limits.max_stop_words, "--max-stop-words", field,
+        _refuse("stop words", len(_items(body.get(field))), limits.max_stop_words, "--max-stop-words", field,
                 "too_many_stop_words")
 
 
 def check_chat(body: dict[str, Any], limits: Settings) -> None:
-    messages = body.get("messages")
-    _refuse("messages", _length(messages), limits.max_messages, "--max-messages", "messages", "too_many_messages")
-    parts = sum(_length(m.get("content")) for m in messages if isinstance(m, dict)) if isinstance(messages, list) else 0
+    messages = _items(body.get("messages"))
+    _refuse("messages", len(messages), limits.max_messages, "--max-messages", "messages", "too_many_messages")
+    parts = sum(len(_items(m.get("content"))) for m in messages if isinstance(m, dict))
     _refuse("content parts", parts, limits.max_content_parts, "--max-content-parts", "messages", "too_many_parts")
     for field in ("tools", "functions"):
-        _refuse("tools", _length(body.get(field)), limits.max_tools, "--max-tools", field, "too_many_tools")
+        _refuse("tools", len(_items(body.get(field))), limits.max_tools, "--max-tools", field, "too_many_tools")
     check_stop(body, limits)
     schemas: list[tuple[Any, str]] = []
-    for i, tool in enumerate(body.get("tools") or [] if isinstance(body.get("tools"), list) else []):
+    for i, tool in enumerate(_items(body.get("tools"))):
         if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
             schemas.append((tool["function"].get("parameters"), f"tools[{i}].function.parameters"))
-    for i, function in enumerate(body.get("functions") or [] if isinstance(body.get("functions"), list) else []):
+    for i, function in enumerate(_items(body.get("functions"))):
         if isinstance(function, dict):
             schemas.append((function.get("parameters"), f"functions[{i}].parameters"))
     response_format = body.get("response_format")
@@ -60,12 +61,12 @@ def check_chat(body: dict[str, Any], limits: Settings) -> None:
 
 def check_embeddings(body: dict[str, Any], limits: Settings) -> None:
     inputs = body.get("input")
-    count = _length(inputs) if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int) else 0
+    count = len(_items(inputs)) if _items(inputs) and not isinstance(inputs[0], int) else 0
     _refuse("inputs", count, limits.max_embedding_inputs, "--max-embedding-inputs", "input", "too_many_inputs")
 
 
 def check_rerank(body: dict[str, Any], limits: Settings) -> None:
-    _refuse("documents", _length(body.get("documents")), limits.max_rerank_documents, "--max-rerank-documents",
+    _refuse("documents", len(_items(body.get("documents"))), limits.max_rerank_documents, "--max-rerank-documents",
             "documents", "too_many_documents")
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, TypeVar
 
 from aiohttp import web
 
-from localhost_ai.api.bodies import Limits, check, parse  # noqa: F401  (check: for handlers)
+from localhost_ai.api.bodies import Limits, parse
 from localhost_ai.api.keys import SETTINGS
 from localhost_ai.config.sampling import SAMPLING_KEYS
 from localhost_ai.contract.generate import Generation, Sampling
@@ -49,16 +49,12 @@ async def read_json(request: web.Request, schema: dict[str, Any], limits: Limits
     settings = request.app[SETTINGS]
     if len(raw) > OFF_LOOP_BYTES:
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(_parser(), parse, raw, schema, limits, settings)
-        except BrokenProcessPool:  # the parsing process died (killed, out of memory): a new one, once
-            close_parser()
+        for _ in range(2):  # a parsing process that died (killed, out of memory) is replaced once
             try:
                 return await loop.run_in_executor(_parser(), parse, raw, schema, limits, settings)
             except BrokenProcessPool:
                 close_parser()
-                raise BackendError("The server could not parse this body: its parsing process stopped.",
-                                   code="parser_failed") from None
+        raise BackendError("The server could not parse this body: its parsing process stopped.", code="parser_failed")
     return parse(raw, schema, limits, settings)
 
 

@@ -172,6 +172,11 @@ async def test_whole_numbers_read_as_integers_and_deep_nesting_is_a_400(aiohttp_
     body = b'{"model": "fake", "messages": [{"role": "user", "content": "hi"}], "n": 2.0, "seed": 1e17}'
     response = await client.post("/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
     assert response.status == 200 and len((await response.json())["choices"]) == 2
+    schema = b'{"type": "object", "properties": {"a": ' + b'{"anyOf": [' * 2000 + b"{}" + b"]}" * 2000 + b"}}"
+    deep_tool = (b'{"model": "fake", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", '
+                 b'"function": {"name": "f", "parameters": ' + schema + b"}}]}")
+    response = await client.post("/v1/chat/completions", data=deep_tool, headers={"Content-Type": "application/json"})
+    assert response.status == 400, await response.text()
     deep = b'{"model": "fake", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     response = await client.post("/v1/chat/completions", data=deep, headers={"Content-Type": "application/json"})
     assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_json"
