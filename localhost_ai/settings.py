@@ -37,6 +37,7 @@ class Settings:
     max_schema_size: int = 64 * 1024
     max_embedding_inputs: int = 2048
     max_rerank_documents: int = 1000
+    max_audio_seconds: float = 600.0
     rescan_interval: float = 1.0
     log_level: str = "INFO"
     max_loaded_models: int = 0  # 0: no limit
@@ -129,6 +130,8 @@ _OPTIONS = [
            minimum=1),
     Option("--max-rerank-documents", "MAX_RERANK_DOCUMENTS", int, "documents one rerank request may hold (default 1000)",
            minimum=1),
+    Option("--max-audio-seconds", "MAX_AUDIO_SECONDS", parse_duration,
+           "longest audio one transcription may be, e.g. 10m or 1h (default 10m)", minimum=1),
     Option("--log-level", "LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING or ERROR (default INFO)"),
     Option("--max-loaded-models", "MAX_LOADED_MODELS", int,
            "keep at most N models loaded; the least recently used goes first (default: no limit)", minimum=0),

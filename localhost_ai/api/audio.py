@@ -9,7 +9,7 @@ from aiohttp import web
 
 from localhost_ai.api.forms import read_form
 from localhost_ai.api.generation import one
-from localhost_ai.api.keys import REGISTRY
+from localhost_ai.api.keys import REGISTRY, SETTINGS
 from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI
 from localhost_ai.config import TRANSCRIPTION
@@ -76,7 +76,7 @@ async def _run(request: web.Request, task: str) -> web.Response:
     if response_format not in FORMATS:
         raise InvalidRequest(f"Invalid value for 'response_format': {response_format!r}; use one of {', '.join(FORMATS)}.",
                              param="response_format")
-    config = request.app[REGISTRY].resolve(fields.get("model"), TRANSCRIPTION)
+    config = await request.app[REGISTRY].find(fields.get("model"), TRANSCRIPTION)
     call = TranscribeRequest(
         audio=form.files["file"],
         filename=form.filenames["file"],
@@ -85,6 +85,7 @@ async def _run(request: web.Request, task: str) -> web.Response:
         prompt=fields.get("prompt") or None,
         temperature=_number(fields, "temperature", float, 0.0, 1.0),
         beam_size=_number(fields, "beam_size", int, 1, 20),
+        max_seconds=request.app[SETTINGS].max_audio_seconds,
     )
     result = await one(request, config, call, Transcription)
     segments = result.segments

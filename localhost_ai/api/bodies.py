@@ -57,15 +57,42 @@ def _exact(text: str) -> float | int:
     return int(value) if value.is_integer() else value
 
 
+def _no_constant(name: str) -> None:
+    """`NaN`, `Infinity` and `-Infinity` are not JSON (RFC 8259), though Python reads them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+# No request nests deeper than this: a tool's schema 64 levels deep (contract/schemas.py)
+# is about 130 here.  Checked before anything recursive (validation, limits) walks it.
+MAX_DEPTH = 256
+_TOO_DEEP = object()
+
+
+def depth_within(value: Any, limit: int) -> bool:
+    """Whether `value` nests no deeper than `limit`, found without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values() if isinstance(child, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return True
+
+
 def parse(raw: bytes, schema: dict[str, Any], limits: Limits | None, settings: Settings) -> dict[str, Any]:
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_json")
     try:
-        body = json.loads(raw, parse_float=_exact)
+        body = json.loads(raw, parse_float=_exact, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
-        raise InvalidRequest("The request body is nested too deeply.", code="invalid_json") from None
+        body = _TOO_DEEP
+    if body is _TOO_DEEP or not depth_within(body, MAX_DEPTH):
+        raise InvalidRequest(f"The request body nests more than {MAX_DEPTH} levels deep.", code="invalid_json")
     if not isinstance(body, dict):
         raise APIError("The request body must be a JSON object.", status=400, type="invalid_request_error", code="invalid_json")
     try:  # a schema nested deep enough for json.dumps (limits) or the validator to recurse out

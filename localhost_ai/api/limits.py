@@ -7,6 +7,7 @@ import json
 from typing import Any, Iterable
 
 from localhost_ai.config import ModelConfig
+from localhost_ai.contract.schemas import bounds_problem
 from localhost_ai.errors import InvalidRequest
 from localhost_ai.settings import Settings
 
@@ -57,6 +58,9 @@ def check_chat(body: dict[str, Any], limits: Settings) -> None:
                 raise InvalidRequest(f"The JSON Schema at '{param}' is {size:,} bytes; this server takes at most "
                                      f"{limits.max_schema_size:,} (--max-schema-size).", param=param,
                                      code="schema_too_large")
+            problem = bounds_problem(schema)
+            if problem:
+                raise InvalidRequest(f"The JSON Schema at '{param}': {problem}.", param=param, code="schema_too_complex")
 
 
 def check_embeddings(body: dict[str, Any], limits: Settings) -> None:

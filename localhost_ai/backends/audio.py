@@ -19,46 +19,82 @@ SAMPLE_RATE = 16_000
 @dataclass(frozen=True)
 class WhisperOptions(BackendOptions):
     language: str | None = option({"type": "string"}, key="parameters.language")
-MAX_SECONDS = 4 * 3600  # decoding stops here: an upload cannot make the worker decode forever
 
 
-def decode_audio(data: bytes, filename: str = "") -> Any:
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} minutes" if seconds >= 60 else f"{seconds:.0f} seconds"
+
+
+def _too_long(seconds: float, limit: float) -> InvalidRequest:
+    return InvalidRequest(f"The audio is {_minutes(seconds)} long; this server transcribes at most {_minutes(limit)} "
+                          "(--max-audio-seconds).", param="file", code="audio_too_long")
+
+
+def _declared_seconds(container: Any, stream: Any) -> float | None:
+    """The length the container's header gives, if it gives one (FLAC, WAV, MP4 and most
+    others do; raw MP3 gives an estimate)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
+
+
+def decode_audio(data: bytes, filename: str = "", max_seconds: float = 600.0) -> Any:
     """Any container FFmpeg reads (wav, mp3, ogg, flac, m4a, webm ...) from memory: the
-    upload is never written anywhere and no command line is built from it."""
+    upload is never written anywhere and no command line is built from it.  Audio longer
+    than `max_seconds` is refused from the header before anything is decoded, and again
+    while decoding (a header can lie); the samples go frame by frame into one array, so
+    decoding holds no more than the audio itself."""
     av, np = require("Decoding audio", "whisper", "av", "numpy")
     if not data:
         raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
-    chunks = []
-    total = 0
+    limit = int(max_seconds * SAMPLE_RATE)
+    audio = np.zeros(0, dtype=np.float32)
+    filled = 0
+
+    def append(samples: Any) -> None:
+        nonlocal audio, filled
+        end = filled + samples.size
+        if end > limit:
+            raise _too_long(end / SAMPLE_RATE, max_seconds)
+        if end > audio.size:
+            grown = np.empty(min(limit, max(end, audio.size * 3 // 2)), dtype=np.float32)
+            grown[:filled] = audio[:filled]
+            audio = grown
+        # 16-bit samples scaled to [-1, 1], as Whisper's own loaders make them (openai-whisper
+        # through ffmpeg's s16le, faster-whisper through PyAV): the models are that sensitive.
+        np.multiply(samples, 1 / 32768.0, out=audio[filled:end], casting="unsafe")
+        filled = end
+
     try:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise InvalidRequest(f"The uploaded file {filename!r} holds no audio stream.", param="file",
                                      code="invalid_audio")
             stream = container.streams.audio[0]
-            # 16-bit samples scaled to [-1, 1], as Whisper's own loaders make them (openai-whisper
-            # through ffmpeg's s16le, faster-whisper through PyAV): the models are that sensitive.
+            declared = _declared_seconds(container, stream)
+            if declared is not None and declared > max_seconds:
+                raise _too_long(declared, max_seconds)
+            if declared:
+                audio = np.empty(min(limit, int(declared * SAMPLE_RATE) + SAMPLE_RATE), dtype=np.float32)
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    samples = out.to_ndarray().reshape(-1)
-                    chunks.append(samples)
-                    total += samples.size
-                if total > MAX_SECONDS * SAMPLE_RATE:
-                    raise InvalidRequest(f"The audio is longer than {MAX_SECONDS // 3600} hours.", param="file",
-                                         code="audio_too_long")
+                    append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                append(out.to_ndarray().reshape(-1))
     except InvalidRequest:
         raise
-    except Exception as exc:  # PyAV's errors for data that is not audio it can read
-        raise InvalidRequest(f"The uploaded file {filename!r} could not be decoded as audio: {exc}", param="file",
+    except MemoryError:
+        raise
+    except Exception:  # PyAV's errors for data that is not audio it can read
+        raise InvalidRequest(f"The uploaded file {filename!r} could not be decoded as audio.", param="file",
                              code="invalid_audio") from None
-    audio = np.concatenate(chunks).astype(np.float32) / 32768.0 if chunks else np.zeros(0, dtype=np.float32)
-    if audio.size == 0:
+    if filled == 0:
         raise InvalidRequest(f"The uploaded file {filename!r} holds no audio samples.", param="file",
                              code="invalid_audio")
-    return audio
+    return audio[:filled] if filled == audio.size else audio[:filled].copy()
 
 
 # Whisper's own fallback: decode again, hotter, when a window's output looks like a loop.

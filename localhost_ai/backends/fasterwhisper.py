@@ -33,7 +33,7 @@ class FasterWhisperBackend(Backend):
         )
 
     def op_transcribe(self, request: TranscribeRequest, cancel: CallControl) -> Iterator[Transcription]:
-        audio = decode_audio(request.audio, request.filename)
+        audio = decode_audio(request.audio, request.filename, request.max_seconds)
         language, model_task, temperatures = whisper_request(request, self.options.language,
                                                              self.model.model.is_multilingual)
         if language and language not in self.model.supported_languages:

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 
 from localhost_ai.backends.tool_prompt import ToolUse
 from localhost_ai.contract.generate import ResponseFormat, Tool
-from localhost_ai.contract.schemas import subschemas
+from localhost_ai.contract.schemas import bounds_problem, subschemas
 from localhost_ai.errors import InvalidRequest
 
 # A JSON string character: the converter's own rule lets raw control characters
@@ -49,7 +49,11 @@ def _unenforceable(schema: Any, path: str) -> Iterator[str]:
 
 
 def check_enforceable(schema: Any, what: str, param: str) -> None:
-    """A 400 naming what in the schema a grammar cannot enforce."""
+    """A 400 naming what in the schema a grammar cannot enforce, or would be too large for
+    (checked here again, whoever sent the request: the grammar is built in this process)."""
+    bounds = bounds_problem(schema)
+    if bounds:
+        raise InvalidRequest(f"{what}: {bounds}.", param=param, code="schema_too_complex")
     try:
         problems = list(_unenforceable(schema, "the root"))
     except RecursionError:
@@ -69,11 +73,51 @@ def _converter() -> Any:
     return converter
 
 
-def _finish(converter: Any, body: str) -> str:
+# What llama.cpp is given to read: it reads a grammar recursively, one level of its stack
+# per parenthesis, so a grammar nested deeper than this, or larger, is refused here rather
+# than crash this process (schemas within contract/schemas.py's bounds stay far below).
+MAX_GRAMMAR_BYTES = 8 * 1024 * 1024
+MAX_GRAMMAR_NESTING = 4096
+
+
+def nesting(grammar: str) -> int:
+    """The deepest parenthesis nesting in GBNF text, outside its literals and classes."""
+    depth = deepest = 0
+    quote = None
+    i = 0
+    while i < len(grammar):
+        char = grammar[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = None
+        elif char == '"':
+            quote = '"'
+        elif char == "[":
+            quote = "]"
+        elif char == "#":
+            end = grammar.find("\n", i)
+            i = len(grammar) if end < 0 else end
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+        i += 1
+    return deepest
+
+
+def _finish(converter: Any, body: str, what: str, param: str) -> str:
     converter._add_rule("root", '" "? ' + body)
     if "char" in converter._rules:
         converter._rules["char"] = _JSON_CHAR
-    return converter.format_grammar()
+    grammar = converter.format_grammar()
+    if len(grammar) > MAX_GRAMMAR_BYTES or nesting(grammar) > MAX_GRAMMAR_NESTING:
+        raise InvalidRequest(f"{what}: its grammar would be larger ({len(grammar):,} bytes) or nested deeper than "
+                             f"this server builds ({MAX_GRAMMAR_BYTES:,} bytes, {MAX_GRAMMAR_NESTING:,} levels).",
+                             param=param, code="schema_too_complex")
+    return grammar
 
 
 def _namespaced(schema: Any, prefix: str) -> Any:
@@ -134,7 +178,7 @@ def tools_grammar(use: ToolUse) -> str:
             + arguments + r' "}" space'))
     call = converter._add_rule("call", " | ".join(calls))
     body = f'"[" space {call} ("," space {call})* "]" space' if use.parallel else call
-    return _finish(converter, body)
+    return _finish(converter, body, "The tools' parameters", "tools")
 
 
 def response_format_grammar(response_format: dict[str, Any]) -> str:
@@ -142,7 +186,7 @@ def response_format_grammar(response_format: dict[str, Any]) -> str:
     (one whose schema `check_request` accepted)."""
     schema = response_format.get("schema") if response_format["type"] == "json_schema" else {"type": "object"}
     converter = _converter()
-    body = _visit(converter, schema, "response", "response_format schema", "response_format.json_schema.schema")
-    return _finish(converter, body)
+    what, param = "response_format schema", "response_format.json_schema.schema"
+    return _finish(converter, _visit(converter, schema, "response", what, param), what, param)
 
 

@@ -30,6 +30,10 @@ DEFAULT_PARALLEL = 4
 # Prompt tokens read per decoding step, so that a long prompt holds the other sequences
 # back by one chunk's work per step.
 DEFAULT_PREFILL_CHUNK = 128
+# A long prompt is first counted in pieces this long, each counted as this many tokens
+# fewer than it has (llamacpp._refuse_if_surely_too_long).
+PIECE_CHARS = 1024
+PIECE_MARGIN = 4
 
 
 
@@ -151,20 +155,44 @@ class LlamaCppBackend(Backend):
             return llama_tools.response_format_grammar({"type": response_format.type, "schema": response_format.schema})
         return None
 
-    def _tokenize(self, prompt: str) -> list[int]:
+    def _tokenize(self, prompt: str, param: str) -> list[int]:
+        self._refuse_if_surely_too_long(prompt, param)
         tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         bos = self.llm.token_bos()
         if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
             tokens = tokens[1:]  # the template wrote its own BOS
         return tokens
 
-    def _budget(self, prompt_tokens: int, requested: int | None) -> int:
+    def _refuse_if_surely_too_long(self, prompt: str, param: str) -> None:
+        """A prompt with more characters than the context has tokens may not fit.  llama.cpp
+        tokenizes some text in time quadratic in its length (100 KB of "a\\n" takes about a
+        minute), so such a prompt is first counted in pieces, which takes linear time: each
+        piece's count is at most a few tokens more than its share of the whole (a token cut
+        in two, a space put in front), so their sum less that margin is a floor."""
+        if len(prompt) <= self.n_ctx:
+            return
+        floor = 0
+        start = 0
+        while start < len(prompt):
+            end = start + PIECE_CHARS
+            if end < len(prompt):  # cut after a space where there is one: no token is cut then
+                space = max(prompt.rfind(" ", start, end), prompt.rfind("\n", start, end))
+                end = space + 1 if space > start else end
+            piece = prompt[start:end].encode("utf-8")
+            floor += len(self.llm.tokenize(piece, add_bos=False, special=True)) - PIECE_MARGIN
+            start = end
+            if floor > self.n_ctx:
+                raise InvalidRequest(
+                    f"This model's maximum context length is {self.n_ctx} tokens, and the prompt alone has more "
+                    f"than {floor} tokens.", param=param, code="context_length_exceeded")
+
+    def _budget(self, prompt_tokens: int, requested: int | None, param: str) -> int:
         room = self.n_ctx - prompt_tokens
         if room <= 0:
             raise InvalidRequest(
                 f"This model's maximum context length is {self.n_ctx} tokens, and the prompt alone has "
                 f"{prompt_tokens} tokens.",
-                param="messages",
+                param=param,
                 code="context_length_exceeded",
             )
         if requested is not None and requested > room:
@@ -181,15 +209,16 @@ class LlamaCppBackend(Backend):
         return min(default, room) if default else room
 
     def decode(self, prompts: list[str], generation: Generation, cancel: CallControl, *, stops: list[str],
-               echo: bool = False, lstrip: bool = False, grammar: str | None = None) -> Iterator[Event]:
+               echo: bool = False, lstrip: bool = False, grammar: str | None = None,
+               param: str = "messages") -> Iterator[Event]:
         """`lstrip`: a chat answer starts at its first visible character (templates end
         with 'Answer:' or a newline, and the model's first token carries the space)."""
         n = generation.n
         sampling = generation.sampling.resolve(self.config)
-        tokenized = [self._tokenize(p) for p in prompts]
+        tokenized = [self._tokenize(p, param) for p in prompts]
         if not all(tokenized):
             raise InvalidRequest("The prompt is empty.", param="prompt", code="empty_prompt")
-        budgets = [self._budget(len(t), generation.max_tokens) for t in tokenized]
+        budgets = [self._budget(len(t), generation.max_tokens, param) for t in tokenized]
         prompt_tokens = sum(len(t) for t in tokenized)
         completion_tokens = cached_tokens = 0
         for p_index, (prompt, tokens, budget) in enumerate(zip(prompts, tokenized, budgets)):

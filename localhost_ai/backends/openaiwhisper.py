@@ -22,7 +22,7 @@ class OpenAIWhisperBackend(Backend):
         self.model = whisper.load_model(str(self.config.model_path), device="cpu")
 
     def op_transcribe(self, request: TranscribeRequest, cancel: CallControl) -> Iterator[Transcription]:
-        audio = decode_audio(request.audio, request.filename)
+        audio = decode_audio(request.audio, request.filename, request.max_seconds)
         from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
 
         requested = request.language or self.options.language

@@ -40,9 +40,11 @@ class TextModel(Protocol):
         """A constraint that makes the model write the calls or the format (None: none)."""
 
     def decode(self, prompts: list[str], generation: Generation, cancel: CallControl, *, stops: list[str],
-               echo: bool = False, lstrip: bool = False, grammar: Any = None) -> Iterator[Event]:
+               echo: bool = False, lstrip: bool = False, grammar: Any = None,
+               param: str = "messages") -> Iterator[Event]:
         """Each prompt `generation.n` times: text deltas, a finish for each choice, then usage.
-        `lstrip`: a choice starts at its first visible character."""
+        `lstrip`: a choice starts at its first visible character; `param`: the request field
+        the prompts came from, named when one is too long."""
 
 
 def template_message(message: Message) -> dict[str, Any]:
@@ -102,11 +104,12 @@ class TextGeneration:
     def completion(self, request: CompletionRequest, cancel: CallControl) -> Iterator[Event]:
         prompts = [self._render(self.completion_template, input=p) for p in request.prompts]
         return self.model.decode(prompts, request.generation, cancel, stops=self._stops(request.generation),
-                                 echo=request.echo)
+                                 echo=request.echo, param="prompt")
 
     def edit(self, request: EditRequest, cancel: CallControl) -> Iterator[Event]:
         prompt = self._render(self.edit_template, instruction=request.instruction, input=request.input)
-        return self.model.decode([prompt], request.generation, cancel, stops=self._stops(request.generation))
+        return self.model.decode([prompt], request.generation, cancel, stops=self._stops(request.generation),
+                                 param="input")
 
     def chat(self, request: ChatRequest, cancel: CallControl) -> Iterator[Event]:
         if self.functions.grammar:

@@ -3,6 +3,9 @@ their subschemas, and the one canonical form they cross the contract in."""
 
 from __future__ import annotations
 
+import re
+from re import _constants as sre  # type: ignore[attr-defined]
+from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any, Iterator
 
 # Keywords whose values are schemas (or maps / lists of schemas) to look into.
@@ -21,11 +24,13 @@ def subschemas(schema: Any, path: str) -> Iterator[tuple[Any, str]]:
     if not isinstance(schema, dict):
         return
     for key in SUBSCHEMA_MAPS:
-        for name, sub in (schema.get(key) or {}).items():
-            yield sub, f"{path}.{key}.{name}"
+        if isinstance(schema.get(key), dict):
+            for name, sub in schema[key].items():
+                yield sub, f"{path}.{key}.{name}"
     for key in SUBSCHEMA_LISTS:
-        for i, sub in enumerate(schema.get(key) or []):
-            yield sub, f"{path}.{key}[{i}]"
+        if isinstance(schema.get(key), list):
+            for i, sub in enumerate(schema[key]):
+                yield sub, f"{path}.{key}[{i}]"
     for key in SUBSCHEMAS:
         if key in schema:
             yield schema[key], f"{path}.{key}"
@@ -61,3 +66,74 @@ def explicit(schema: Any) -> Any:
     if isinstance(out.get("additionalProperties"), dict):
         out["additionalProperties"] = explicit(out["additionalProperties"])
     return out
+
+
+# What one schema may ask of a grammar.  Grammars spell repetitions out (`maxItems: 5` is
+# five nested optional items), so these bound the grammar's size and llama.cpp's recursion
+# while it reads it; real tools and response formats stay far below them.
+MAX_REPETITION = 1000
+MAX_SCHEMA_DEPTH = 64
+MAX_PATTERN_SIZE = 10_000  # elements a pattern's grammar spells out, its repetitions expanded
+_COUNTS = ("minItems", "maxItems", "minLength", "maxLength")
+
+
+class _PatternTooBig(Exception):
+    pass
+
+
+def _pattern_size(items: Any) -> int:
+    total = 0
+    for op, arg in items:
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+            low, high, sub = arg
+            for count in (low, high):
+                if count != sre.MAXREPEAT and count > MAX_REPETITION:
+                    raise _PatternTooBig(f"repeats {count:,} times; a grammar repeats at most {MAX_REPETITION:,}")
+            total += max(high if high != sre.MAXREPEAT else low + 1, 1) * _pattern_size(sub)
+        elif op == sre.SUBPATTERN:
+            total += _pattern_size(arg[-1])
+        elif op == sre.BRANCH:
+            total += sum(_pattern_size(branch) for branch in arg[1])
+        elif op in (sre.ASSERT, sre.ASSERT_NOT):
+            total += _pattern_size(arg[1])
+        else:
+            total += 1
+        if total > MAX_PATTERN_SIZE:
+            raise _PatternTooBig(f"spells out more than {MAX_PATTERN_SIZE:,} elements once its repetitions are "
+                                 "expanded")
+    return total
+
+
+def _pattern_problem(pattern: str) -> str | None:
+    try:
+        _pattern_size(sre_parse.parse(pattern))
+    except _PatternTooBig as exc:
+        return str(exc)
+    except RecursionError:
+        return "nests too deeply"
+    except (re.error, OverflowError, ValueError):
+        return None  # not a regular expression Python reads; the grammar converter judges it
+    return None
+
+
+def bounds_problem(schema: Any) -> str | None:
+    """What in the schema is beyond what a grammar may spell out, found without recursion
+    (the schema may be nested far deeper than Python's stack)."""
+    stack = [(schema, "the root", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if depth > MAX_SCHEMA_DEPTH:
+            return f"nests deeper than {MAX_SCHEMA_DEPTH} levels"
+        for key in _COUNTS:
+            value = node.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > MAX_REPETITION:
+                return f"'{key}' at {path} is {value:,}; a grammar repeats at most {MAX_REPETITION:,} times"
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            problem = _pattern_problem(pattern)
+            if problem:
+                return f"'pattern' at {path} {problem}"
+        stack.extend((sub, sub_path, depth + 1) for sub, sub_path in subschemas(node, path))
+    return None

@@ -16,3 +16,4 @@ class TranscribeRequest:
     prompt: str | None = None
     temperature: float | None = None  # None: Whisper's fallback ladder
     beam_size: int | None = None
+    max_seconds: float = 600.0  # longer audio is refused, from its container's header when it tells
