@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -16,6 +17,10 @@ from localhost_ai.errors import InvalidRequest, ModelNotFound, NotFound
 
 log = logging.getLogger(__name__)
 
+# A name not found rebuilds the table at once, at most this often: otherwise it is only
+# rebuilt when a file in the folder changed.
+FORCED_INTERVAL = 1.0
+
 
 @dataclass(frozen=True)
 class InvalidModelFile:
@@ -25,15 +30,18 @@ class InvalidModelFile:
 
 
 class Registry:
-    """Scans the models folder into a table; `refresh` is cheap when nothing changed
-    (one stat per file), so it runs both on a timer and before a lookup."""
+    """Scans the models folder into a table.  Lookups read the table as it is; the server
+    brings it up to date with `update`, off the event loop (a stat per file, and reading
+    the files again only when one changed), on a timer and before a request is routed."""
 
     def __init__(self, models_path: Path, min_interval: float = 0.5) -> None:
         self.models_path = models_path
         self.min_interval = min_interval
         self._lock = threading.Lock()
+        self._scanning: asyncio.Lock | None = None
         self._stamp: tuple = ()
         self._checked_at = 0.0
+        self._forced_at = -FORCED_INTERVAL
         self._models: dict[str, ModelConfig] = {}
         self._invalid: list[InvalidModelFile] = []
 
@@ -48,13 +56,15 @@ class Registry:
         except FileNotFoundError:
             return []
 
-    def refresh(self, force: bool = False) -> bool:
-        """Rescan if any file in the folder changed; return True when the table changed."""
+    def refresh(self, force: bool = False, now: bool = False) -> bool:
+        """Rescan if any file in the folder changed (`force`: even if none did; `now`: even
+        within the interval); return True when the table was rebuilt.  Blocking: the
+        server calls it through `update`."""
         with self._lock:
-            now = time.monotonic()
-            if not force and now - self._checked_at < self.min_interval:
+            started = time.monotonic()
+            if not (force or now) and started - self._checked_at < self.min_interval:
                 return False
-            self._checked_at = now
+            self._checked_at = started
             entries = self._listing()
             try:
                 stamp = tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries)
@@ -62,9 +72,23 @@ class Registry:
                 return False
             if stamp == self._stamp and not force:
                 return False
-            self._stamp = stamp
             self._rebuild(entries)
+            self._stamp = stamp
             return True
+
+    async def update(self, missed: bool = False) -> bool:
+        """`refresh` on a thread, one at a time.  `missed`: a lookup found no such model, so
+        the folder is looked at now, and read whole again at most every FORCED_INTERVAL."""
+        started = time.monotonic()
+        if not missed and started - self._checked_at < self.min_interval:
+            return False
+        force = missed and started - self._forced_at >= FORCED_INTERVAL
+        if force:
+            self._forced_at = started
+        if self._scanning is None:
+            self._scanning = asyncio.Lock()
+        async with self._scanning:
+            return await asyncio.to_thread(self.refresh, force, missed)
 
     def _rebuild(self, entries: list[os.DirEntry]) -> None:
         known = backend_options()
@@ -83,6 +107,10 @@ class Registry:
                 config = load_yaml_config(path, self.models_path, known)
             except ConfigError as exc:
                 reject(path, exc.field, exc.reason)
+                continue
+            except Exception:  # a bug met by one file leaves that file out, never the others
+                log.exception("reading model file %s failed", path.name)
+                reject(path, None, "the file could not be read (the server's log has the details)")
                 continue
             if config.name in models:
                 reject(path, "name", f"'{config.name}' is already defined by {models[config.name].source.name}")
@@ -117,25 +145,33 @@ class Registry:
     # -- lookups ------------------------------------------------------------------
 
     def models(self) -> list[ModelConfig]:
-        self.refresh()
         return sorted(self._models.values(), key=lambda c: c.name)
 
     def invalid(self) -> list[InvalidModelFile]:
-        self.refresh()
         return list(self._invalid)
 
     def get(self, name: str) -> ModelConfig | None:
-        self.refresh()
         return self._models.get(name)
+
+    async def lookup(self, name: str) -> ModelConfig | None:
+        """The model named, with the folder looked at again if it is not (yet) in the table."""
+        await self.update()
+        if name not in self._models:
+            await self.update(missed=True)
+        return self._models.get(name)
+
+    async def find(self, name: str | None, capability: str) -> ModelConfig:
+        """`resolve`, on a table brought up to date first."""
+        if name:
+            await self.lookup(name)
+        else:
+            await self.update()
+        return self.resolve(name, capability)
 
     def resolve(self, name: str | None, capability: str) -> ModelConfig:
         """The model a request names, or with no name the only model that can serve it."""
-        self.refresh()
         if name:
             config = self._models.get(name)
-            if config is None:
-                self.refresh(force=True)
-                config = self._models.get(name)
             if config is None:
                 raise ModelNotFound(name, list(self._models))
             if capability not in config.capabilities:
@@ -152,7 +188,7 @@ class Registry:
         if not able:
             if not self._models:
                 raise NotFound(
-                    f"No model is installed: the models folder {self.models_path} holds none that can be served.",
+                    "No model is installed: the models folder holds none that can be served.",
                     param="model",
                     code="model_not_found",
                 )

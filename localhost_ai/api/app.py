@@ -50,7 +50,7 @@ async def _watch_models_folder(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(settings.rescan_interval)
             try:
-                if registry.refresh():
+                if await registry.update():
                     await manager.forget_missing({c.name: c.fingerprint for c in registry.models()})
             except Exception:
                 log.exception("rescanning %s failed", registry.models_path)
@@ -71,7 +71,7 @@ async def _gallery_jobs(app: web.Application) -> AsyncIterator[None]:
     answers 503 until they are done)."""
     settings = app[SETTINGS]
     runner = JobRunner(settings.models_path, settings.allow_file_uris, settings.max_downloads,
-                       on_installed=lambda name: app[REGISTRY].refresh(force=True))
+                       on_installed=lambda name: app[REGISTRY].update(missed=True))
     app[JOBS] = runner
     try:
         bodies = preload_bodies(settings.preload_models, settings.preload_models_config)

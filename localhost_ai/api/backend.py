@@ -26,7 +26,7 @@ async def _model_name(request: web.Request) -> str:
     if not name:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
     registry, manager = request.app[REGISTRY], request.app[MANAGER]
-    if registry.get(name) is None and manager.worker(name) is None:
+    if manager.worker(name) is None and await registry.lookup(name) is None:
         raise ModelNotFound(name, [c.name for c in registry.models()])
     return name
 

@@ -104,7 +104,7 @@ def _message(raw: dict[str, Any]) -> Message:
 
 
 async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) -> web.StreamResponse:
-    config = request.app[REGISTRY].resolve(body.get("model"), CHAT)
+    config = await request.app[REGISTRY].find(body.get("model"), CHAT)
     call, legacy = await off_loop(request, lambda: _chat_request(body, config, request.app[SETTINGS].context_size))
     if legacy:
         shape = LegacyFunctionsShape()

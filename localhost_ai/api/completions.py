@@ -22,7 +22,7 @@ from localhost_ai.errors import InvalidRequest
 @openapi.document("Text completion, streamed when asked", body=schemas.COMPLETION, json=openapi.TEXT_COMPLETION, stream=True)
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, schemas.COMPLETION, limits.check_stop)
-    config = request.app[REGISTRY].resolve(body.get("model"), COMPLETION)
+    config = await request.app[REGISTRY].find(body.get("model"), COMPLETION)
     prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
     for prompt in prompts:
         limits.check_fits([prompt], config, request.app[SETTINGS].context_size, "prompt")
@@ -61,7 +61,7 @@ async def edits(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, schemas.EDIT, limits.check_stop)
     if body.get("stream"):
         raise InvalidRequest("Streaming is not available on /v1/edits; use /v1/chat/completions to stream.", param="stream")
-    config = request.app[REGISTRY].resolve(body.get("model"), EDIT)
+    config = await request.app[REGISTRY].find(body.get("model"), EDIT)
     limits.check_fits([body["instruction"], body.get("input") or ""], config, request.app[SETTINGS].context_size,
                       "input")
     call = EditRequest(instruction=body["instruction"], input=body.get("input") or "", generation=generation(body))

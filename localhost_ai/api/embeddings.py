@@ -57,7 +57,7 @@ def _inputs(value: object) -> list:
 @openapi.document("Embeddings of texts or token ids", body=EMBEDDINGS_SCHEMA, json=openapi.EMBEDDINGS)
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_json(request, EMBEDDINGS_SCHEMA, limits.check_embeddings)
-    config = request.app[REGISTRY].resolve(body.get("model"), EMBEDDINGS)
+    config = await request.app[REGISTRY].find(body.get("model"), EMBEDDINGS)
     call = EmbedRequest(inputs=tuple(_inputs(body["input"])), dimensions=body.get("dimensions"),
                         truncate=body.get("truncate", True) is not False)
     answer = await one(request, config, call, Embeddings)

@@ -21,7 +21,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     if not registry.models_path.is_dir():
-        raise NotReady(f"The models folder {registry.models_path} does not exist.", code="not_ready")
+        raise NotReady("The models folder does not exist (the server's log names it).", code="not_ready")
     preload = request.app[PRELOAD]
     if preload.pending:
         raise NotReady("Preloading models (PRELOAD_MODELS) has not finished.", code="preloading")

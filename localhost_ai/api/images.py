@@ -129,7 +129,7 @@ def _size(value: str | None, defaults: ImageDefaults) -> tuple[int, int]:
 @openapi.document("Images from a prompt", body=GENERATIONS_SCHEMA, json=openapi.IMAGES)
 async def generations(request: web.Request) -> web.Response:
     body = await read_json(request, GENERATIONS_SCHEMA)
-    config = request.app[REGISTRY].resolve(body.get("model"), IMAGE)
+    config = await request.app[REGISTRY].find(body.get("model"), IMAGE)
     defaults = ImageDefaults.of(config)
     width, height = _check_size(request, *_size(body.get("size"), defaults), "size")
     prompt, negative = _split_prompt(body["prompt"], body.get("negative_prompt"))
@@ -149,7 +149,7 @@ async def edits(request: web.Request) -> web.Response:
         raise InvalidRequest("Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
     if not fields.get("prompt"):
         raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter")
-    config = request.app[REGISTRY].resolve(fields.get("model") or None, IMAGE)
+    config = await request.app[REGISTRY].find(fields.get("model") or None, IMAGE)
     defaults = ImageDefaults.of(config)
     size = fields.get("size")
     if size and not re.fullmatch(r"\d{1,5}x\d{1,5}", size):
@@ -190,16 +190,19 @@ def _image_from_path(request: web.Request, value: str) -> bytes:
     if root is None:
         raise InvalidRequest("'image_path' may only be a data URL on this server (no --images-path is set).",
                              param="image_path", code="forbidden_path")
-    candidate = (root / value).resolve()
-    if not candidate.is_relative_to(root) or not candidate.is_file():
-        raise InvalidRequest("'image_path' must name a file inside the images folder.", param="image_path",
-                             code="forbidden_path")
-    return candidate.read_bytes()
+    try:
+        candidate = (root / value).resolve()
+        if candidate.is_relative_to(root) and candidate.is_file():
+            return candidate.read_bytes()
+    except (OSError, RuntimeError):  # a name too long, a link loop
+        pass
+    raise InvalidRequest("'image_path' must name a file inside the images folder.", param="image_path",
+                         code="forbidden_path")
 
 
 async def _nexa(request: web.Request, with_image: bool) -> web.Response:
     body = await read_json(request, NEXA_SCHEMA)
-    config = request.app[REGISTRY].resolve(body.get("model"), IMAGE)
+    config = await request.app[REGISTRY].find(body.get("model"), IMAGE)
     defaults = ImageDefaults.of(config)
     width = body.get("width") or defaults.width
     height = body.get("height") or defaults.height
@@ -209,7 +212,8 @@ async def _nexa(request: web.Request, with_image: bool) -> web.Response:
         if not body.get("image_path"):
             raise InvalidRequest("Missing required parameter: 'image_path'.", param="image_path",
                                  code="missing_required_parameter")
-        image, strength = _image_from_path(request, body["image_path"]), body.get("strength") or 0.75
+        image = await asyncio.to_thread(_image_from_path, request, body["image_path"])  # a file read: off the loop
+        strength = body.get("strength") or 0.75
     call = ImageRequest(prompt=body["prompt"], negative_prompt=body.get("negative_prompt"), width=width, height=height,
                         steps=body.get("sample_steps") or defaults.steps,
                         guidance_scale=body["cfg_scale"] if body.get("cfg_scale") is not None else defaults.guidance_scale,

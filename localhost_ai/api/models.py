@@ -24,7 +24,9 @@ def model_object(config: ModelConfig) -> dict[str, Any]:
 @OPENAI.get("/models")
 @openapi.document("The models, in OpenAI's shape", json=openapi.MODEL_LIST)
 async def list_models(request: web.Request) -> web.Response:
-    models = request.app[REGISTRY].models()
+    registry = request.app[REGISTRY]
+    await registry.update()
+    models = registry.models()
     return web.json_response({"object": "list", "data": [model_object(c) for c in models]})
 
 
@@ -33,7 +35,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     name = request.match_info["model"]
-    config = registry.get(name)
+    config = await registry.lookup(name)
     if config is None:
         raise ModelNotFound(name, [c.name for c in registry.models()])
     return web.json_response(model_object(config))
@@ -44,6 +46,7 @@ async def get_model(request: web.Request) -> web.Response:
 async def system(request: web.Request) -> web.Response:
     """Every model the folder defines, which are loaded, and the files that were left out."""
     registry, manager = request.app[REGISTRY], request.app[MANAGER]
+    await registry.update()
     loaded = {w.name for w in manager.loaded()}
     return web.json_response({
         "models_path": str(registry.models_path),

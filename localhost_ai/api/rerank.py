@@ -78,7 +78,7 @@ def softmax(xs: list[float]) -> list[float]:
 @openapi.document("Documents ranked against a query (Jina/Cohere shape)", body=RERANK_SCHEMA, json=openapi.RERANK)
 async def rerank(request: web.Request) -> web.Response:
     body = await read_json(request, RERANK_SCHEMA, limits.check_rerank)
-    config = request.app[REGISTRY].resolve(body.get("model"), RERANK)
+    config = await request.app[REGISTRY].find(body.get("model"), RERANK)
     documents = [_text(d) for d in body["documents"]]
     logits, tokens = await _scores(request, config, body["query"], documents)
     order = sorted(range(len(documents)), key=lambda i: -logits[i])
@@ -103,7 +103,7 @@ async def rerank(request: web.Request) -> web.Response:
 async def nexa_reranking(request: web.Request) -> web.Response:
     """Scores in input order, normalised as asked (softmax over the documents by default)."""
     body = await read_json(request, NEXA_SCHEMA, limits.check_rerank)
-    config = request.app[REGISTRY].resolve(body.get("model"), RERANK)
+    config = await request.app[REGISTRY].find(body.get("model"), RERANK)
     documents = [_text(d) for d in body["documents"]]
     logits, tokens = await _scores(request, config, body["query"], documents)
     method = body.get("normalize_method") or "softmax"

@@ -12,10 +12,11 @@ from typing import Any, Mapping, Sequence
 import yaml
 from jsonschema import Draft202012Validator
 
+from localhost_ai.config import yamlfile
 from localhost_ai.config.capabilities import capabilities
 from localhost_ai.config.options import BackendOptions
 from localhost_ai.config.sampling import SAMPLING_KEYS
-from localhost_ai.config.schema import model_schema
+from localhost_ai.config.schema import model_schema, parse_size
 from localhost_ai.config.templates import PromptTemplateError, compile_template
 from localhost_ai.config.validation import SchemaProblem, earliest, first_problem
 
@@ -45,6 +46,7 @@ class ModelConfig:
     parameters: dict[str, Any] = field(default_factory=dict)
     context_size: int | None = None
     threads: int | None = None
+    memory_limit: int | None = None  # bytes; None: the worker's default (runtime/worker_main.py)
     embeddings: bool = False
     stopwords: tuple[str, ...] = ()
     system_prompt: str | None = None
@@ -140,7 +142,7 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
     except OSError as exc:
         raise ConfigError(path, None, f"cannot be read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yamlfile.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -184,6 +186,7 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         parameters=parameters,
         context_size=data.get("context_size"),
         threads=data.get("threads"),
+        memory_limit=parse_size(data["memory_limit"]) if data.get("memory_limit") is not None else None,
         embeddings=bool(data.get("embeddings", False)),
         stopwords=tuple(data.get("stopwords") or ()),
         system_prompt=data.get("system_prompt"),

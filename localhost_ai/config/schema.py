@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from localhost_ai.config.sampling import MAX_TOKENS_SCHEMA, sampling_schemas
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([KMGT]i?B?)?\s*$"
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from 2147483648, '2GiB', '2G' or '1.5 GB' (binary units, as memory is counted)."""
+    if isinstance(value, int):
+        return value
+    match = re.match(SIZE_PATTERN, value)
+    if match is None:
+        raise ValueError(f"not a size: {value!r} (use e.g. 512MiB or 2GiB)")
+    number = float(value.strip().rstrip("BbIi").rstrip("KMGT").strip() or 0)
+    unit = (match.group(2) or "")[:1]
+    return int(number * _UNITS[unit])
 _STRING_OR_STRINGS = {"anyOf": [{"type": "string"}, _STRINGS]}
 
 
@@ -34,6 +49,10 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
             },
             "context_size": {"type": "integer", "minimum": 16},
             "threads": {"type": "integer", "minimum": 1},
+            # The most memory the model's worker may take (its data, not its mapped weights):
+            # bytes, or a size such as 2GiB or 1.5G.
+            "memory_limit": {"anyOf": [{"type": "integer", "minimum": 1 << 20},
+                                       {"type": "string", "pattern": SIZE_PATTERN}]},
             "mmlock": {"type": "boolean"},
             "embeddings": {"type": "boolean"},
             "stopwords": _STRINGS,

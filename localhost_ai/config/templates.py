@@ -1,10 +1,16 @@
-"""Prompt templates: Jinja2 in a sandbox, so a model file cannot reach Python internals."""
+"""Prompt templates: Jinja2 in a sandbox, so a model file cannot reach Python internals,
+and bounded, so that one cannot hold a process either: nothing is computed while a
+template compiles, arithmetic that would build huge numbers or strings is refused, and a
+render stops at a time and output-size limit."""
 
 from __future__ import annotations
 
+import ctypes
+import re
+import threading
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from jinja2 import TemplateError, Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -28,6 +34,15 @@ class PromptTemplateError(ValueError):
     """A template that does not compile or fails while rendering."""
 
 
+# A render's limits: the longest prompt any model here reads is far shorter.
+MAX_OUTPUT_CHARS = 4 * 1024 * 1024
+RENDER_SECONDS = 5.0
+# The largest number arithmetic in a template may make, in bits, and the largest string
+# or list it may repeat into.
+_MAX_BITS = 64 * 1024
+_WIDTH = re.compile(r"%[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
 def _raise_exception(message: str) -> None:
     raise PromptTemplateError(message)
 
@@ -36,7 +51,41 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-_ENV = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+def _bits(value: Any) -> int:
+    return abs(value).bit_length() if isinstance(value, int) else 64
+
+
+def _too_big(operator: str, left: Any, right: Any) -> bool:
+    sizable = (str, list, tuple)
+    if operator == "**":
+        return isinstance(left, int) and isinstance(right, int) and right > 0 and _bits(left) * right > _MAX_BITS
+    if operator == "*":
+        if isinstance(left, int) and isinstance(right, sizable):
+            left, right = right, left
+        if isinstance(left, sizable) and isinstance(right, int):
+            return len(left) * right > MAX_OUTPUT_CHARS
+        return isinstance(left, int) and isinstance(right, int) and _bits(left) + _bits(right) > _MAX_BITS
+    if operator == "%" and isinstance(left, str):
+        for match in _WIDTH.finditer(left):
+            if any(part == "*" or (part and int(part) > MAX_OUTPUT_CHARS) for part in match.groups()):
+                return True
+    return False
+
+
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """Arithmetic that would take long or build something huge is refused while rendering
+    (`3**(10**7)`, `'a' * 10**9`, `'%999999999d' % 1`); the optimizer, which would compute
+    constant arithmetic while the template compiles, is off."""
+
+    intercepted_binops = frozenset({"**", "*", "%"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if _too_big(operator, left, right):
+            raise PromptTemplateError(f"the template computes something too large ({operator!r})")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _BoundedEnvironment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, optimized=False)
 _ENV.globals["raise_exception"] = _raise_exception
 _ENV.globals["strftime_now"] = _strftime_now
 
@@ -47,14 +96,70 @@ def compile_template(source: str) -> Template:
         return _ENV.from_string(source)
     except TemplateError as exc:
         raise PromptTemplateError(f"template does not compile: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise PromptTemplateError("template does not compile: it is nested too deeply") from None
+
+
+class _Timeout(BaseException):
+    """Raised inside a render that ran out of time (a BaseException, so that no
+    `except Exception` in between swallows it)."""
+
+
+T = TypeVar("T")
+
+
+def _set_async_exc(thread_id: int, exc: Any) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
+
+
+def within(seconds: float, work: Callable[[], T]) -> T:
+    """`work()`, interrupted when it runs longer than `seconds`: a template's loops are
+    Python code, which a pending exception stops between two of its steps."""
+    thread_id = threading.get_ident()
+    lock = threading.Lock()
+    state = {"done": False, "fired": False}
+
+    def fire() -> None:
+        with lock:
+            if not state["done"]:
+                state["fired"] = True
+                _set_async_exc(thread_id, _Timeout)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        try:
+            return work()
+        finally:
+            with lock:
+                state["done"] = True
+                if state["fired"]:
+                    _set_async_exc(thread_id, None)  # not delivered yet: it is not for the code after
+            timer.cancel()
+    except _Timeout:
+        raise PromptTemplateError(f"rendering took longer than {seconds:g} seconds") from None
+
+
+def _render_bounded(template: Template, context: dict[str, Any]) -> str:
+    out: list[str] = []
+    size = 0
+    for piece in template.generate(**context):
+        size += len(piece)
+        if size > MAX_OUTPUT_CHARS:
+            raise PromptTemplateError(f"the rendered prompt is longer than {MAX_OUTPUT_CHARS:,} characters")
+        out.append(piece)
+    return "".join(out)
 
 
 def render(source: str, **context: Any) -> str:
     template = compile_template(source)
     try:
-        return template.render(**context)
+        return within(RENDER_SECONDS, lambda: _render_bounded(template, context))
     except PromptTemplateError:
         raise
+    except (RecursionError, MemoryError):
+        raise PromptTemplateError("template failed: it recursed too deeply or needed too much memory") from None
     except Exception as exc:  # a template's own bug must not crash a request
         raise PromptTemplateError(f"template failed: {exc}") from None
 

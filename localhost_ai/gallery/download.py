@@ -209,7 +209,7 @@ async def _fetch_with_retries(session: aiohttp.ClientSession, source: Source, pa
                 raise DownloadError(f"downloading {source.uri} failed: HTTP {exc.status} {exc.message}") from None
             last_error = f"HTTP {exc.status}"
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
-            last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            last_error = "it timed out" if isinstance(exc, asyncio.TimeoutError) else (str(exc) or "the connection failed")
     raise DownloadError(f"downloading {source.uri} failed after {RETRIES + 1} attempts: {last_error}; "
                         "the partial file is kept and a new attempt resumes it.")
 

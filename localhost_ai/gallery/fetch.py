@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+from localhost_ai.config import yamlfile
 from localhost_ai.errors import APIError, InvalidRequest
 from localhost_ai.gallery.uris import Source
 
@@ -43,8 +44,8 @@ async def fetch_bytes(session: aiohttp.ClientSession, source: Source, limit: int
         raise FetchError(f"fetching {source.uri} failed: {exc}") from None
 
 
-def parse_yaml(data: bytes | str, what: str) -> Any:
+def parse_yaml(data: bytes | str, what: str, max_nodes: int = yamlfile.MAX_NODES) -> Any:
     try:
-        return yaml.safe_load(data)
+        return yamlfile.load(data, max_nodes)
     except yaml.YAMLError as exc:
         raise InvalidRequest(f"{what} is not valid YAML: {exc}", code="invalid_yaml") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import aiohttp
 from jsonschema import Draft202012Validator
 
 from localhost_ai.config.validation import first_found, first_problem
+from localhost_ai.config.yamlfile import MAX_INDEX_NODES
 from localhost_ai.errors import NotFound
 from localhost_ai.gallery.fetch import FetchError, fetch_bytes, parse_yaml
 from localhost_ai.gallery.uris import resolve
@@ -72,6 +74,20 @@ class Entry:
         return f"{self.gallery}@{self.name}"
 
 
+def _read_index(data: bytes, gallery: str) -> tuple[list[Entry], list[str]]:
+    items = parse_yaml(data, f"gallery {gallery}", MAX_INDEX_NODES) or []
+    if not isinstance(items, list):
+        raise FetchError(f"gallery {gallery} must be a YAML list of entries")
+    entries, problems = [], []
+    for position, item in enumerate(items):
+        problem = first_problem(_ENTRY_VALIDATOR, item, first_found)
+        if problem is not None:
+            problems.append(f"entry {position}: {problem.message}")
+            continue
+        entries.append(Entry(gallery=gallery, data=item))
+    return entries, problems
+
+
 @dataclass
 class Galleries:
     """The configured galleries and a short-lived cache of their indexes."""
@@ -119,16 +135,8 @@ class Galleries:
             data = files("localhost_ai.gallery").joinpath("index.yaml").read_bytes()
         else:
             data = await fetch_bytes(session, resolve(ref.url, allow_file=True, param="url"))
-        items = parse_yaml(data, f"gallery {ref.name}") or []
-        if not isinstance(items, list):
-            raise FetchError(f"gallery {ref.name} must be a YAML list of entries")
-        entries, problems = [], []
-        for position, item in enumerate(items):
-            problem = first_problem(_ENTRY_VALIDATOR, item, first_found)
-            if problem is not None:
-                problems.append(f"entry {position}: {problem.message}")
-                continue
-            entries.append(Entry(gallery=ref.name, data=item))
+        # Reading a large index takes a while: on a thread, so the event loop stays free.
+        entries, problems = await asyncio.to_thread(_read_index, data, ref.name)
         self._cache[ref.name] = (time.monotonic(), entries, problems)
         return entries, problems
 

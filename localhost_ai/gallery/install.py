@@ -18,6 +18,7 @@ import aiohttp
 import yaml
 
 from localhost_ai.backends import backend_options
+from localhost_ai.config import yamlfile
 from localhost_ai.config.model_config import YAML_SUFFIXES, model_problem
 from localhost_ai.errors import InvalidRequest, NotFound
 from localhost_ai.gallery.download import Progress, download
@@ -66,7 +67,7 @@ def check_relpath(value: Any, param: str) -> PurePosixPath:
         raise InvalidRequest(f"Invalid file name {value!r} in '{param}'.", param=param, code="invalid_filename")
     path = PurePosixPath(value)
     if path.is_absolute() or any(part in ("", ".", "..") or part.startswith(".") for part in path.parts):
-        raise InvalidRequest(f"'{param}' is '{value}': it must be a plain relative path inside the models folder "
+        raise InvalidRequest(f"'{param}' must be a plain relative path inside the models folder "
                              "(no '..', no absolute path, no hidden parts).", param=param, code="invalid_filename")
     return path
 
@@ -148,17 +149,19 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
     definition_name = None
     definition_urls = [u for u in (request.entry.data.get("url") if request.entry else None, request.url) if u]
     for url in definition_urls:
-        definition = _config_from(await fetch_bytes(session, resolve(url, allow_file=allow_file, param="url")), f"model definition {url}")
+        fetched = await fetch_bytes(session, resolve(url, allow_file=allow_file, param="url"))
+        definition = await asyncio.to_thread(_config_from, fetched, f"model definition {url}")
         definition_name = definition.get("name") or definition_name
-        config = deep_merge(config, _config_from(definition.get("config_file"), f"config_file of {url}"))
+        config = deep_merge(config, await asyncio.to_thread(_config_from, definition.get("config_file"), f"config_file of {url}"))
         files += check_files(definition.get("files"), "files", allow_file)
     if request.entry is not None:
-        config = deep_merge(config, _config_from(request.entry.data.get("config_file"), f"config_file of {request.entry.id}"))
+        config = deep_merge(config, await asyncio.to_thread(
+            _config_from, request.entry.data.get("config_file"), f"config_file of {request.entry.id}"))
         config = deep_merge(config, request.entry.data.get("overrides") or {})
         files += check_files(request.entry.data.get("files"), "files", allow_file)
     if request.config_url:
         fetched = await fetch_bytes(session, resolve(request.config_url, allow_file=allow_file, param="config_url"))
-        config = deep_merge(config, _config_from(fetched, f"config {request.config_url}"))
+        config = deep_merge(config, await asyncio.to_thread(_config_from, fetched, f"config {request.config_url}"))
     config = deep_merge(config, request.overrides)
     files += request.files
     by_name = {f.filename: f for f in files}  # later ones (the request's) win
@@ -225,7 +228,7 @@ def installed_configs(models_path: Path) -> dict[str, tuple[Path, dict[str, Any]
         if not path.name.lower().endswith(YAML_SUFFIXES) or path.name.startswith("."):
             continue
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yamlfile.load(path.read_text())
         except (OSError, yaml.YAMLError):
             continue
         if isinstance(data, dict):

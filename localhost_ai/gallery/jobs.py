@@ -8,7 +8,7 @@ import time
 import uuid as uuid_module
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 
@@ -81,7 +81,7 @@ class JobRunner:
     Finished jobs are kept for their pollers for a bounded time and count."""
 
     def __init__(self, models_path: Path, allow_file_uris: bool, max_downloads: int = 3,
-                 on_installed: Callable[[str], None] | None = None, keep_seconds: float = KEEP_FINISHED_SECONDS,
+                 on_installed: Callable[[str], Awaitable[Any]] | None = None, keep_seconds: float = KEEP_FINISHED_SECONDS,
                  keep: int = KEEP_FINISHED) -> None:
         self.keep_seconds = keep_seconds
         self.keep = keep
@@ -129,13 +129,14 @@ class JobRunner:
         except APIError as exc:
             job.error, job.message = exc.message, "error"
             log.warning("job %s (%s) failed: %s", job.uuid, job.label, exc.message)
-        except Exception as exc:
-            job.error, job.message = f"{type(exc).__name__}: {exc}", "error"
+        except Exception:
+            job.error = f"The install failed on the server; its log has the details (job {job.uuid})."
+            job.message = "error"
             log.exception("job %s (%s) failed", job.uuid, job.label)
         else:
             job.installed_model = job.plan.name if job.plan else None
             if self.on_installed and job.installed_model:
-                self.on_installed(job.installed_model)
+                await self.on_installed(job.installed_model)
             job.progress, job.message = 100.0, "completed"
         finally:
             job.processed = True

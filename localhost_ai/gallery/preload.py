@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from localhost_ai.config import yamlfile
 
 from localhost_ai.errors import APIError
 from localhost_ai.gallery.apply import build_request
@@ -34,7 +34,7 @@ def preload_bodies(models_json: str | None, config_path: Path | None) -> list[An
             raise ValueError("PRELOAD_MODELS must be a JSON list of apply requests")
         bodies += parsed
     if config_path is not None:
-        parsed = yaml.safe_load(config_path.read_text())
+        parsed = yamlfile.load(config_path.read_text())
         if not isinstance(parsed, list):
             raise ValueError(f"{config_path} must be a YAML list of apply requests")
         bodies += parsed

@@ -59,7 +59,7 @@ def resolve(uri: str, *, allow_file: bool, param: str = "uri") -> Source:
         return Source(uri=uri, url=url)
     if lowered.startswith("file://"):
         if not allow_file:
-            raise InvalidRequest(f"file:// URIs are not allowed on this server ('{uri}'); start it with --allow-file-uris.",
+            raise InvalidRequest("file:// URIs are not allowed on this server; start it with --allow-file-uris.",
                                  param=param, code="forbidden_uri")
         path = Path(unquote(urlsplit(uri).path))
         if not path.is_absolute():

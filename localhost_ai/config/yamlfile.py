@@ -1,0 +1,70 @@
+"""YAML read with a bound.  Anchors and aliases let a few hundred bytes stand for millions
+of nodes (an alias bomb: nine aliases of nine aliases, seven deep); PyYAML builds them
+shared and cheaply, but whatever walks the document afterwards (validation, copying, the
+trip to a worker) pays for every one.  So the document is composed first, its nodes are
+counted as if every alias were written out, and only then is it built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+# A model file has a few dozen nodes; a gallery index a few hundred thousand.
+MAX_NODES = 100_000
+MAX_INDEX_NODES = 2_000_000
+
+# The pure-Python loader: libyaml's composer recurses in C, so a deeply nested document
+# crashes the process, where Python's stops with a RecursionError.
+_Loader = yaml.SafeLoader
+
+
+class YAMLTooLarge(yaml.YAMLError):
+    """A document that would be too large once its aliases are written out."""
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_size(root: yaml.Node, limit: int) -> None:
+    """Each node's size with its aliases written out, found without recursion: a node's
+    size is known once its children's are, and an alias is one more use of a known node."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # the chain being counted: an alias to one of them is a loop
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            open_nodes.discard(key)
+            if sizes[key] > limit:
+                raise YAMLTooLarge(f"the document has more than {limit:,} nodes once its aliases are written out")
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise YAMLTooLarge("an alias refers to a node that contains it")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def load(text: str | bytes, max_nodes: int = MAX_NODES) -> Any:
+    """`yaml.safe_load`, refusing a document larger than `max_nodes` (YAMLTooLarge)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, max_nodes)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise YAMLTooLarge("the document nests too deeply") from None
+    finally:
+        loader.dispose()
