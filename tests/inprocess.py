@@ -5,6 +5,7 @@ runs the backend on threads here, through the same wire forms."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import threading
 from contextlib import asynccontextmanager
@@ -17,8 +18,11 @@ from localhost_ai.config import ModelConfig
 from localhost_ai.contract import event_from_wire, event_to_wire, request_from_wire, request_to_wire
 from localhost_ai.errors import APIError
 from localhost_ai.runtime.client import WorkerClient
+from localhost_ai.runtime.worker import _error_from
+from localhost_ai.runtime.worker_main import error_fields
 from localhost_ai.settings import Settings
 
+log = logging.getLogger("tests.inprocess")
 PLUGINS = str(Path(__file__).parent / "plugins")
 if PLUGINS not in sys.path:
     sys.path.insert(0, PLUGINS)
@@ -118,8 +122,9 @@ class ThreadWorker(WorkerClient):
             while (item := await queue.get()) is not None:
                 if isinstance(item, APIError):
                     raise item
-                if isinstance(item, BaseException):
-                    raise APIError(f"the fake worker failed: {item}")
+                if isinstance(item, BaseException):  # told to the client as a worker process tells it
+                    log.error("call failed", exc_info=item)
+                    raise _error_from(error_fields(item))
                 yield event_from_wire(item)
 
         try:

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import re
 import time
 import uuid
 from typing import Awaitable, Callable
@@ -16,12 +17,14 @@ from yarl import URL
 from localhost_ai.errors import APIError, AuthenticationError, NotFound, PayloadTooLarge
 from localhost_ai import metrics
 from localhost_ai.api.keys import SETTINGS
+from localhost_ai.runtime.worker import CURRENT_REQUEST
 from localhost_ai.settings import Settings
 
 log = logging.getLogger("localhost_ai.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "request_id"
 OPEN_PATHS = frozenset({"/readyz", "/healthz"})
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a client's own id is kept when it looks like one
 
 
 def error_response(error: APIError) -> web.Response:
@@ -65,8 +68,10 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
     request[REQUEST_ID] = request_id
+    CURRENT_REQUEST.set(request_id)
     try:
         response = await handler(request)
     except APIError as exc:
@@ -173,7 +178,8 @@ def auth_middleware(keys: list[str]) -> Callable:
     encoded = [key.encode() for key in keys]
 
     def valid(presented: str) -> bool:
-        given = presented.encode()
+        # A header's bytes that are not UTF-8 arrive as surrogates: such a key matches none.
+        given = presented.encode("utf-8", "surrogateescape")
         return any(hmac.compare_digest(given, key) for key in encoded)
 
     @web.middleware

@@ -28,8 +28,8 @@ def _open_image(data: bytes, param: str) -> Any:
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InvalidRequest(f"'{param}' is not an image this server can read: {exc}", param=param,
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise InvalidRequest(f"'{param}' is not an image this server can read (PNG, JPEG, WebP ...).", param=param,
                              code="invalid_image") from None
     return image.convert("RGB")
 

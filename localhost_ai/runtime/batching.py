@@ -85,9 +85,21 @@ class Batcher:
                 continue
             for position, item in enumerate(live):
                 self.on_start(item, len(live) if position == 0 else 0)  # the first reports the batch
-            try:
-                results = self.process([item.request for item in live])
-            except BaseException as exc:  # the whole batch failed: each caller hears why
-                results = [exc] * len(live)
-            for item, result in zip(live, results):
+            for item, result in zip(live, self._run(live)):
                 self.on_done(item, result)
+
+    def _run(self, live: list[BatchItem]) -> list[Any]:
+        """The batch's results; when the batch as a whole fails, each call is run again
+        alone, so that only the one that fails alone fails."""
+        try:
+            return self.process([item.request for item in live])
+        except Exception as exc:
+            if len(live) == 1:
+                return [exc]
+        results: list[Any] = []
+        for item in live:
+            try:
+                results += self.process([item.request])
+            except Exception as exc:
+                results.append(exc)
+        return results

@@ -44,6 +44,21 @@ class ManagerOptions:
     placement: Placement = field(default=WorkerProcess)
 
 
+LOAD_BACKOFF_FIRST = 2.0
+LOAD_BACKOFF_MAX = 60.0
+
+
+@dataclass
+class LoadFailure:
+    fingerprint: str
+    error: APIError
+    delay: float
+    until: float
+
+    def waiting(self) -> bool:
+        return time.monotonic() < self.until
+
+
 class ModelManager:
     def __init__(self, options: ManagerOptions) -> None:
         self.options = options
@@ -56,6 +71,7 @@ class ModelManager:
         self._changed = asyncio.Event()
         self._watchdog: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
+        self._failed: dict[str, LoadFailure] = {}
 
     # -- state -------------------------------------------------------------------------
 
@@ -117,6 +133,9 @@ class ModelManager:
             await self.unload(config.name)
         task = self._loading.get(config.name)
         if task is None:
+            failure = self._failed.get(config.name)
+            if failure is not None and failure.fingerprint == config.fingerprint and failure.waiting():
+                raise failure.error
             task = asyncio.create_task(self._start(config))
             self._loading[config.name] = task
             task.add_done_callback(lambda done: self._loading.pop(config.name, None) if self._loading.get(config.name) is done else None)
@@ -132,15 +151,30 @@ class ModelManager:
         self._workers[config.name] = worker
         try:
             await worker.start()
-        except BaseException:
+        except BaseException as exc:
             metrics.MODEL_LOADS.labels(config.name, "failed").inc()
             if self._workers.get(config.name) is worker:
                 del self._workers[config.name]
+            if isinstance(exc, APIError):
+                self._record_failure(config, exc)
             self._notify()
             raise
+        self._failed.pop(config.name, None)
         metrics.MODEL_LOADS.labels(config.name, "ok").inc()
         self._notify()
         return worker
+
+    def _record_failure(self, config: ModelConfig, error: APIError) -> None:
+        """A model that failed to load is not started again for a while, doubling each time
+        it fails again (up to LOAD_BACKOFF_MAX), unless its definition changes: meanwhile its
+        requests get the same error at once, with a Retry-After."""
+        previous = self._failed.get(config.name)
+        delay = LOAD_BACKOFF_FIRST
+        if previous is not None and previous.fingerprint == config.fingerprint:
+            delay = min(previous.delay * 2, LOAD_BACKOFF_MAX)
+        error.headers = {**error.headers, "Retry-After": str(math.ceil(delay))}
+        self._failed[config.name] = LoadFailure(config.fingerprint, error, delay, time.monotonic() + delay)
+        log.warning("model %s: not loaded again for %.0f s", config.name, delay)
 
     def _on_exit(self, worker: WorkerClient) -> None:
         if self._workers.get(worker.name) is worker:

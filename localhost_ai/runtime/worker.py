@@ -4,6 +4,7 @@ over the framed protocol, ping it, stop it, and notice when it dies."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import os
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 _END = object()
 _ids = itertools.count(1)
+# The id of the request being served (X-Request-Id), set by the API's error middleware.
+CURRENT_REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
 def _error_from(fields: dict[str, Any]) -> APIError:
@@ -154,7 +157,7 @@ class WorkerProcess(WorkerClient):
                 self._dispatch(message)
         except Exception as exc:
             log.error("model %s: bad frame from worker: %s", self.name, exc)
-            self.kill(f"sent a malformed frame ({exc})")
+            self.kill("sent a malformed frame")
         finally:
             await self._reap()
 
@@ -263,7 +266,8 @@ class WorkerProcess(WorkerClient):
     @asynccontextmanager
     async def call(self, request: Request) -> AsyncIterator[AsyncIterator[Event]]:
         """Send a call; the body iterates its events.  Leaving early cancels it in the worker."""
-        call = _Call(id=f"c{next(_ids)}")
+        # Named after the request it serves, so the worker's log of a failure finds its request.
+        call = _Call(id=f"{CURRENT_REQUEST.get()}-c{next(_ids)}")
         self.calls[call.id] = call
         self.last_used = time.monotonic()
         finished = False

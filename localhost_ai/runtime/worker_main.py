@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import resource
 import socket
 import sys
 import threading
@@ -26,10 +27,46 @@ from localhost_ai.runtime.protocol import encode, recv_frame
 log = logging.getLogger("localhost_ai.worker")
 
 
-def error_fields(exc: BaseException) -> dict[str, Any]:
+# What native libraries raise when an allocation fails (C++'s bad_alloc, torch's CPU allocator).
+_OUT_OF_MEMORY = ("bad_alloc", "can't allocate memory", "out of memory")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(
+        text in str(exc).lower() for text in _OUT_OF_MEMORY))
+
+
+def default_memory_limit() -> int:
+    """Three quarters of the machine's memory: one worker can never take it all."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 3 // 4
+
+
+def limit_memory(limit: int) -> None:
+    """Cap this process's data (heap and private mappings; the weights llama.cpp maps from
+    their file are not counted): an allocation beyond it fails, in the call that made it."""
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+def error_fields(exc: BaseException, memory_limit: int | None = None, loading: bool = False) -> dict[str, Any]:
+    """What the client is told: an APIError as it is; anything else without its text (which
+    may hold paths or internals; the worker's log has it, under the call's id)."""
     if isinstance(exc, APIError):
         return {"status": exc.status, "message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
-    return {"status": 500, "message": f"{type(exc).__name__}: {exc}", "type": "server_error", "param": None, "code": None}
+    if _out_of_memory(exc):
+        limit = f" ({memory_limit / (1 << 20):,.0f} MiB, memory_limit)" if memory_limit else ""
+        if loading:
+            return {"status": 500, "message": f"it needs more memory than its worker may use{limit}",
+                    "type": "server_error", "param": None, "code": "memory_limit_exceeded"}
+        return {"status": 400, "message": f"This request needs more memory than this model's worker may use{limit}.",
+                "type": "invalid_request_error", "param": None, "code": "memory_limit_exceeded"}
+    if loading:
+        return {"status": 500, "message": "the server's log has the details", "type": "server_error", "param": None,
+                "code": "model_load_failed"}
+    return {"status": 500, "message": "The model failed while serving this request; the server's log has the details.",
+            "type": "server_error", "param": None, "code": "backend_failed"}
 
 
 class Worker:
@@ -41,6 +78,7 @@ class Worker:
         self.calls: dict[str, CallControl] = {}
         self.running: dict[str, CallControl] = {}
         self.batchers: dict[str, Batcher] = {}
+        self.memory_limit: int | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         frame = encode(message)
@@ -91,14 +129,17 @@ class Worker:
         started = time.monotonic()
         try:
             cls = backend_class(message["config"]["backend"])
-            backend = cls(ModelConfig.from_wire(message["config"], cls.Options))
+            config = ModelConfig.from_wire(message["config"], cls.Options)
+            self.memory_limit = config.memory_limit or default_memory_limit()
+            limit_memory(self.memory_limit)
+            backend = cls(config)
             backend.load()
             batching = backend.batching()
             threads = max(1, backend.concurrency())
         except BaseException as exc:
             if not isinstance(exc, APIError):
                 log.error("loading failed: %s", "".join(traceback.format_exception_only(type(exc), exc)).strip())
-            self.send({"type": "load_error", "error": error_fields(exc)})
+            self.send({"type": "load_error", "error": error_fields(exc, self.memory_limit, loading=True)})
             return
         self.backend = backend
         for op, (max_items, max_wait) in batching.items():
@@ -132,7 +173,7 @@ class Worker:
             except BaseException as exc:
                 if not isinstance(exc, APIError):
                     log.error("call %s (%s) failed:\n%s", call_id, request.OP, traceback.format_exc().rstrip())
-                self.send({"type": "error", "id": call_id, "error": error_fields(exc)})
+                self.send({"type": "error", "id": call_id, "error": error_fields(exc, self.memory_limit)})
             else:
                 self.send({"type": "end", "id": call_id})
             finally:
@@ -150,15 +191,15 @@ class Worker:
     def batch_done(self, item: BatchItem, result: Any) -> None:
         if isinstance(result, BaseException):
             if not isinstance(result, APIError):
-                log.error("batched call %s failed: %s", item.call_id, result)
-            self.send({"type": "error", "id": item.call_id, "error": error_fields(result)})
+                log.error("batched call %s failed", item.call_id, exc_info=result)
+            self.send({"type": "error", "id": item.call_id, "error": error_fields(result, self.memory_limit)})
         else:
             try:
                 if result is not None:
                     self.send({"type": "event", "id": item.call_id, "event": event_to_wire(result)})
             except WireError as exc:
                 log.error("batched call %s: %s", item.call_id, exc)
-                self.send({"type": "error", "id": item.call_id, "error": error_fields(exc)})
+                self.send({"type": "error", "id": item.call_id, "error": error_fields(exc, self.memory_limit)})
             else:
                 self.send({"type": "end", "id": item.call_id})
         self.running.pop(item.call_id, None)

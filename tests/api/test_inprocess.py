@@ -132,11 +132,13 @@ async def test_every_openai_route_is_served_with_and_without_v1(client):
     assert (await client.get("/models/available")).status == 200  # the gallery's, not a model named "available"
 
 
-async def test_a_backend_that_yields_no_event_fails_that_call_alone(client):
+async def test_a_backend_that_yields_no_event_fails_that_call_alone(client, caplog):
     assert (await client.post("/v1/completions", json={"model": "fake", "prompt": "load"})).status == 200
     before = await (await client.get("/backend/monitor?model=fake")).json()
     response = await client.post("/v1/completions", json={"model": "fake", "prompt": "junk"})
-    assert response.status == 500 and "not one of the contract's events" in (await response.json())["error"]["message"]
+    error = (await response.json())["error"]
+    assert response.status == 500 and error["code"] == "backend_failed" and "log" in error["message"]
+    assert "not one of the contract's events" in caplog.text  # the log has what the client is not told
     assert (await client.post("/v1/completions", json={"model": "fake", "prompt": "fine"})).status == 200
     after = await (await client.get("/backend/monitor?model=fake")).json()
     assert after["state"] == "ready" and after["pid"] == before["pid"] and after["uptime_seconds"] > 0

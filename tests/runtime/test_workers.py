@@ -130,7 +130,7 @@ def test_concurrent_first_requests_load_the_model_once(models_dir, make_server):
     assert metric_samples(server)[("localhost_ai_model_loads_total", (("model", "gemma"), ("outcome", "ok")))] == 1
 
 
-def test_a_failed_load_reaches_every_waiting_request_and_is_retried(models_dir, make_server):
+def test_a_failed_load_reaches_every_waiting_request_and_is_retried_after_a_while(models_dir, make_server):
     (models_dir / "broken.gguf").write_bytes(b"GGUF" + b"\0" * 4096)
     (models_dir / "broken.yaml").write_text("name: broken\nparameters:\n  model: broken.gguf\n")
     server = make_server(models_dir)
@@ -140,6 +140,9 @@ def test_a_failed_load_reaches_every_waiting_request_and_is_retried(models_dir, 
         assert "broken" in assert_error(reply, 500)["message"]
     failed_once = metric_samples(server)[("localhost_ai_model_loads_total", (("model", "broken"), ("outcome", "failed")))]
     assert failed_once == 1
+    at_once = complete(server, "broken")  # within the back-off: the same answer, no new worker
+    assert assert_error(at_once, 500) == replies[0].json()["error"] and at_once.headers["Retry-After"] == "2"
+    time.sleep(2.1)
     assert_error(complete(server, "broken"), 500)
     assert metric_samples(server)[("localhost_ai_model_loads_total", (("model", "broken"), ("outcome", "failed")))] == 2
 
