@@ -42,6 +42,7 @@ class Registry:
         self._stamp: tuple = ()
         self._checked_at = 0.0
         self._forced_at = -FORCED_INTERVAL
+        self.generation = 0  # counts rebuilds, whoever made them
         self._models: dict[str, ModelConfig] = {}
         self._invalid: list[InvalidModelFile] = []
 
@@ -126,6 +127,7 @@ class Registry:
 
         self._log_changes(models, invalid)
         self._models, self._invalid = models, invalid
+        self.generation += 1
 
     def _log_changes(self, models: dict[str, ModelConfig], invalid: list[InvalidModelFile]) -> None:
         for name, config in models.items():

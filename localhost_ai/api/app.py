@@ -47,10 +47,13 @@ async def _watch_models_folder(app: web.Application) -> AsyncIterator[None]:
     registry, manager, settings = app[REGISTRY], app[MANAGER], app[SETTINGS]
 
     async def loop() -> None:
+        seen = registry.generation
         while True:
             await asyncio.sleep(settings.rescan_interval)
             try:
-                if await registry.update():
+                await registry.update()
+                if registry.generation != seen:  # rebuilt, here or before a request was routed
+                    seen = registry.generation
                     await manager.forget_missing({c.name: c.fingerprint for c in registry.models()})
             except Exception:
                 log.exception("rescanning %s failed", registry.models_path)

@@ -4,6 +4,7 @@ process of their own can run them for large bodies (api/validation.py)."""
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -54,6 +55,8 @@ def _exact(text: str) -> float | int:
     (`"n": 2.0` is 2, `1e16` is 10**16), decided here once for every field, so no float
     reaches a field the schema calls an integer."""
     value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large a number")
     return int(value) if value.is_integer() else value
 
 

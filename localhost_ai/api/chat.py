@@ -148,6 +148,7 @@ def _chat_request(body: dict[str, Any], config: Any, default_context: int) -> tu
     """The contract's request, and whether its tools came as the older `functions`."""
     texts = limits.strings([body["messages"], body.get("tools"), body.get("functions")])
     limits.check_fits(texts, config, default_context, "messages")
+    limits.check_grammar_bounds(body, config)
     fields = tool_fields(body)
     call = ChatRequest(messages=tuple(_message(m) for m in body["messages"]), generation=generation(body),
                        tools=fields.tools, tool_choice=fields.tool_choice, forced_tool=fields.forced_tool,

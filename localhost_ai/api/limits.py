@@ -7,6 +7,7 @@ import json
 from typing import Any, Iterable
 
 from localhost_ai.config import ModelConfig
+from localhost_ai.config.capabilities import builds_grammars
 from localhost_ai.contract.schemas import bounds_problem
 from localhost_ai.errors import InvalidRequest
 from localhost_ai.settings import Settings
@@ -41,6 +42,16 @@ def check_chat(body: dict[str, Any], limits: Settings) -> None:
     for field in ("tools", "functions"):
         _refuse("tools", len(_items(body.get(field))), limits.max_tools, "--max-tools", field, "too_many_tools")
     check_stop(body, limits)
+    for schema, param in _schemas(body):
+        size = len(json.dumps(schema))
+        if size > limits.max_schema_size:
+            raise InvalidRequest(f"The JSON Schema at '{param}' is {size:,} bytes; this server takes at most "
+                                 f"{limits.max_schema_size:,} (--max-schema-size).", param=param,
+                                 code="schema_too_large")
+
+
+def _schemas(body: dict[str, Any]) -> list[tuple[Any, str]]:
+    """The JSON Schemas a chat request carries, each with its place."""
     schemas: list[tuple[Any, str]] = []
     for i, tool in enumerate(_items(body.get("tools"))):
         if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
@@ -51,16 +62,18 @@ def check_chat(body: dict[str, Any], limits: Settings) -> None:
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"), dict):
         schemas.append((response_format["json_schema"].get("schema"), "response_format.json_schema.schema"))
-    for schema, param in schemas:
-        if schema is not None:
-            size = len(json.dumps(schema))
-            if size > limits.max_schema_size:
-                raise InvalidRequest(f"The JSON Schema at '{param}' is {size:,} bytes; this server takes at most "
-                                     f"{limits.max_schema_size:,} (--max-schema-size).", param=param,
-                                     code="schema_too_large")
-            problem = bounds_problem(schema)
-            if problem:
-                raise InvalidRequest(f"The JSON Schema at '{param}': {problem}.", param=param, code="schema_too_complex")
+    return [(schema, param) for schema, param in schemas if schema is not None]
+
+
+def check_grammar_bounds(body: dict[str, Any], config: ModelConfig) -> None:
+    """For a model that builds grammars from schemas: each within what a grammar may spell
+    out, refused here before the model's worker sees the request (which checks again)."""
+    if not builds_grammars(config):
+        return
+    for schema, param in _schemas(body):
+        problem = bounds_problem(schema)
+        if problem:
+            raise InvalidRequest(f"The JSON Schema at '{param}': {problem}.", param=param, code="schema_too_complex")
 
 
 def check_embeddings(body: dict[str, Any], limits: Settings) -> None:

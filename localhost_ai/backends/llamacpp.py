@@ -175,9 +175,10 @@ class LlamaCppBackend(Backend):
         start = 0
         while start < len(prompt):
             end = start + PIECE_CHARS
-            if end < len(prompt):  # cut after a space where there is one: no token is cut then
+            if end < len(prompt):  # cut after a space, or else before a '<' (special tokens): no token is cut
                 space = max(prompt.rfind(" ", start, end), prompt.rfind("\n", start, end))
-                end = space + 1 if space > start else end
+                angle = prompt.rfind("<", start, end)
+                end = space + 1 if space > start else angle if angle > start else end
             piece = prompt[start:end].encode("utf-8")
             floor += len(self.llm.tokenize(piece, add_bos=False, special=True)) - PIECE_MARGIN
             start = end

@@ -26,17 +26,19 @@ class CapabilityRule:
     default: frozenset[str]
     embeddings: frozenset[str] | None = None  # `embeddings: true`
     rerank: frozenset[str] | None = None  # `known_usecases: [rerank]`
+    grammars: bool = False  # its chat is constrained by grammars built from tool and response schemas
 
 
-def _rule(default: set[str], embeddings: set[str] | None = None, rerank: set[str] | None = None) -> CapabilityRule:
+def _rule(default: set[str], embeddings: set[str] | None = None, rerank: set[str] | None = None,
+          grammars: bool = False) -> CapabilityRule:
     return CapabilityRule(frozenset(default), frozenset(embeddings) if embeddings else None,
-                          frozenset(rerank) if rerank else None)
+                          frozenset(rerank) if rerank else None, grammars)
 
 
 # The built-in backends; a plugin declares its own when it registers.
 TABLE: dict[str, CapabilityRule] = {
     # A llama.cpp context made for embeddings pools its output; it is not used for generation.
-    "llama-cpp": _rule({CHAT, COMPLETION, EDIT}, embeddings={EMBEDDINGS}),
+    "llama-cpp": _rule({CHAT, COMPLETION, EDIT}, embeddings={EMBEDDINGS}, grammars=True),
     "sentence-transformers": _rule({EMBEDDINGS}, rerank={RERANK}),
     "whisper": _rule({TRANSCRIPTION}),
     "faster-whisper": _rule({TRANSCRIPTION}),
@@ -57,3 +59,11 @@ def capabilities(config: "ModelConfig") -> frozenset[str]:
     if "rerank" in config.known_usecases and rule.rerank is not None:
         return rule.rerank
     return rule.default
+
+
+def builds_grammars(config: "ModelConfig") -> bool:
+    """Whether the model's chat turns schemas into grammars (its backend does, and the YAML
+    does not turn that off with `function.grammar.disable`)."""
+    rule = TABLE.get(config.backend)
+    grammar = config.function.get("grammar") if isinstance(config.function, dict) else None
+    return bool(rule and rule.grammars) and not (isinstance(grammar, dict) and grammar.get("disable"))

@@ -16,7 +16,7 @@ from localhost_ai.config import yamlfile
 from localhost_ai.config.capabilities import capabilities
 from localhost_ai.config.options import BackendOptions
 from localhost_ai.config.sampling import SAMPLING_KEYS
-from localhost_ai.config.schema import model_schema, parse_size
+from localhost_ai.config.schema import MIN_MEMORY_LIMIT, model_schema, parse_size
 from localhost_ai.config.templates import PromptTemplateError, compile_template
 from localhost_ai.config.validation import SchemaProblem, earliest, first_problem
 
@@ -186,7 +186,7 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         parameters=parameters,
         context_size=data.get("context_size"),
         threads=data.get("threads"),
-        memory_limit=parse_size(data["memory_limit"]) if data.get("memory_limit") is not None else None,
+        memory_limit=_memory_limit(path, data.get("memory_limit")),
         embeddings=bool(data.get("embeddings", False)),
         stopwords=tuple(data.get("stopwords") or ()),
         system_prompt=data.get("system_prompt"),
@@ -199,6 +199,15 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         raw=data,
         fingerprint=_fingerprint(text, _stat_key(model_path)),
     )
+
+
+def _memory_limit(path: Path, value: Any) -> int | None:
+    if value is None:
+        return None
+    limit = parse_size(value)
+    if limit < MIN_MEMORY_LIMIT:
+        raise ConfigError(path, "memory_limit", f"is {limit:,} bytes; a worker needs at least 1 MiB (write e.g. 2GiB)")
+    return limit
 
 
 def _check_function_section(path: Path, function: dict[str, Any]) -> None:

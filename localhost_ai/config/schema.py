@@ -8,7 +8,8 @@ from typing import Any
 from localhost_ai.config.sampling import MAX_TOKENS_SCHEMA, sampling_schemas
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
-SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([KMGT]i?B?)?\s*$"
+SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([KkMmGgTt][Ii]?[Bb]?)?\s*$"
+MIN_MEMORY_LIMIT = 1 << 20
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -19,8 +20,8 @@ def parse_size(value: int | str) -> int:
     match = re.match(SIZE_PATTERN, value)
     if match is None:
         raise ValueError(f"not a size: {value!r} (use e.g. 512MiB or 2GiB)")
-    number = float(value.strip().rstrip("BbIi").rstrip("KMGT").strip() or 0)
-    unit = (match.group(2) or "")[:1]
+    number = float(value.strip().rstrip("BbIi").rstrip("KkMmGgTt").strip() or 0)
+    unit = (match.group(2) or "")[:1].upper()
     return int(number * _UNITS[unit])
 _STRING_OR_STRINGS = {"anyOf": [{"type": "string"}, _STRINGS]}
 
@@ -51,7 +52,7 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
             "threads": {"type": "integer", "minimum": 1},
             # The most memory the model's worker may take (its data, not its mapped weights):
             # bytes, or a size such as 2GiB or 1.5G.
-            "memory_limit": {"anyOf": [{"type": "integer", "minimum": 1 << 20},
+            "memory_limit": {"anyOf": [{"type": "integer", "minimum": MIN_MEMORY_LIMIT},
                                        {"type": "string", "pattern": SIZE_PATTERN}]},
             "mmlock": {"type": "boolean"},
             "embeddings": {"type": "boolean"},

@@ -6,6 +6,7 @@ render stops at a time and output-size limit."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import re
 import threading
 from datetime import datetime
@@ -40,7 +41,8 @@ RENDER_SECONDS = 5.0
 # The largest number arithmetic in a template may make, in bits, and the largest string
 # or list it may repeat into.
 _MAX_BITS = 64 * 1024
-_WIDTH = re.compile(r"%[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")  # printf-style, `%(name)9s` too
+_SPEC = re.compile(r"\{[^{}]*:([^{}]*)\}")  # str.format's `{:>9}`
 
 
 def _raise_exception(message: str) -> None:
@@ -66,10 +68,41 @@ def _too_big(operator: str, left: Any, right: Any) -> bool:
             return len(left) * right > MAX_OUTPUT_CHARS
         return isinstance(left, int) and isinstance(right, int) and _bits(left) + _bits(right) > _MAX_BITS
     if operator == "%" and isinstance(left, str):
-        for match in _WIDTH.finditer(left):
-            if any(part == "*" or (part and int(part) > MAX_OUTPUT_CHARS) for part in match.groups()):
-                return True
+        return _wide_printf(left)
     return False
+
+
+def _wide_printf(text: str) -> bool:
+    return any(part == "*" or (part and int(part) > MAX_OUTPUT_CHARS)
+               for match in _WIDTH.finditer(text) for part in match.groups())
+
+
+def _wide_format(text: str) -> bool:
+    return any(int(number) > MAX_OUTPUT_CHARS for spec in _SPEC.findall(text) for number in re.findall(r"\d+", spec))
+
+
+def _check_arguments(args: tuple, kwargs: dict[str, Any]) -> None:
+    """A number past the output bound given to a filter or method (`|center(10**9)`,
+    `.ljust(10**9)`) would build a huge string in one step, which no timeout interrupts."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_OUTPUT_CHARS:
+            raise PromptTemplateError(f"the template asks for something too large ({value:,})")
+
+
+def _guarded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)  # keeps Jinja's pass_context marks
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _check_arguments(args, kwargs)
+        texts = [value for value in args if isinstance(value, str)]
+        if name == "format" and texts and _wide_printf(texts[0]):
+            raise PromptTemplateError("the template formats something too large ('format')")
+        if name == "replace" and len(texts) >= 3:
+            text, old, new = texts[:3]
+            if len(text) + (text.count(old) if old else len(text) + 1) * max(0, len(new) - len(old)) > MAX_OUTPUT_CHARS:
+                raise PromptTemplateError("the template builds something too large ('replace')")
+        return function(*args, **kwargs)
+
+    return guarded
 
 
 class _BoundedEnvironment(ImmutableSandboxedEnvironment):
@@ -84,8 +117,16 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
             raise PromptTemplateError(f"the template computes something too large ({operator!r})")
         return super().call_binop(context, operator, left, right)
 
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's names)
+        _check_arguments(args, kwargs)
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)  # the sandbox wraps str.format
+        if isinstance(owner, str) and getattr(__obj, "__name__", "") in ("format", "format_map") and _wide_format(owner):
+            raise PromptTemplateError("the template formats something too large ('format')")
+        return super().call(__context, __obj, *args, **kwargs)
+
 
 _ENV = _BoundedEnvironment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, optimized=False)
+_ENV.filters = {name: _guarded(name, function) for name, function in _ENV.filters.items()}
 _ENV.globals["raise_exception"] = _raise_exception
 _ENV.globals["strftime_now"] = _strftime_now
 
@@ -127,9 +168,9 @@ def within(seconds: float, work: Callable[[], T]) -> T:
 
     timer = threading.Timer(seconds, fire)
     timer.daemon = True
-    timer.start()
     try:
         try:
+            timer.start()  # inside: a timer that fires before start() returns is caught too
             return work()
         finally:
             with lock:

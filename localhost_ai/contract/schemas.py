@@ -4,9 +4,14 @@ their subschemas, and the one canonical form they cross the contract in."""
 from __future__ import annotations
 
 import re
-from re import _constants as sre  # type: ignore[attr-defined]
-from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any, Iterator
+
+try:  # Python 3.11 and later
+    from re import _constants as sre  # type: ignore[attr-defined]
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+except ImportError:  # Python 3.10
+    import sre_constants as sre  # type: ignore[no-redef]
+    import sre_parse  # type: ignore[no-redef]
 
 # Keywords whose values are schemas (or maps / lists of schemas) to look into.
 SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
@@ -77,6 +82,9 @@ MAX_PATTERN_SIZE = 10_000  # elements a pattern's grammar spells out, its repeti
 _COUNTS = ("minItems", "maxItems", "minLength", "maxLength")
 
 
+_REPEATS = tuple(getattr(sre, name) for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") if hasattr(sre, name))
+
+
 class _PatternTooBig(Exception):
     pass
 
@@ -84,7 +92,7 @@ class _PatternTooBig(Exception):
 def _pattern_size(items: Any) -> int:
     total = 0
     for op, arg in items:
-        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+        if op in _REPEATS:
             low, high, sub = arg
             for count in (low, high):
                 if count != sre.MAXREPEAT and count > MAX_REPETITION:

@@ -93,13 +93,13 @@ class Batcher:
         alone, so that only the one that fails alone fails."""
         try:
             return self.process([item.request for item in live])
-        except Exception as exc:
+        except BaseException as exc:  # whatever it is, each caller must hear an answer
             if len(live) == 1:
                 return [exc]
         results: list[Any] = []
         for item in live:
             try:
                 results += self.process([item.request])
-            except Exception as exc:
+            except BaseException as exc:
                 results.append(exc)
         return results

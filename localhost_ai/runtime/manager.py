@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import math
 import time
@@ -57,6 +58,13 @@ class LoadFailure:
 
     def waiting(self) -> bool:
         return time.monotonic() < self.until
+
+    def fresh_error(self) -> APIError:
+        """The same error, a new object: one raised again and again would gather every
+        request's frames in its traceback."""
+        error = copy.copy(self.error)
+        error.__traceback__ = error.__context__ = error.__cause__ = None
+        return error
 
 
 class ModelManager:
@@ -135,7 +143,7 @@ class ModelManager:
         if task is None:
             failure = self._failed.get(config.name)
             if failure is not None and failure.fingerprint == config.fingerprint and failure.waiting():
-                raise failure.error
+                raise failure.fresh_error()
             task = asyncio.create_task(self._start(config))
             self._loading[config.name] = task
             task.add_done_callback(lambda done: self._loading.pop(config.name, None) if self._loading.get(config.name) is done else None)
