@@ -18,6 +18,8 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 
+pytest_plugins = ["tests.error_bodies"]  # every error body received, for tests/test_zz_error_bodies.py
+
 TESTS = Path(__file__).parent
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
 

@@ -4,12 +4,14 @@ server well afterwards.  Bounded: a few examples per route, short generations.""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 from tests.conftest import GEMMA_FILE, GEMMA_YAML, place, start_server, stop_server
 
@@ -19,6 +21,15 @@ URL_FIELDS = ("url", "config_url", "uri")
 CHECKS = [schemathesis.checks.not_a_server_error, schemathesis.checks.status_code_conformance,
           schemathesis.checks.content_type_conformance, schemathesis.checks.response_schema_conformance,
           schemathesis.checks.response_headers_conformance]
+
+
+@schemathesis.serializer("application/json")
+def _json_with_nan(context, value) -> bytes:
+    """JSON as Python writes it, `NaN` included: what a careless client sends, and the
+    server must refuse (the default serializer will not write it at all)."""
+    if isinstance(value, bytes):
+        return value
+    return json.dumps(value, default=str).encode()  # a nested binary value as the text it stands for
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +57,45 @@ def api_schema(fuzzed):
             for field in URL_FIELDS:
                 if isinstance(body.get(field), str):
                     body[field] = f"{DEAD}/x.yaml"
-            for field in ("max_tokens", "max_completion_tokens", "max_new_tokens"):
-                if isinstance(body.get(field), int) and body[field] > 4:
-                    body[field] = 4
-            if isinstance(body.get("n"), int) and body["n"] > 2:
-                body["n"] = 2
-            if isinstance(body.get("steps"), int):
-                body["steps"] = 1
+            for field, most in (("max_tokens", 4), ("max_completion_tokens", 4), ("max_new_tokens", 4), ("n", 2),
+                                ("steps", 1)):
+                if _number(body.get(field)) and body[field] > most:
+                    body[field] = most
         return body
 
+    @schema.hook
+    def flatmap_body(context, body):
+        """Besides each body as generated: its whole numbers written as floats (`2.0`, which
+        must read as 2), a NaN in it, and a field nested past the depth limit (both 400s)."""
+        if not isinstance(body, dict):
+            return st.just(body)
+        return st.sampled_from([body, _floats(map_body(context, dict(body))), {**body, "temperature": float("nan")},
+                                {**body, "user": _nested(300)}])
+
     return schema
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _floats(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_floats(item) for item in value]
+    return value
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")

@@ -109,7 +109,8 @@ def test_nexa_txt2img_and_img2img(image_server, images_dir):
                                                   "image_path": data_url}).status_code == 200
 
 
-@pytest.mark.parametrize("path", ["../models/sd.yaml", "/etc/passwd", "../../../../etc/hostname", "missing.png"])
+@pytest.mark.parametrize("path", ["../models/sd.yaml", "/etc/passwd", "../../../../etc/hostname", "missing.png",
+                                  "a\x00b.png", "a" * 5000, "/".join(["d"] * 3000)])
 def test_image_path_outside_the_images_folder_is_refused(image_server, path):
     response = image_server.post("/v1/img2img", json={"model": "sd", "prompt": "x", "width": 64, "height": 64,
                                                       "image_path": path})
