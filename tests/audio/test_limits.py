@@ -107,6 +107,7 @@ def test_a_worker_under_a_memory_limit_fails_a_big_request_alone_and_serves_the_
         error = big.json()["error"]
         assert big.status_code == 400 and error["code"] == "memory_limit_exceeded", error
         assert "memory_limit" in error["message"]
+        print(f"\nworker data {data_size >> 20} MiB, memory_limit {limit >> 20} MiB: {error['message']}")
         after = transcribe(whisper_server, speech, "speech.wav")
         assert after.ok and sum(word in after.json()["text"].lower() for word in CONTENT_WORDS) >= 5
         assert worker(whisper_server)[0] == pid
