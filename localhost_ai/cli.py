@@ -86,7 +86,7 @@ async def _gallery_entries(settings: settings_module.Settings):
     from localhost_ai.gallery.index import Galleries
 
     galleries = Galleries(Galleries.parse_setting(settings.galleries), allow_file_uris=settings.allow_file_uris)
-    async with new_session() as session:
+    async with new_session(settings.allow_private_urls) as session:
         return await galleries.entries(session)
 
 

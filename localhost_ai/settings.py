@@ -47,6 +47,7 @@ class Settings:
     shutdown_grace: float = 10.0
     galleries: str | None = None  # JSON list of {name, url}; None: this project's own
     allow_file_uris: bool = False
+    allow_private_urls: bool = False  # gallery fetches to loopback, link-local and private addresses
     preload_models: str | None = None
     preload_models_config: Path | None = None
     max_downloads: int = 3
@@ -144,6 +145,9 @@ _OPTIONS = [
            "time running requests get to finish on SIGTERM (default 10s)"),
     Option("--galleries", "GALLERIES", str, 'JSON list of {"name", "url"} galleries (default: this project\'s own)'),
     Option("--allow-file-uris", "ALLOW_FILE_URIS", None, "let model installs read file:// URIs (off by default)"),
+    Option("--allow-private-urls", "ALLOW_PRIVATE_URLS", None,
+           "let model installs fetch from loopback, link-local and private addresses, e.g. a mirror on the LAN "
+           "(off by default)"),
     Option("--preload-models", "PRELOAD_MODELS", str, "JSON list of /models/apply bodies installed at start-up"),
     Option("--preload-models-config", "PRELOAD_MODELS_CONFIG", Path, "YAML file with a list of /models/apply bodies"),
     Option("--max-downloads", "MAX_DOWNLOADS", int, "files downloaded at once across install jobs (default 3)",

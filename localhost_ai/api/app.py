@@ -74,6 +74,7 @@ async def _gallery_jobs(app: web.Application) -> AsyncIterator[None]:
     answers 503 until they are done)."""
     settings = app[SETTINGS]
     runner = JobRunner(settings.models_path, settings.allow_file_uris, settings.max_downloads,
+                       allow_private_urls=settings.allow_private_urls,
                        on_installed=lambda name: app[REGISTRY].update(missed=True))
     app[JOBS] = runner
     try:

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from localhost_ai.api.keys import MANAGER, REGISTRY
+from localhost_ai.api.keys import MANAGER, PRELOAD, REGISTRY
 from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI, SERVER
 from localhost_ai.config import ModelConfig
@@ -63,4 +63,5 @@ async def system(request: web.Request) -> web.Response:
         ],
         "invalid": [{"file": bad.file, "field": bad.field, "error": bad.error} for bad in registry.invalid()],
         "loaded": [manager.status(name) for name in sorted(loaded)],
+        "preload_errors": request.app[PRELOAD].errors,
     })

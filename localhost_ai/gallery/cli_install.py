@@ -31,7 +31,7 @@ async def install_all(settings: Settings, models: list[str], name: str | None = 
     galleries = Galleries(Galleries.parse_setting(settings.galleries), allow_file_uris=settings.allow_file_uris)
     status = 0
     slots = asyncio.Semaphore(settings.max_downloads)
-    async with new_session() as session:
+    async with new_session(settings.allow_private_urls) as session:
         for arg in models:
             bars: dict[str, tqdm] = {}
 

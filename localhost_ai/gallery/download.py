@@ -18,7 +18,8 @@ from typing import Callable
 import aiohttp
 
 from localhost_ai.errors import APIError
-from localhost_ai.gallery.fetch import USER_AGENT
+from localhost_ai.gallery.fetch import USER_AGENT, fetch_failure
+from localhost_ai.gallery.netguard import PrivateAddressError, guarded_session
 from localhost_ai.gallery.uris import Source
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,12 @@ class ChecksumMismatch(DownloadError):
     pass
 
 
-def new_session() -> aiohttp.ClientSession:
-    """The HTTP client for gallery work: no total time limit (files are large), but a
-    connection that stalls for a minute counts as broken and is resumed."""
-    return aiohttp.ClientSession(read_bufsize=READ_BUFFER,
-                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60))
+def new_session(allow_private: bool = False) -> aiohttp.ClientSession:
+    """The HTTP client for gallery work: public addresses only unless `allow_private`
+    (gallery/netguard.py); no total time limit (files are large), but a connection that
+    stalls for a minute counts as broken and is resumed."""
+    return guarded_session(allow_private, read_bufsize=READ_BUFFER,
+                           timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60))
 
 
 def partial_path(target: Path) -> Path:
@@ -206,10 +208,12 @@ async def _fetch_with_retries(session: aiohttp.ClientSession, source: Source, pa
             last_error = "the connection closed before the file was complete"
         except aiohttp.ClientResponseError as exc:
             if not _transient(exc.status):
-                raise DownloadError(f"downloading {source.uri} failed: HTTP {exc.status} {exc.message}") from None
+                raise DownloadError(f"downloading {source.uri} failed: HTTP {exc.status}") from None
             last_error = f"HTTP {exc.status}"
+        except PrivateAddressError as exc:
+            raise fetch_failure(source.uri, exc) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
-            last_error = "it timed out" if isinstance(exc, asyncio.TimeoutError) else (str(exc) or "the connection failed")
+            last_error = "it timed out" if isinstance(exc, asyncio.TimeoutError) else "the connection failed"
     raise DownloadError(f"downloading {source.uri} failed after {RETRIES + 1} attempts: {last_error}; "
                         "the partial file is kept and a new attempt resumes it.")
 

@@ -56,7 +56,7 @@ class InstallRequest:
 
 def check_name(name: str, param: str = "name") -> str:
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
-        raise InvalidRequest(f"'{name}' is not a valid model name: use letters, digits and . _ - + @ : "
+        raise InvalidRequest("The model name is not valid: use letters, digits and . _ - + @ : "
                              "(no slashes, at most 128 characters).", param=param, code="invalid_name")
     return name
 
@@ -183,7 +183,9 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
         target_path(models_path, check_relpath(spec.filename, "files"), "files")
     problem = model_problem(config, backend_options())
     if problem is not None:
-        raise InvalidRequest(f"the config of '{name}' is invalid at '{problem.dotted or 'config'}': {problem.message}",
+        # Which field and which rule, not the value: the config may have come from anywhere.
+        raise InvalidRequest(f"the config of '{name}' is invalid at '{problem.dotted or 'config'}' "
+                             f"(it fails '{problem.error.validator}').",
                              param="overrides", code="invalid_config")
     return Plan(name=name, config=config, files=list(by_name.values()))
 

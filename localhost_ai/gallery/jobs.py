@@ -82,12 +82,13 @@ class JobRunner:
 
     def __init__(self, models_path: Path, allow_file_uris: bool, max_downloads: int = 3,
                  on_installed: Callable[[str], Awaitable[Any]] | None = None, keep_seconds: float = KEEP_FINISHED_SECONDS,
-                 keep: int = KEEP_FINISHED) -> None:
+                 keep: int = KEEP_FINISHED, allow_private_urls: bool = False) -> None:
         self.keep_seconds = keep_seconds
         self.keep = keep
         self.models_path = models_path
         self.on_installed = on_installed  # the server refreshes its table, so "completed" means servable
         self.allow_file_uris = allow_file_uris
+        self.allow_private_urls = allow_private_urls
         self.jobs: dict[str, Job] = {}
         self._slots = asyncio.Semaphore(max_downloads)
         self._session: aiohttp.ClientSession | None = None
@@ -95,7 +96,7 @@ class JobRunner:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = new_session()
+            self._session = new_session(self.allow_private_urls)
         return self._session
 
     def forget_finished(self) -> None:

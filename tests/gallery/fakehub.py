@@ -49,7 +49,8 @@ class FakeHub:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"HF_ENDPOINT": self.url, "GITHUB_RAW_ENDPOINT": self.url + "/gh"}
+        # It plays a hub the operator points the server at, on loopback: a mirror on the LAN.
+        return {"HF_ENDPOINT": self.url, "GITHUB_RAW_ENDPOINT": self.url + "/gh", "ALLOW_PRIVATE_URLS": "1"}
 
 
 def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:

@@ -1,0 +1,112 @@
+"""An install never reaches what is not its own: internal services, by name, by address or
+by redirect; and what it fetches never comes back in its errors."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import aiohttp
+import pytest
+
+from localhost_ai.gallery import netguard
+from tests.gallery.conftest import files_under, wait_job
+
+SECRET = "SECRET-NAME-FROM-INTERNAL-API"
+
+
+def internal_service(host: str = "127.0.0.1", redirect_to: str | None = None):
+    """A loopback HTTP server playing a service inside the network: it answers anything
+    with text holding a secret, or redirects there."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            if redirect_to:
+                self.send_response(302)
+                self.send_header("Location", redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = {"/bad.yaml": f"name: x\n\t{SECRET} value=42\n", "/name.yaml": f"name: '{SECRET} value=42'\n"}.get(
+                self.path, f"name: leak\nparameters:\n  model: {SECRET}.gguf\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://{host}:{server.server_address[1]}"
+
+
+@pytest.fixture
+def service():
+    server, url = internal_service()
+    yield url
+    server.shutdown()
+
+
+@pytest.mark.parametrize("form", ["{url}/config.yaml", "{localhost}/config.yaml", "{v6}/config.yaml"])
+def test_an_install_from_an_internal_address_is_refused(tmp_path, make_server, service, form):
+    port = service.rsplit(":", 1)[1]
+    config_url = form.format(url=service, localhost=f"http://localhost:{port}", v6=f"http://[::ffff:127.0.0.1]:{port}")
+    models = tmp_path / "models"
+    server = make_server(models)
+    job = wait_job(server, server.post("/models/apply", json={"config_url": config_url}).json()["uuid"])
+    assert "not public" in job["error"] and "--allow-private-urls" in job["error"]
+    assert SECRET not in job["error"] and files_under(models) == set()
+
+
+def test_nothing_fetched_comes_back_in_an_error(tmp_path, make_server, service):
+    server = make_server(tmp_path / "models", "--allow-private-urls")
+    for path, says in [("/bad.yaml", "not valid YAML (line 2"), ("/name.yaml", "model name is not valid"),
+                       ("/missing-port", "connection")]:
+        url = service + path if path != "/missing-port" else "http://127.0.0.1:9/x.yaml"
+        job = wait_job(server, server.post("/models/apply", json={"config_url": url}).json()["uuid"])
+        assert says in job["error"] and SECRET not in job["error"] and "value=42" not in job["error"], job["error"]
+
+
+async def test_every_redirect_is_checked(monkeypatch):
+    inside, inside_url = internal_service("127.0.0.2")
+    outside, outside_url = internal_service("127.0.0.1", redirect_to=inside_url + "/config.yaml")
+    monkeypatch.setattr(netguard, "is_public", lambda address: address == "127.0.0.1")  # plays the internet
+    try:
+        async with netguard.guarded_session(False) as session:
+            async with session.get(inside_url + "/direct") as response:  # the service itself: no
+                pytest.fail(f"fetched {response.status}")
+    except netguard.PrivateAddressError:
+        pass
+    try:
+        async with netguard.guarded_session(False) as session:
+            with pytest.raises(netguard.PrivateAddressError):
+                async with session.get(outside_url + "/config.yaml"):
+                    pass
+            async with netguard.guarded_session(True) as open_session:  # --allow-private-urls
+                async with open_session.get(outside_url + "/config.yaml") as response:
+                    assert SECRET in await response.text()
+    finally:
+        inside.shutdown()
+        outside.shutdown()
+
+
+@pytest.mark.parametrize(("address", "public"), [
+    ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
+    ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("::1", False), ("fe80::1", False),
+    ("fd00::1", False), ("::ffff:10.0.0.1", False), ("224.0.0.1", False), ("8.8.8.8", True),
+    ("2606:4700:4700::1111", True), ("not an address", False),
+])
+def test_public_addresses(address, public):
+    assert netguard.is_public(address) is public
+
+
+async def test_a_name_resolving_to_loopback_is_refused():
+    resolver = netguard.PublicResolver()
+    try:
+        with pytest.raises(netguard.PrivateAddressError):
+            await resolver.resolve("localhost", 80)
+    finally:
+        await resolver.close()
+    assert issubclass(netguard.PrivateAddressError, aiohttp.ClientError)
