@@ -96,6 +96,7 @@ class Registry:
         models: dict[str, ModelConfig] = {}
         invalid: list[InvalidModelFile] = []
         claimed: set[Path] = set()
+        defined: dict[str, list[ModelConfig]] = {}
 
         def reject(path: Path, field: str | None, reason: str) -> None:
             invalid.append(InvalidModelFile(path.name, field, reason))
@@ -113,11 +114,18 @@ class Registry:
                 log.exception("reading model file %s failed", path.name)
                 reject(path, None, "the file could not be read (the server's log has the details)")
                 continue
-            if config.name in models:
-                reject(path, "name", f"'{config.name}' is already defined by {models[config.name].source.name}")
-                continue
-            models[config.name] = config
+            defined.setdefault(config.name, []).append(config)
             claimed.add(config.model_path)
+
+        # Two files with one name: neither is served (the one that sorts first would take the
+        # other's model over), both are listed with the clash, until one goes.
+        for name, configs in defined.items():
+            if len(configs) == 1:
+                models[name] = configs[0]
+                continue
+            files = ", ".join(c.source.name for c in configs)
+            for config in configs:
+                reject(config.source, "name", f"'{name}' is defined by {files}: neither is served until one goes")
 
         for entry in entries:
             path = Path(entry.path)

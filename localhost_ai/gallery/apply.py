@@ -23,6 +23,7 @@ APPLY_SCHEMA = {
         "name": {"type": "string", "minLength": 1},
         "files": {"type": "array"},
         "overrides": {"type": "object"},
+        "overwrite": {"type": "boolean"},
     },
     "anyOf": [{"required": ["id"]}, {"required": ["url"]}, {"required": ["config_url"]}],
 }
@@ -48,6 +49,7 @@ async def build_request(body: Any, galleries: Galleries, session: aiohttp.Client
         name=body.get("name"),
         files=check_files(body.get("files"), "files", allow_file),
         overrides=body.get("overrides") or {},
+        overwrite=bool(body.get("overwrite")),
     )
     if body.get("id"):
         request.entry = await galleries.find(session, body["id"])

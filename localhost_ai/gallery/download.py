@@ -90,14 +90,14 @@ async def download(
     target: Path,
     sha256: str | None,
     progress: Progress,
-) -> None:
-    """Fetch `source` into `target`; raises DownloadError (partial kept for a later
-    resume) or ChecksumMismatch (nothing kept)."""
+) -> bool:
+    """Fetch `source` into `target`, True when it was written (False: it was in place);
+    raises DownloadError (partial kept for a later resume) or ChecksumMismatch (nothing kept)."""
     expected = sha256.lower() if sha256 else None
     if await asyncio.to_thread(already_installed, target, expected):
         size = target.stat().st_size
         progress(size, size)
-        return
+        return False
     target.parent.mkdir(parents=True, exist_ok=True)
     partial, meta = partial_path(target), _meta_path(target)
     identity = {"uri": source.uri, "sha256": expected}
@@ -121,6 +121,7 @@ async def download(
         )
     os.replace(partial, target)
     meta.unlink(missing_ok=True)
+    return True
 
 
 def _copy_local(path: Path, partial: Path, progress: Progress) -> str:

@@ -21,7 +21,7 @@ from localhost_ai.backends import backend_options
 from localhost_ai.config import yamlfile
 from localhost_ai.config.model_config import YAML_SUFFIXES, model_problem
 from localhost_ai.errors import InvalidRequest, NotFound
-from localhost_ai.gallery.download import Progress, download
+from localhost_ai.gallery.download import Progress, already_installed, download
 from localhost_ai.gallery.fetch import fetch_bytes, parse_yaml
 from localhost_ai.gallery.index import SAFE_NAME, Entry
 from localhost_ai.gallery.uris import resolve
@@ -48,6 +48,7 @@ class InstallRequest:
     name: str | None = None
     files: list[FileSpec] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    overwrite: bool = False  # may replace files of its own model that are there already
 
     @property
     def label(self) -> str:
@@ -93,6 +94,9 @@ def check_files(items: Any, param: str, allow_file: bool) -> list[FileSpec]:
         if not isinstance(item, dict):
             raise InvalidRequest(f"'{where}' must be an object with filename and uri.", param=where)
         check_relpath(item.get("filename"), f"{where}.filename")
+        if item["filename"].lower().endswith(YAML_SUFFIXES):  # model definitions are the install's own to write
+            raise InvalidRequest(f"'{where}.filename' may not be a model definition (.yaml or .yml).",
+                                 param=f"{where}.filename", code="invalid_filename")
         resolve(item.get("uri"), allow_file=allow_file, param=f"{where}.uri")
         sha = item.get("sha256") or None
         if sha is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha)):
@@ -187,7 +191,42 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
         raise InvalidRequest(f"the config of '{name}' is invalid at '{problem.dotted or 'config'}' "
                              f"(it fails '{problem.error.validator}').",
                              param="overrides", code="invalid_config")
-    return Plan(name=name, config=config, files=list(by_name.values()))
+    plan = Plan(name=name, config=config, files=list(by_name.values()))
+    await asyncio.to_thread(check_ownership, plan, models_path, request.overwrite)
+    return plan
+
+
+def check_ownership(plan: Plan, models_path: Path, overwrite: bool) -> None:
+    """An install writes only what is its own: never a file another model's YAML names (its
+    YAML, weights or install record), and never over a file already there, unless the
+    request says `overwrite` and the file is its own model's (or nobody's).  A file in place
+    with the checksum the install asks for is used as it is."""
+    owners: dict[str, str] = {}
+    own: tuple[Path, dict[str, Any]] | None = None
+    for other, path, data in model_files(models_path):
+        if other == plan.name:
+            own = own or (path, data)
+            continue
+        owners[path.name] = other
+        for filename in _files_of(data):
+            owners.setdefault(filename, other)
+    yaml_name = f"{plan.name}.yaml"
+    if yaml_name in owners:
+        raise InvalidRequest(f"This install would write {yaml_name}, which defines model '{owners[yaml_name]}'.",
+                             param="name", code="file_not_owned")
+    if own is not None and own[0].name == yaml_name and not own[1].get("installed_files") and not overwrite:
+        raise InvalidRequest(f"Model '{plan.name}' is defined by a file this server did not install; send "
+                             "\"overwrite\": true to replace it.", param="name", code="file_exists")
+    for spec in plan.files:
+        target = target_path(models_path, check_relpath(spec.filename, "files"), "files")
+        if already_installed(target, spec.sha256):
+            continue  # in place (with its checksum, when one is given): used as it is, not written
+        if spec.filename in owners:
+            raise InvalidRequest(f"This install would write {spec.filename}, which belongs to model "
+                                 f"'{owners[spec.filename]}'.", param="files", code="file_not_owned")
+        if target.is_file() and not overwrite:
+            raise InvalidRequest(f"{spec.filename} is already in the models folder with other content; send "
+                                 "\"overwrite\": true to replace it.", param="files", code="file_exists")
 
 
 FileProgress = Callable[[FileSpec, int, "int | None"], None]
@@ -198,20 +237,26 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
                   progress: FileProgress, slots: asyncio.Semaphore) -> Path:
     """Download every file (at most `slots` at once across jobs), then write the YAML."""
 
-    async def fetch(spec: FileSpec) -> None:
+    async def fetch(spec: FileSpec) -> bool:
         target = target_path(models_path, check_relpath(spec.filename, "files"), "files")
         report: Progress = lambda done, total: progress(spec, done, total)  # noqa: E731
         # Two jobs for one file take turns: the second finds it installed (or resumes it).
         async with _target_locks.setdefault(target, asyncio.Lock()), slots:
-            await download(session, resolve(spec.uri, allow_file=allow_file), target, spec.sha256, report)
+            return await download(session, resolve(spec.uri, allow_file=allow_file), target, spec.sha256, report)
 
+    # Files in place that an install wrote (this model's earlier one, or another's that
+    # shares them) stay in the record; a file a user put there does not enter it.
+    managed = set().union(*(_installed(data) for _, _, data in model_files(models_path)))
+    written = []
     for spec in plan.files:  # one at a time within a job, so progress reads as one file
-        await fetch(spec)
+        if await fetch(spec) or spec.filename in managed:
+            written.append(spec.filename)
     config = dict(plan.config)
-    # What delete removes: only the files this install fetched, never a list from outside.
+    # What delete removes: only the files an install of this model wrote, never a list from
+    # outside, nor a file that was in place already (a user's own weights).
     config.pop("installed_files", None)
-    if plan.files:
-        config["installed_files"] = [f.filename for f in plan.files]
+    if written:
+        config["installed_files"] = written
     yaml_path = models_path / f"{plan.name}.yaml"
     handle, temporary = tempfile.mkstemp(prefix=f".{plan.name}.", suffix=".yaml.tmp", dir=models_path)
     with os.fdopen(handle, "w") as out:
@@ -221,9 +266,9 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
     return yaml_path
 
 
-def installed_configs(models_path: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """name -> (YAML path, its data) for every readable YAML in the models folder."""
-    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+def model_files(models_path: Path) -> list[tuple[str, Path, dict[str, Any]]]:
+    """(name, YAML path, its data) for every readable YAML in the models folder."""
+    found: list[tuple[str, Path, dict[str, Any]]] = []
     if not models_path.is_dir():
         return found
     for path in sorted(models_path.iterdir()):
@@ -234,20 +279,35 @@ def installed_configs(models_path: Path) -> dict[str, tuple[Path, dict[str, Any]
         except (OSError, yaml.YAMLError):
             continue
         if isinstance(data, dict):
-            found.setdefault(str(data.get("name") or path.stem), (path, data))
+            found.append((str(data.get("name") or path.stem), path, data))
     return found
 
 
+def installed_configs(models_path: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """name -> (YAML path, its data), the first file for each name."""
+    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for name, path, data in model_files(models_path):
+        found.setdefault(name, (path, data))
+    return found
+
+
+def _installed(data: dict[str, Any]) -> set[str]:
+    """The install record: the files an install of this model wrote."""
+    return {str(f) for f in data.get("installed_files") or [] if isinstance(f, str)}
+
+
 def _files_of(data: dict[str, Any]) -> set[str]:
-    names = {str(f) for f in data.get("installed_files") or [] if isinstance(f, str)}
-    model = (data.get("parameters") or {}).get("model")
+    """Every file a model's YAML names: its record, and its weights."""
+    names = _installed(data)
+    model = (data.get("parameters") or {}).get("model") if isinstance(data.get("parameters"), dict) else None
     if isinstance(model, str):
         names.add(model)
     return names
 
 
 def delete_model(models_path: Path, name: str) -> list[str]:
-    """Remove the model's YAML and the files that no other model uses; return what went."""
+    """Remove the model's YAML, and of the files its install wrote, those no other model
+    uses; a file the install did not write (a user's own weights) stays.  Return what went."""
     configs = installed_configs(models_path)
     if name not in configs:
         raise NotFound(f"No installed model is named '{name}'.", param="name", code="model_not_found")
@@ -255,7 +315,7 @@ def delete_model(models_path: Path, name: str) -> list[str]:
     still_used = set().union(*(_files_of(d) for _, d in configs.values())) if configs else set()
     removed = [yaml_path.name]
     yaml_path.unlink()
-    for filename in sorted(_files_of(data) - still_used):
+    for filename in sorted(_installed(data) - still_used):
         try:
             target = target_path(models_path, check_relpath(filename, "files"), "files")
         except InvalidRequest:

@@ -110,3 +110,74 @@ async def test_a_name_resolving_to_loopback_is_refused():
     finally:
         await resolver.close()
     assert issubclass(netguard.PrivateAddressError, aiohttp.ClientError)
+
+
+# -- ownership -----------------------------------------------------------------------------
+
+VICTIM = "name: victim\nbackend: llama-cpp\nparameters:\n  model: victim.gguf\n"
+
+
+def _folder_with_a_victim(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "victim.yaml").write_text(VICTIM)
+    (models / "victim.gguf").write_bytes(b"the victim's weights")
+    (models / "mine.gguf").write_bytes(b"a user's own weights")
+    return models
+
+
+def _snapshot(models):
+    return {path.name: path.read_bytes() for path in models.iterdir()}
+
+
+def test_an_install_never_writes_what_is_not_its_own(tmp_path, hub, make_server):
+    from tests.gallery.conftest import sha
+
+    models = _folder_with_a_victim(tmp_path)
+    (models / "squat.yaml").write_text("name: real\nbackend: llama-cpp\nparameters:\n  model: victim.gguf\n")
+    server = make_server(models, env=hub.env)
+    before = _snapshot(models)
+    evil = b"attacker's bytes"
+    config = hub.github("acme/defs", "evil.yaml", "name: evil\nparameters:\n  model: evil.gguf\n")
+    uri = hub.hf("acme/evil", "x.bin", evil)
+    refused_at_once = server.post("/models/apply", json={"config_url": config, "files": [
+        {"filename": "victim.yaml", "uri": uri, "sha256": sha(evil)}]})
+    assert refused_at_once.status_code == 400 and refused_at_once.json()["error"]["param"] == "files[0].filename"
+    for filename, says in [("victim.gguf", "belongs to model"), ("mine.gguf", "overwrite")]:
+        job = wait_job(server, server.post("/models/apply", json={"config_url": config, "files": [
+            {"filename": filename, "uri": uri, "sha256": sha(evil)}]}).json()["uuid"])
+        assert says in job["error"], job
+    for name, says in [("victim", "did not install"), ("squat", "defines model 'real'")]:  # a user's YAMLs
+        job = wait_job(server, server.post("/models/apply", json={"config_url": config, "name": name}).json()["uuid"])
+        assert job["error"] and says in job["error"], job
+    assert _snapshot(models) == before
+    job = wait_job(server, server.post("/models/apply", json={"config_url": config, "overwrite": True, "files": [
+        {"filename": "mine.gguf", "uri": uri, "sha256": sha(evil)}]}).json()["uuid"])
+    assert job["error"] is None and (models / "mine.gguf").read_bytes() == evil  # asked for, and nobody's
+
+
+def test_delete_leaves_a_file_the_install_did_not_write(tmp_path, hub, make_server):
+    models = _folder_with_a_victim(tmp_path)
+    server = make_server(models, env=hub.env)
+    config = hub.github("acme/defs", "uses.yaml", "name: uses\nparameters:\n  model: mine.gguf\n")
+    uri = hub.hf("acme/any", "mine.gguf", b"other bytes")
+    job = wait_job(server, server.post("/models/apply", json={"config_url": config, "files": [
+        {"filename": "mine.gguf", "uri": uri}]}).json()["uuid"])  # no checksum: the file in place is used
+    assert job["error"] is None
+    assert server.post("/models/delete/uses").json()["removed_files"] == ["uses.yaml"]
+    assert (models / "mine.gguf").read_bytes() == b"a user's own weights"
+
+
+def test_two_files_with_one_name_are_both_left_out(tmp_path, make_server):
+    from tests.inprocess import PLUGINS, fake_models
+
+    models = fake_models(tmp_path / "models")
+    (models / "another.yaml").write_text("name: fake\nbackend: test-fake\nparameters:\n  model: fake.bin\n")
+    server = make_server(models, env={"PYTHONPATH": PLUGINS, "LOCALHOST_AI_BACKENDS": "fake_backend"})
+    invalid = {bad["file"]: bad["error"] for bad in server.get("/system").json()["invalid"]}
+    assert set(invalid) == {"another.yaml", "fake.yaml"} and "neither is served" in invalid["fake.yaml"]
+    assert server.post("/v1/chat/completions", json={"model": "fake", "messages": [
+        {"role": "user", "content": "hi"}]}).status_code == 404
+    (models / "another.yaml").unlink()
+    server.wait_for(lambda: server.post("/v1/chat/completions", json={"model": "fake", "messages": [
+        {"role": "user", "content": "hi"}]}).status_code == 200)
