@@ -51,6 +51,7 @@ class Settings:
     preload_models: str | None = None
     preload_models_config: Path | None = None
     max_downloads: int = 3
+    max_download_size: int | None = None  # bytes of one downloaded file; None: the disk's free space
     generated_images_path: Path = Path("./generated-images")
     generated_images_max_age: float = 3600.0
     images_path: Path | None = None  # where Nexa's image_path may read from; None: data URLs only
@@ -77,6 +78,12 @@ def parse_duration(value: str) -> float:
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative: {value!r}")
     return seconds
+
+
+def _size(text: str) -> int:
+    from localhost_ai.config.schema import parse_size
+
+    return parse_size(text.strip())
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -150,6 +157,8 @@ _OPTIONS = [
            "(off by default)"),
     Option("--preload-models", "PRELOAD_MODELS", str, "JSON list of /models/apply bodies installed at start-up"),
     Option("--preload-models-config", "PRELOAD_MODELS_CONFIG", Path, "YAML file with a list of /models/apply bodies"),
+    Option("--max-download-size", "MAX_DOWNLOAD_SIZE", lambda text: _size(text),
+           "largest file a model install may download, e.g. 20GiB (default: what the disk has free)"),
     Option("--max-downloads", "MAX_DOWNLOADS", int, "files downloaded at once across install jobs (default 3)",
            minimum=1),
     Option("--generated-images-path", "GENERATED_IMAGES_PATH", Path,

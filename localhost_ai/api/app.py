@@ -74,7 +74,7 @@ async def _gallery_jobs(app: web.Application) -> AsyncIterator[None]:
     answers 503 until they are done)."""
     settings = app[SETTINGS]
     runner = JobRunner(settings.models_path, settings.allow_file_uris, settings.max_downloads,
-                       allow_private_urls=settings.allow_private_urls,
+                       allow_private_urls=settings.allow_private_urls, max_file_size=settings.max_download_size,
                        on_installed=lambda name: app[REGISTRY].update(missed=True))
     app[JOBS] = runner
     try:

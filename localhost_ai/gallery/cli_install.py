@@ -46,7 +46,8 @@ async def install_all(settings: Settings, models: list[str], name: str | None = 
             try:
                 request = await build_request(_body(arg, name), galleries, session, settings.allow_file_uris)
                 plan = await make_plan(session, request, settings.models_path, settings.allow_file_uris)
-                path = await execute(session, plan, settings.models_path, settings.allow_file_uris, progress, slots)
+                path = await execute(session, plan, settings.models_path, settings.allow_file_uris, progress, slots,
+                                     max_file_size=settings.max_download_size)
             except APIError as exc:
                 print(f"localhost-ai: {arg}: {exc.message}", file=sys.stderr)
                 status = 1

@@ -5,6 +5,7 @@ into place only when complete and verified."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
@@ -13,7 +14,7 @@ import shutil
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import aiohttp
 
@@ -38,6 +39,31 @@ class DownloadError(APIError):
 
 class ChecksumMismatch(DownloadError):
     pass
+
+
+class TooLarge(DownloadError):
+    """A file larger than --max-download-size, or than the disk's free space."""
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def open_no_follow(path: Path, mode: str) -> Any:
+    """`open`, refusing a symlink at `path` (a partial file is never one someone put there)."""
+    flags = {"w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+             "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND}[mode]
+    return os.fdopen(os.open(path, flags | os.O_NOFOLLOW, 0o644), mode)
+
+
+def check_room(target: Path, needed: int, max_size: int | None) -> None:
+    """Before a byte is written: within --max-download-size, and within the disk's free space."""
+    if max_size is not None and needed > max_size:
+        raise TooLarge(f"{target.name} is {needed:,} bytes, over this server's --max-download-size of {max_size:,}.",
+                       code="file_too_large")
+    free = shutil.disk_usage(target.parent).free
+    if needed > free:
+        raise TooLarge(f"{target.name} needs {needed:,} bytes and the disk holding the models folder has {free:,} "
+                       "free.", code="disk_full")
 
 
 def new_session(allow_private: bool = False) -> aiohttp.ClientSession:
@@ -90,9 +116,11 @@ async def download(
     target: Path,
     sha256: str | None,
     progress: Progress,
+    max_size: int | None = None,
 ) -> bool:
     """Fetch `source` into `target`, True when it was written (False: it was in place);
-    raises DownloadError (partial kept for a later resume) or ChecksumMismatch (nothing kept)."""
+    raises DownloadError (partial kept for a later resume, except when the disk is full or
+    the file too large) or ChecksumMismatch (nothing kept)."""
     expected = sha256.lower() if sha256 else None
     if await asyncio.to_thread(already_installed, target, expected):
         size = target.stat().st_size
@@ -100,18 +128,32 @@ async def download(
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     partial, meta = partial_path(target), _meta_path(target)
+    for path in (partial, meta):
+        if path.is_symlink():  # not ours: the link goes, whatever it points at stays
+            path.unlink()
     identity = {"uri": source.uri, "sha256": expected}
     try:
         if json.loads(meta.read_text()) != identity:
             remove_partial(target)  # a leftover of some other download
     except (OSError, ValueError):
         remove_partial(target)
-    meta.write_text(json.dumps(identity))
-
-    if source.path is not None:
-        actual = await asyncio.to_thread(_copy_local, source.path, partial, progress)
-    else:
-        actual = await _fetch_with_retries(session, source, partial, progress, verify=expected is not None)
+    try:
+        with open_no_follow(meta, "w") as handle:
+            handle.write(json.dumps(identity))
+        if source.path is not None:
+            actual = await asyncio.to_thread(_copy_local, source.path, partial, progress)
+        else:
+            actual = await _fetch_with_retries(session, source, partial, progress, verify=expected is not None,
+                                               max_size=max_size)
+    except TooLarge:
+        remove_partial(target)
+        raise
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        remove_partial(target)  # so that the next install starts with the space back
+        raise DownloadError(f"{target.name}: the disk holding the models folder is full; the partial file was "
+                            "removed.", code="disk_full") from None
 
     if expected is not None and actual != expected:
         remove_partial(target)
@@ -129,13 +171,16 @@ def _copy_local(path: Path, partial: Path, progress: Progress) -> str:
     try:
         total = path.stat().st_size
         done = 0
-        with path.open("rb") as src, partial.open("wb") as dst:
+        check_room(partial, total, None)
+        with path.open("rb") as src, open_no_follow(partial, "wb") as dst:
             while block := src.read(CHUNK):
                 dst.write(block)
                 digest.update(block)
                 done += len(block)
                 progress(done, total)
     except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise
         raise DownloadError(f"cannot copy {path}: {exc.strerror}") from None
     shutil.copystat(path, partial)
     return digest.hexdigest()
@@ -148,7 +193,7 @@ class _Writer:
     right after it."""
 
     def __init__(self, path: Path, append: bool, digest: "hashlib._Hash | None") -> None:
-        self.handle = path.open("ab" if append else "wb")
+        self.handle = open_no_follow(path, "ab" if append else "wb")
         self.digest = digest
         self.blocks: list[bytes] = []
         self.buffered = 0
@@ -193,7 +238,7 @@ def _transient(status: int) -> bool:
 
 
 async def _fetch_with_retries(session: aiohttp.ClientSession, source: Source, partial: Path, progress: Progress,
-                              verify: bool) -> str | None:
+                              verify: bool, max_size: int | None = None) -> str | None:
     """Fetch until complete; with `verify`, return the sha256 of the whole file, computed
     while the bytes arrive (a resumed file's first part is read back once)."""
     digest = [await asyncio.to_thread(_digest_of, partial) if verify else None]
@@ -204,7 +249,7 @@ async def _fetch_with_retries(session: aiohttp.ClientSession, source: Source, pa
             log.info("download %s: retrying in %.1fs (%s)", source.uri, delay, last_error)
             await asyncio.sleep(delay)
         try:
-            if await _fetch_once(session, source, partial, progress, digest):
+            if await _fetch_once(session, source, partial, progress, digest, max_size):
                 return digest[0].hexdigest() if digest[0] is not None else None
             last_error = "the connection closed before the file was complete"
         except aiohttp.ClientResponseError as exc:
@@ -220,7 +265,7 @@ async def _fetch_with_retries(session: aiohttp.ClientSession, source: Source, pa
 
 
 async def _fetch_once(session: aiohttp.ClientSession, source: Source, partial: Path, progress: Progress,
-                      digest: list) -> bool:
+                      digest: list, max_size: int | None = None) -> bool:
     """One request, resuming from what `partial` holds.  True when the file is complete.
     `digest[0]` always covers exactly the bytes written to `partial`."""
     have = partial.stat().st_size if partial.exists() else 0
@@ -238,12 +283,17 @@ async def _fetch_once(session: aiohttp.ClientSession, source: Source, partial: P
             digest[0] = hashlib.sha256() if digest[0] is not None else None
         length = response.content_length
         total = have + length if length is not None else None
+        if length is not None:
+            check_room(partial, length, None if max_size is None else max_size - have)
         received = have
         progress(received, total)
         with _Writer(partial, append=bool(have), digest=digest[0]) as writer:
             async for block in response.content.iter_any():
                 writer.add(block)
                 received += len(block)
+                if max_size is not None and received > max_size:  # no length, or one that lied
+                    raise TooLarge(f"{partial.name[:-len('.partial')]} is over this server's --max-download-size of "
+                                   f"{max_size:,} bytes.", code="file_too_large")
                 if writer.buffered >= CHUNK:
                     await writer.flush()
                 progress(received, total)

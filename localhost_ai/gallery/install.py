@@ -234,15 +234,25 @@ _target_locks: dict[Path, asyncio.Lock] = {}
 
 
 async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path, allow_file: bool,
-                  progress: FileProgress, slots: asyncio.Semaphore) -> Path:
-    """Download every file (at most `slots` at once across jobs), then write the YAML."""
+                  progress: FileProgress, slots: asyncio.Semaphore, held: set[Path] | None = None,
+                  max_file_size: int | None = None) -> Path:
+    """Download every file (at most `slots` at once across jobs), then write the YAML.
+    `held`: the targets whose lock this install holds while it downloads them, the only
+    partial files its cancellation may remove (a duplicate job waiting for the lock owns
+    none of them)."""
 
     async def fetch(spec: FileSpec) -> bool:
         target = target_path(models_path, check_relpath(spec.filename, "files"), "files")
         report: Progress = lambda done, total: progress(spec, done, total)  # noqa: E731
         # Two jobs for one file take turns: the second finds it installed (or resumes it).
         async with _target_locks.setdefault(target, asyncio.Lock()), slots:
-            return await download(session, resolve(spec.uri, allow_file=allow_file), target, spec.sha256, report)
+            if held is not None:
+                held.add(target)
+            wrote = await download(session, resolve(spec.uri, allow_file=allow_file), target, spec.sha256, report,
+                                   max_file_size)
+            if held is not None:
+                held.discard(target)
+            return wrote
 
     # Files in place that an install wrote (this model's earlier one, or another's that
     # shares them) stay in the record; a file a user put there does not enter it.

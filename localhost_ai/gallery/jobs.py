@@ -14,7 +14,7 @@ import aiohttp
 
 from localhost_ai.errors import APIError
 from localhost_ai.gallery.download import new_session, remove_partial
-from localhost_ai.gallery.install import FileSpec, InstallRequest, Plan, check_relpath, execute, make_plan, target_path
+from localhost_ai.gallery.install import FileSpec, InstallRequest, Plan, execute, make_plan
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class Job:
     finished: float | None = None  # time.monotonic() when it was processed
     task: asyncio.Task | None = field(default=None, repr=False)
     plan: Plan | None = field(default=None, repr=False)
+    held: set[Path] = field(default_factory=set, repr=False)  # targets it is downloading, their lock held
     _sizes: dict[str, tuple[int, int | None]] = field(default_factory=dict, repr=False)
 
     @property
@@ -82,13 +83,14 @@ class JobRunner:
 
     def __init__(self, models_path: Path, allow_file_uris: bool, max_downloads: int = 3,
                  on_installed: Callable[[str], Awaitable[Any]] | None = None, keep_seconds: float = KEEP_FINISHED_SECONDS,
-                 keep: int = KEEP_FINISHED, allow_private_urls: bool = False) -> None:
+                 keep: int = KEEP_FINISHED, allow_private_urls: bool = False, max_file_size: int | None = None) -> None:
         self.keep_seconds = keep_seconds
         self.keep = keep
         self.models_path = models_path
         self.on_installed = on_installed  # the server refreshes its table, so "completed" means servable
         self.allow_file_uris = allow_file_uris
         self.allow_private_urls = allow_private_urls
+        self.max_file_size = max_file_size
         self.jobs: dict[str, Job] = {}
         self._slots = asyncio.Semaphore(max_downloads)
         self._session: aiohttp.ClientSession | None = None
@@ -119,7 +121,8 @@ class JobRunner:
             job.message = "resolving"
             job.plan = await make_plan(self.session(), request, self.models_path, self.allow_file_uris)
             job.label = request.entry.id if request.entry else job.plan.name
-            await execute(self.session(), job.plan, self.models_path, self.allow_file_uris, job.on_progress, self._slots)
+            await execute(self.session(), job.plan, self.models_path, self.allow_file_uris, job.on_progress, self._slots,
+                          job.held, self.max_file_size)
         except asyncio.CancelledError:
             job.cancelled, job.message = True, "cancelled"
             if self._closing:  # shutting down: keep partial files so the next run resumes them
@@ -144,11 +147,11 @@ class JobRunner:
             job.finished = time.monotonic()
 
     def _remove_partials(self, job: Job) -> None:
-        for spec in job.plan.files if job.plan else []:
-            try:
-                remove_partial(target_path(self.models_path, check_relpath(spec.filename, "files"), "files"))
-            except APIError:
-                pass
+        """Only the partial files this job was writing: one waiting for another job's file
+        owns nothing of it (before, cancelling it removed the running job's partial)."""
+        for target in list(job.held):
+            remove_partial(target)
+        job.held.clear()
 
     async def cancel(self, uuid: str) -> Job | None:
         job = self.jobs.get(uuid)

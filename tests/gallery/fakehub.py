@@ -18,6 +18,7 @@ class Behaviour:
     cut_after: int | None = None  # the first response closes the connection after this many bytes
     fail_times: int = 0         # answer 503 this many times first
     ignore_range: bool = False
+    no_length: bool = False     # no Content-Length: the body ends when the connection closes
 
 
 @dataclass
@@ -88,7 +89,11 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             else:
                 self.send_response(200)
-            self.send_header("Content-Length", str(len(data) - start))
+            if behaviour.no_length:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(data) - start))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
             limit = len(data)

@@ -181,3 +181,86 @@ def test_two_files_with_one_name_are_both_left_out(tmp_path, make_server):
     (models / "another.yaml").unlink()
     server.wait_for(lambda: server.post("/v1/chat/completions", json={"model": "fake", "messages": [
         {"role": "user", "content": "hi"}]}).status_code == 200)
+
+
+# -- partial files -------------------------------------------------------------------------
+
+def test_cancelling_a_waiting_duplicate_leaves_the_running_job_alone(tmp_path, hub, make_server):
+    from tests.gallery.conftest import blob, sha
+
+    data = blob(400_000, seed=3)
+    uri = hub.hf("acme/slow", "slow.gguf", data, delay=0.05, chunk=16 * 1024)
+    body = {"config_url": hub.github("acme/defs", "slow.yaml", "name: slow\nparameters:\n  model: slow.gguf\n"),
+            "files": [{"filename": "slow.gguf", "uri": uri, "sha256": sha(data)}]}
+    models = tmp_path / "models"
+    server = make_server(models, env=hub.env)
+    running = server.post("/models/apply", json=body).json()["uuid"]
+    server.wait_for(lambda: server.get(f"/models/jobs/{running}").json()["downloaded_size"] > 0)
+    waiting = server.post("/models/apply", json=body).json()["uuid"]
+    assert server.post(f"/models/jobs/{waiting}/cancel").status_code == 200
+    assert wait_job(server, waiting)["cancelled"]
+    job = wait_job(server, running)
+    assert job["error"] is None, job
+    assert (models / "slow.gguf").read_bytes() == data and not list(models.glob("*.partial*"))
+
+
+def test_a_partial_file_that_is_a_link_is_not_followed(tmp_path, hub, make_server):
+    from tests.gallery.conftest import sha
+
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not the server's to write")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "linked.gguf.partial").symlink_to(outside)
+    data = b"weights" * 1000
+    body = {"config_url": hub.github("acme/defs", "linked.yaml", "name: linked\nparameters:\n  model: linked.gguf\n"),
+            "files": [{"filename": "linked.gguf", "uri": hub.hf("acme/l", "linked.gguf", data), "sha256": sha(data)}]}
+    server = make_server(models, env=hub.env)
+    assert wait_job(server, server.post("/models/apply", json=body).json()["uuid"])["error"] is None
+    assert outside.read_bytes() == b"not the server's to write" and (models / "linked.gguf").read_bytes() == data
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A models folder on a 1 MiB tmpfs: a full disk for real."""
+    import subprocess
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root: " + mounted.stderr.decode(errors="replace").strip())
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.mark.parametrize("length_known", [True, False])
+def test_a_full_disk_leaves_no_partial_and_the_next_install_works(small_disk, hub, make_server, length_known):
+    from tests.gallery.conftest import blob, sha
+
+    big, small = blob(2_000_000, seed=4), blob(100_000, seed=5)
+    server = make_server(small_disk, env=hub.env)
+    body = {"config_url": hub.github("acme/defs", "big.yaml", "name: big\nparameters:\n  model: big.gguf\n"),
+            "files": [{"filename": "big.gguf", "uri": hub.hf("acme/b", "big.gguf", big, no_length=not length_known),
+                       "sha256": sha(big)}]}
+    job = wait_job(server, server.post("/models/apply", json=body).json()["uuid"])
+    assert job["error"] and ("free" in job["error"] if length_known else "full" in job["error"]), job
+    assert sorted(p.name for p in small_disk.iterdir()) == []
+    body = {"config_url": hub.github("acme/defs", "small.yaml", "name: small\nparameters:\n  model: small.gguf\n"),
+            "files": [{"filename": "small.gguf", "uri": hub.hf("acme/s", "small.gguf", small), "sha256": sha(small)}]}
+    assert wait_job(server, server.post("/models/apply", json=body).json()["uuid"])["error"] is None
+    assert (small_disk / "small.gguf").read_bytes() == small
+
+
+def test_max_download_size(tmp_path, hub, make_server):
+    from tests.gallery.conftest import blob
+
+    data = blob(300_000, seed=6)
+    server = make_server(tmp_path / "models", "--max-download-size", "100KiB", env=hub.env)
+    for no_length in (False, True):
+        body = {"config_url": hub.github("acme/defs", "m.yaml", "name: m\nparameters:\n  model: m.gguf\n"),
+                "files": [{"filename": "m.gguf", "uri": hub.hf("acme/m", f"m{no_length}.gguf", data,
+                                                               no_length=no_length)}]}
+        job = wait_job(server, server.post("/models/apply", json=body).json()["uuid"])
+        assert "--max-download-size" in job["error"], job
+        assert not list((tmp_path / "models").glob("*.partial*"))
