@@ -30,7 +30,10 @@ async def _serve(settings: settings_module.Settings) -> None:
 
     app = create_app(settings)
     registry = app[REGISTRY]
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace)
+    # lingering_time: after an answer to a body not read whole (a 408, a 413), the rest is
+    # read and dropped for at most 2 s, then the connection closes (aiohttp's default is 10 s).
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace,
+                           lingering_time=2.0)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
@@ -49,6 +52,13 @@ async def _serve(settings: settings_module.Settings) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace, settings: settings_module.Settings) -> int:
+    from localhost_ai.api.middlewares import is_loopback
+
+    if not is_loopback(settings.host) and not settings.api_keys and not settings.insecure_no_key:
+        print(f"localhost-ai: serving on {settings.host}, beyond loopback, needs --api-keys (API_KEY): without one "
+              "anyone who reaches the address can use and change this server. Give --insecure-no-key "
+              "(INSECURE_NO_KEY=true) to serve it anyway.", file=sys.stderr)
+        return 2
     if args.demo:
         from localhost_ai.demo import install_demo
 

@@ -25,10 +25,12 @@ class Settings:
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     context_size: int = 2048
     api_keys: list[str] = field(default_factory=list)
+    insecure_no_key: bool = False  # serve beyond loopback without a key
     cors: bool = False
-    cors_allow_origins: list[str] = field(default_factory=lambda: ["*"])
+    cors_allow_origins: list[str] = field(default_factory=lambda: ["*"])  # the CLI asks for them with --cors
     allowed_hosts: list[str] = field(default_factory=list)  # Host names served besides loopback ones
     upload_limit_mb: int = 15
+    read_timeout: float = 60.0  # seconds a request body may take to arrive
     # Cheap limits checked before a body is validated, templated or tokenized (api/limits.py).
     max_messages: int = 2048
     max_content_parts: int = 4096
@@ -121,12 +123,17 @@ _OPTIONS = [
            minimum=1),
     Option("--api-keys", "API_KEY", _split_csv, "comma-separated keys; when set, every API call needs one"),
     Option("--cors", "CORS", None, "answer CORS preflights and add CORS headers"),
-    Option("--cors-allow-origins", "CORS_ALLOW_ORIGINS", _split_csv, "comma-separated origins for CORS (default *)"),
+    Option("--cors-allow-origins", "CORS_ALLOW_ORIGINS", _split_csv,
+           "comma-separated web origins CORS allows, or *; required with --cors"),
+    Option("--insecure-no-key", "INSECURE_NO_KEY", None,
+           "serve on an address beyond loopback without --api-keys (anyone who reaches it may use it)"),
     Option("--allowed-hosts", "ALLOWED_HOSTS", _split_csv,
            "comma-separated Host names the server answers besides loopback ones; * for any "
            "(default: loopback names only when listening on loopback, any otherwise)"),
     Option("--upload-limit", "UPLOAD_LIMIT", int, "largest request body in MB (default 15)", field="upload_limit_mb",
            minimum=1),
+    Option("--read-timeout", "READ_TIMEOUT", parse_duration,
+           "time a request body may take to arrive, e.g. 30s (default 1m)", minimum=0.001),
     Option("--max-messages", "MAX_MESSAGES", int, "messages one chat request may hold (default 2048)", minimum=1),
     Option("--max-content-parts", "MAX_CONTENT_PARTS", int, "content parts across one chat's messages (default 4096)",
            minimum=1),
@@ -211,4 +218,14 @@ def from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -
             setattr(settings, option.field or option.dest, value)
     settings.models_path = settings.models_path.expanduser().resolve()
     settings.generated_images_path = settings.generated_images_path.expanduser().resolve()
+    origins_given = args_or_env(args, environ, "--cors-allow-origins")
+    if settings.cors and not origins_given:
+        raise ValueError("--cors needs --cors-allow-origins (CORS_ALLOW_ORIGINS): the web origins that may call this "
+                         "server, comma-separated, or * for any (then any web page can use it).")
     return settings
+
+
+def args_or_env(args: argparse.Namespace, environ: dict[str, str], flag: str) -> bool:
+    """Whether a setting was given, by flag or environment, rather than left to its default."""
+    option = next(o for o in _OPTIONS if o.flag == flag)
+    return getattr(args, option.dest, None) is not None or environ.get(option.env, "") != ""

@@ -133,7 +133,7 @@ def start_server(models_path: Path, log_dir: Path, *args: str, env: dict[str, st
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    for name in ("API_KEY", "MODELS_PATH", "ADDRESS", "CORS"):
+    for name in ("API_KEY", "MODELS_PATH", "ADDRESS", "CORS", "CORS_ALLOW_ORIGINS", "ALLOW_PRIVATE_URLS", "INSECURE_NO_KEY"):
         if env is None or name not in env:
             full_env.pop(name, None)
     with log_path.open("wb") as log_file:

@@ -26,7 +26,7 @@ def test_defaults():
 def test_environment_names_of_localai():
     settings = settings_for([], {
         "MODELS_PATH": "/srv/models", "ADDRESS": ":9090", "THREADS": "3", "CONTEXT_SIZE": "4096",
-        "API_KEY": "a, b", "CORS": "true", "UPLOAD_LIMIT": "2",
+        "API_KEY": "a, b", "CORS": "true", "CORS_ALLOW_ORIGINS": "*", "UPLOAD_LIMIT": "2",
     })
     assert settings.models_path == Path("/srv/models")
     assert (settings.host, settings.port) == ("0.0.0.0", 9090)

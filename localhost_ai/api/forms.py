@@ -9,6 +9,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from localhost_ai.api.keys import SETTINGS
+from localhost_ai.api.validation import in_time
 from localhost_ai.errors import InvalidRequest, PayloadTooLarge
 
 
@@ -21,7 +22,12 @@ class Form:
 
 async def read_form(request: web.Request, file_param: str, what: str, file_fields: tuple[str, ...] = ()) -> Form:
     """The form's parts; a part is a file when it has a file name or is one of `file_fields`
-    (`name[]` is read as `name`).  `file_param` and `what` name the upload in errors."""
+    (`name[]` is read as `name`).  `file_param` and `what` name the upload in errors.  Read
+    within --read-timeout."""
+    return await in_time(request, _read_form(request, file_param, what, file_fields))
+
+
+async def _read_form(request: web.Request, file_param: str, what: str, file_fields: tuple[str, ...]) -> Form:
     if not request.content_type.startswith("multipart/"):
         raise InvalidRequest(f"Send the {what} as multipart/form-data with a '{file_param}' field.", param=file_param,
                              code="invalid_content_type")

@@ -8,6 +8,7 @@ from aiohttp import web
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, SETTINGS
 from localhost_ai.api import openapi
 from localhost_ai.api.routes import GALLERY
+from localhost_ai.api.middlewares import own_url
 from localhost_ai.api.validation import read_json
 from localhost_ai.errors import NotFound
 from localhost_ai.gallery.apply import APPLY_SCHEMA, build_request
@@ -28,7 +29,7 @@ async def apply(request: web.Request) -> web.Response:
     runner = request.app[JOBS]
     install = await build_request(body, request.app[GALLERIES], runner.session(), runner.allow_file_uris)
     job = runner.submit(install)
-    status = str(request.url.origin().join(request.app.router["job"].url_for(uuid=job.uuid)))
+    status = own_url(request, str(request.app.router["job"].url_for(uuid=job.uuid)))
     return web.json_response({"uuid": job.uuid, "status": status})
 
 

@@ -78,6 +78,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status >= 500:
             log.error("[%s] %s %s -> %d %s", request_id, request.method, request.path, exc.status, exc.message)
         response = error_response(exc)
+        if exc.status == 408:  # the rest of a stalled body is not waited for
+            response.force_close()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -131,6 +133,21 @@ def host_middleware(settings: Settings) -> Callable:
         return await handler(request)
 
     return middleware
+
+
+def own_url(request: web.Request, path: str) -> str:
+    """A URL of this server for a response: from the Host the request named only when that
+    name was checked (a loopback name, or one of --allowed-hosts); otherwise from the address
+    the server was told to serve (a Host header is the client's to write: a job's status
+    URL must not point a poller elsewhere)."""
+    settings: Settings = request.app[SETTINGS]
+    name = (_host_name(request) or "").lower().rstrip(".")
+    allowed = {host.lower().rstrip(".") for host in settings.allowed_hosts}
+    if name and (is_loopback(name) or name in allowed) and "*" not in allowed:
+        return str(request.url.origin().join(URL(path)))
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{request.scheme}://{host}:{settings.port}{path}"
 
 
 def _cross_site_write(request: web.Request, allowed_origin: str | None) -> bool:

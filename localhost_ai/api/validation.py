@@ -7,7 +7,7 @@ import asyncio
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from aiohttp import web
 
@@ -15,8 +15,10 @@ from localhost_ai.api.bodies import Limits, parse
 from localhost_ai.api.keys import SETTINGS
 from localhost_ai.config.sampling import SAMPLING_KEYS
 from localhost_ai.contract.generate import Generation, Sampling
-from localhost_ai.errors import BackendError
+from localhost_ai.errors import APIError, BackendError
 
+
+T = TypeVar("T")
 
 # Bodies larger than this are parsed and checked in a process of their own, so the event
 # loop (and every other request, /healthz included) never waits on one.
@@ -43,9 +45,20 @@ def close_parser() -> None:
         _pool = None
 
 
+async def in_time(request: web.Request, work: Awaitable[T]) -> T:
+    """`work` (reading the body) within --read-timeout: a client that stalls mid-body is
+    answered 408 and its connection closed, instead of holding it open for ever."""
+    seconds = request.app[SETTINGS].read_timeout
+    try:
+        return await asyncio.wait_for(work, seconds)
+    except asyncio.TimeoutError:
+        raise APIError(f"The request body did not arrive within {seconds:g} seconds (--read-timeout).", status=408,
+                       type="invalid_request_error", code="request_timeout") from None
+
+
 async def read_json(request: web.Request, schema: dict[str, Any], limits: Limits | None = None) -> dict[str, Any]:
     """The body, parsed, within `limits` (cheap counts, checked first) and valid for `schema`."""
-    raw = await request.read()
+    raw = await in_time(request, request.read())
     settings = request.app[SETTINGS]
     if len(raw) > OFF_LOOP_BYTES:
         loop = asyncio.get_running_loop()
@@ -74,8 +87,6 @@ def generation(body: dict[str, Any]) -> Generation:
         n=body.get("n") or 1,
     )
 
-
-T = TypeVar("T")
 
 
 async def off_loop(request: web.Request, work: Callable[[], T]) -> T:

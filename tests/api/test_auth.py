@@ -44,7 +44,7 @@ def test_api_key_from_the_environment(models_dir, make_server):
 
 
 def test_cors_preflight_and_headers(models_dir, make_server):
-    server = make_server(models_dir, "--cors")
+    server = make_server(models_dir, "--cors", "--cors-allow-origins", "*")
     import requests
 
     preflight = requests.options(server.url + "/v1/chat/completions", headers={
@@ -74,7 +74,7 @@ def test_a_web_page_elsewhere_cannot_change_the_server(models_dir, make_server):
 def test_cors_headers_are_on_errors_too(models_dir, make_server):
     import requests
 
-    server = make_server(models_dir, "--cors", "--api-keys", "k")
+    server = make_server(models_dir, "--cors", "--cors-allow-origins", "*", "--api-keys", "k")
     origin = {"Origin": "http://app.example"}
     unauthorised = requests.get(server.url + "/v1/models", headers=origin, timeout=10)
     assert unauthorised.status_code == 401 and unauthorised.headers["Access-Control-Allow-Origin"] == "*"

@@ -264,3 +264,53 @@ def test_max_download_size(tmp_path, hub, make_server):
         job = wait_job(server, server.post("/models/apply", json=body).json()["uuid"])
         assert "--max-download-size" in job["error"], job
         assert not list((tmp_path / "models").glob("*.partial*"))
+
+
+# -- the server's own surface --------------------------------------------------------------
+
+def test_a_stalled_body_is_answered_and_closed_after_the_read_timeout(tmp_path, make_server):
+    import socket
+    import time
+
+    from tests.inprocess import PLUGINS, fake_models
+
+    server = make_server(fake_models(tmp_path / "models"), "--read-timeout", "1s",
+                         env={"PYTHONPATH": PLUGINS, "LOCALHOST_AI_BACKENDS": "fake_backend"})
+    port = int(server.url.rsplit(":", 1)[1])
+    for path, kind in [("/v1/chat/completions", "application/json"),
+                       ("/v1/audio/transcriptions", "multipart/form-data; boundary=xyz")]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {kind}\r\n"
+                         "Content-Length: 100000\r\n\r\n".encode() + b"--xyz\r\n" + b"x" * 10)
+            started = time.monotonic()
+            answer = b""
+            while chunk := sock.recv(65536):  # ends when the server closes the connection
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408") and b"--read-timeout" in answer, answer[:300]
+            assert 0.5 < time.monotonic() - started < 5
+
+
+async def test_a_status_url_never_comes_from_an_unchecked_host(aiohttp_client, tmp_path):
+    from tests.inprocess import app_for, fake_models
+
+    folder = fake_models(tmp_path / "models")
+    client = await aiohttp_client(app_for(folder, host="0.0.0.0", port=8080))
+    response = await client.post("/models/apply", json={"config_url": "http://127.0.0.1:9/x.yaml"},
+                                 headers={"Host": "attacker.example"})
+    assert (await response.json())["status"].startswith("http://127.0.0.1:8080/models/jobs/")
+    named = await aiohttp_client(app_for(folder, host="0.0.0.0", port=8080, allowed_hosts=["box.lan"]))
+    response = await named.post("/models/apply", json={"config_url": "http://127.0.0.1:9/x.yaml"},
+                                headers={"Host": "box.lan:8080"})
+    assert (await response.json())["status"].startswith("http://box.lan:8080/models/jobs/")
+
+
+def test_binding_beyond_loopback_needs_a_key_or_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "localhost_ai", "serve", "--models-path", str(tmp_path),
+                          "--address", "0.0.0.0:18999"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--api-keys" in run.stderr and "--insecure-no-key" in run.stderr
+    run = subprocess.run([sys.executable, "-m", "localhost_ai", "serve", "--models-path", str(tmp_path), "--cors"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--cors-allow-origins" in run.stderr
