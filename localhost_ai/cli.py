@@ -32,8 +32,10 @@ async def _serve(settings: settings_module.Settings) -> None:
     registry = app[REGISTRY]
     # lingering_time: after an answer to a body not read whole (a 408, a 413), the rest is
     # read and dropped for at most 2 s, then the connection closes (aiohttp's default is 10 s).
+    # keepalive_timeout: a connection whose request line and headers have not all arrived
+    # (or that sits idle between requests) is closed after --read-timeout (aiohttp: an hour).
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace,
-                           lingering_time=2.0)
+                           lingering_time=2.0, keepalive_timeout=settings.read_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

@@ -62,6 +62,11 @@ class LlamaCppBackend(Backend):
         # for the tokenizer and metadata, and kept small.
         extra = {"embedding": True, "n_batch": self.n_ctx, "n_ubatch": self.n_ctx} if embeddings else {"n_ctx": 64}
         self.llm = self._open(llama_cpp, **extra)
+        trained = self.llm._model.n_ctx_train()
+        if 0 < trained < self.n_ctx:  # before the engine's contexts (the KV cache) are made
+            raise InvalidRequest(
+                f"context_size is {self.n_ctx:,} tokens, more than the {trained:,} this model was trained for; set "
+                f"context_size to at most {trained:,} in its YAML.", param="context_size", code="invalid_config")
         if embeddings and llama_cpp.llama_pooling_type(self.llm.ctx) == llama_cpp.LLAMA_POOLING_TYPE_NONE:
             # A generative model names no pooling; its embeddings are the mean over tokens.
             self.llm.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -185,7 +186,7 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         source=path,
         parameters=parameters,
         context_size=data.get("context_size"),
-        threads=data.get("threads"),
+        threads=_threads(path, data.get("threads")),
         memory_limit=_memory_limit(path, data.get("memory_limit")),
         embeddings=bool(data.get("embeddings", False)),
         stopwords=tuple(data.get("stopwords") or ()),
@@ -199,6 +200,15 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         raw=data,
         fingerprint=_fingerprint(text, _stat_key(model_path)),
     )
+
+
+def _threads(path: Path, value: Any) -> int | None:
+    """At most twice the machine's cores: a YAML (a remote one too) cannot start thousands."""
+    most = 2 * (os.cpu_count() or 1)
+    if isinstance(value, int) and value > most:
+        raise ConfigError(path, "threads", f"is {value}; this machine has {os.cpu_count() or 1} cores, so at most "
+                                           f"{most} threads are used")
+    return value
 
 
 def _memory_limit(path: Path, value: Any) -> int | None:

@@ -119,7 +119,8 @@ class JobRunner:
     async def _run(self, job: Job, request: InstallRequest) -> None:
         try:
             job.message = "resolving"
-            job.plan = await make_plan(self.session(), request, self.models_path, self.allow_file_uris)
+            async with self._slots:  # document fetches count against --max-downloads too
+                job.plan = await make_plan(self.session(), request, self.models_path, self.allow_file_uris)
             job.label = request.entry.id if request.entry else job.plan.name
             await execute(self.session(), job.plan, self.models_path, self.allow_file_uris, job.on_progress, self._slots,
                           job.held, self.max_file_size)

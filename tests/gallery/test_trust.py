@@ -288,6 +288,10 @@ def test_a_stalled_body_is_answered_and_closed_after_the_read_timeout(tmp_path, 
                 answer += chunk
             assert answer.startswith(b"HTTP/1.1 408") and b"--read-timeout" in answer, answer[:300]
             assert 0.5 < time.monotonic() - started < 5
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # headers that never end
+        started = time.monotonic()
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        assert sock.recv(65536) == b"" and 0.5 < time.monotonic() - started < 5
 
 
 async def test_a_status_url_never_comes_from_an_unchecked_host(aiohttp_client, tmp_path):
@@ -314,3 +318,24 @@ def test_binding_beyond_loopback_needs_a_key_or_says_so(tmp_path):
     run = subprocess.run([sys.executable, "-m", "localhost_ai", "serve", "--models-path", str(tmp_path), "--cors"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "--cors-allow-origins" in run.stderr
+
+
+def test_resource_fields_are_bounded_by_the_model_and_the_machine(tmp_path, gemma_gguf, make_server):
+    import os
+
+    from tests.conftest import GEMMA_FILE, place
+
+    models = tmp_path / "models"
+    models.mkdir()
+    place(gemma_gguf, models / GEMMA_FILE)
+    base = f"backend: llama-cpp\nparameters:\n  model: {GEMMA_FILE}\n"
+    (models / "huge-context.yaml").write_text(f"name: huge-context\n{base}context_size: 1000000\n")
+    (models / "threads.yaml").write_text(f"name: threads\n{base}threads: {4 * (os.cpu_count() or 1) + 1}\n")
+    (models / "parallel.yaml").write_text(f"name: parallel\n{base}parallel: 1000\n")
+    server = make_server(models)
+    invalid = {bad["file"]: (bad["field"], bad["error"]) for bad in server.get("/system").json()["invalid"]}
+    assert invalid["threads.yaml"][0] == "threads" and "cores" in invalid["threads.yaml"][1]
+    assert invalid["parallel.yaml"][0] == "parallel"
+    response = server.post("/v1/completions", json={"model": "huge-context", "prompt": "Hi", "max_tokens": 1})
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["param"] == "context_size" and "32,768" in error["message"], error
