@@ -208,8 +208,8 @@ def check_ownership(plan: Plan, models_path: Path, overwrite: bool) -> None:
             own = own or (path, data)
             continue
         owners[path.name] = other
-        for filename in _files_of(data):
-            owners.setdefault(filename, other)
+        for filename in _files_of(data):  # as a spec names it: `./x.gguf` is `x.gguf`
+            owners.setdefault(PurePosixPath(filename).as_posix(), other)
     yaml_name = f"{plan.name}.yaml"
     if yaml_name in owners:
         raise InvalidRequest(f"This install would write {yaml_name}, which defines model '{owners[yaml_name]}'.",
