@@ -63,6 +63,12 @@ class LlamaCppBackend(Backend):
         extra = {"embedding": True, "n_batch": self.n_ctx, "n_ubatch": self.n_ctx} if embeddings else {"n_ctx": 64}
         self.llm = self._open(llama_cpp, **extra)
         trained = self.llm._model.n_ctx_train()
+        if 0 < trained < self.n_ctx and self.config.context_size_is_default:
+            self.n_ctx = trained  # the server's default, not the YAML's ask: as much as the model has
+            if embeddings:  # its context was made with the larger size
+                self.llm.close()
+                extra = {"embedding": True, "n_batch": self.n_ctx, "n_ubatch": self.n_ctx}
+                self.llm = self._open(llama_cpp, **extra)
         if 0 < trained < self.n_ctx:  # before the engine's contexts (the KV cache) are made
             raise InvalidRequest(
                 f"context_size is {self.n_ctx:,} tokens, more than the {trained:,} this model was trained for; set "

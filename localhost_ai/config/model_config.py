@@ -47,6 +47,7 @@ class ModelConfig:
     parameters: dict[str, Any] = field(default_factory=dict)
     context_size: int | None = None
     threads: int | None = None
+    context_size_is_default: bool = False  # from --context-size: a model trained on less gets less
     memory_limit: int | None = None  # bytes; None: the worker's default (runtime/worker_main.py)
     embeddings: bool = False
     stopwords: tuple[str, ...] = ()
@@ -70,7 +71,8 @@ class ModelConfig:
 
     def with_defaults(self, threads: int | None, context_size: int | None) -> "ModelConfig":
         """The server's --threads and --context-size where the YAML sets neither."""
-        return replace(self, threads=self.threads or threads, context_size=self.context_size or context_size)
+        return replace(self, threads=self.threads or threads, context_size=self.context_size or context_size,
+                       context_size_is_default=self.context_size is None)
 
     def to_wire(self) -> dict[str, Any]:
         """The plain form that crosses into a worker process: everything but `raw` (the

@@ -224,11 +224,12 @@ class _Writer:
             await self.in_flight.popleft()
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.blocks:
-            self.thread.submit(self._write, self._take())
+        pending: list[Any] = list(self.in_flight)
+        if self.blocks:  # the last piece's write can fail too (a full disk): it is checked like the others
+            pending.append(self.thread.submit(self._write, self._take()))
         self.thread.shutdown(wait=True)  # a few MB at most are left, written in order
         self.handle.close()
-        for future in self.in_flight:
+        for future in pending:
             if future.done() and not future.cancelled() and future.exception() is not None:
                 raise future.exception()  # type: ignore[misc]
 

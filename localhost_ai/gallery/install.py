@@ -65,9 +65,12 @@ def check_name(name: str, param: str = "name") -> str:
 def check_relpath(value: Any, param: str) -> PurePosixPath:
     """A file name from outside: relative, plain parts, no way up or out."""
     if not isinstance(value, str) or not value or len(value) > 255 or "\\" in value or "\0" in value:
-        raise InvalidRequest(f"Invalid file name {value!r} in '{param}'.", param=param, code="invalid_filename")
+        raise InvalidRequest(f"'{param}' is not a valid file name.", param=param, code="invalid_filename")
     path = PurePosixPath(value)
-    if path.is_absolute() or any(part in ("", ".", "..") or part.startswith(".") for part in path.parts):
+    # Only the canonical spelling: `./x`, `x/` and `a//b` are refused, not read as `x` and
+    # `a/b` (pathlib drops those parts, and a name compared as written would slip past).
+    if (path.is_absolute() or path.as_posix() != value
+            or any(part in ("", ".", "..") or part.startswith(".") for part in path.parts)):
         raise InvalidRequest(f"'{param}' must be a plain relative path inside the models folder "
                              "(no '..', no absolute path, no hidden parts).", param=param, code="invalid_filename")
     return path
@@ -144,6 +147,7 @@ class Plan:
     name: str
     config: dict[str, Any]
     files: list[FileSpec]
+    overwrite: bool = False
 
 
 async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, models_path: Path, allow_file: bool) -> Plan:
@@ -191,9 +195,17 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
         raise InvalidRequest(f"the config of '{name}' is invalid at '{problem.dotted or 'config'}' "
                              f"(it fails '{problem.error.validator}').",
                              param="overrides", code="invalid_config")
-    plan = Plan(name=name, config=config, files=list(by_name.values()))
+    plan = Plan(name=name, config=config, files=list(by_name.values()), overwrite=request.overwrite)
     await asyncio.to_thread(check_ownership, plan, models_path, request.overwrite)
     return plan
+
+
+def _owner_of(filename: str, owners: dict[str, str]) -> str | None:
+    """The model whose file (or folder) holds `filename`."""
+    for owned, owner in owners.items():
+        if filename == owned or filename.startswith(owned.rstrip("/") + "/"):
+            return owner
+    return None
 
 
 def check_ownership(plan: Plan, models_path: Path, overwrite: bool) -> None:
@@ -203,27 +215,31 @@ def check_ownership(plan: Plan, models_path: Path, overwrite: bool) -> None:
     with the checksum the install asks for is used as it is."""
     owners: dict[str, str] = {}
     own: tuple[Path, dict[str, Any]] | None = None
+    yaml_name = f"{plan.name}.yaml"
     for other, path, data in model_files(models_path):
         if other == plan.name:
-            own = own or (path, data)
+            if path.name != yaml_name:  # a second file would make the name ambiguous: neither served
+                raise InvalidRequest(f"Model '{plan.name}' is already defined by {path.name}; this install would "
+                                     "define it twice.", param="name", code="file_not_owned")
+            own = (path, data)
             continue
         owners[path.name] = other
         for filename in _files_of(data):  # as a spec names it: `./x.gguf` is `x.gguf`
             owners.setdefault(PurePosixPath(filename).as_posix(), other)
-    yaml_name = f"{plan.name}.yaml"
     if yaml_name in owners:
         raise InvalidRequest(f"This install would write {yaml_name}, which defines model '{owners[yaml_name]}'.",
                              param="name", code="file_not_owned")
-    if own is not None and own[0].name == yaml_name and not own[1].get("installed_files") and not overwrite:
+    if own is not None and own[1].get("installed_files") is None and not overwrite:
         raise InvalidRequest(f"Model '{plan.name}' is defined by a file this server did not install; send "
                              "\"overwrite\": true to replace it.", param="name", code="file_exists")
     for spec in plan.files:
         target = target_path(models_path, check_relpath(spec.filename, "files"), "files")
         if already_installed(target, spec.sha256):
             continue  # in place (with its checksum, when one is given): used as it is, not written
-        if spec.filename in owners:
-            raise InvalidRequest(f"This install would write {spec.filename}, which belongs to model "
-                                 f"'{owners[spec.filename]}'.", param="files", code="file_not_owned")
+        owner = _owner_of(spec.filename, owners)
+        if owner is not None:
+            raise InvalidRequest(f"This install would write {spec.filename}, which belongs to model '{owner}'.",
+                                 param="files", code="file_not_owned")
         if target.is_file() and not overwrite:
             raise InvalidRequest(f"{spec.filename} is already in the models folder with other content; send "
                                  "\"overwrite\": true to replace it.", param="files", code="file_exists")
@@ -246,6 +262,9 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
         report: Progress = lambda done, total: progress(spec, done, total)  # noqa: E731
         # Two jobs for one file take turns: the second finds it installed (or resumes it).
         async with _target_locks.setdefault(target, asyncio.Lock()), slots:
+            # Again, now that the file is ours to write: another job may have put it there
+            # since this one's plan was checked.
+            await asyncio.to_thread(check_ownership, Plan(plan.name, plan.config, [spec]), models_path, plan.overwrite)
             if held is not None:
                 held.add(target)
             wrote = await download(session, resolve(spec.uri, allow_file=allow_file), target, spec.sha256, report,
@@ -265,8 +284,7 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
     # What delete removes: only the files an install of this model wrote, never a list from
     # outside, nor a file that was in place already (a user's own weights).
     config.pop("installed_files", None)
-    if written:
-        config["installed_files"] = written
+    config["installed_files"] = written  # present even when empty: this file is an install's
     yaml_path = models_path / f"{plan.name}.yaml"
     handle, temporary = tempfile.mkstemp(prefix=f".{plan.name}.", suffix=".yaml.tmp", dir=models_path)
     with os.fdopen(handle, "w") as out:
@@ -322,7 +340,8 @@ def delete_model(models_path: Path, name: str) -> list[str]:
     if name not in configs:
         raise NotFound(f"No installed model is named '{name}'.", param="name", code="model_not_found")
     yaml_path, data = configs.pop(name)
-    still_used = set().union(*(_files_of(d) for _, d in configs.values())) if configs else set()
+    others = [d for _, path, d in model_files(models_path) if path != yaml_path]
+    still_used = {PurePosixPath(f).as_posix() for d in others for f in _files_of(d)}
     removed = [yaml_path.name]
     yaml_path.unlink()
     for filename in sorted(_installed(data) - still_used):

@@ -22,13 +22,36 @@ class PrivateAddressError(aiohttp.ClientError):
         self.host = host
 
 
-def is_public(address: str) -> bool:
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address in any spelling a connection accepts: `127.1`, `2130706433` and
+    `0177.0.0.1` are 127.0.0.1 to inet_aton (and to some aiohttp versions), not names."""
+    text = text.strip("[]").split("%", 1)[0]
     try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        return ipaddress.ip_address(text)
     except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    except (OSError, ValueError):
+        return None
+
+
+def is_public(address: str) -> bool:
+    ip = _address(address)
+    if ip is None:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:
+            return False
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and (ip in _NAT64 or ip in _IPV4_COMPATIBLE):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            ip = embedded
     return ip.is_global and not ip.is_multicast
 
 
@@ -51,11 +74,9 @@ class PublicResolver(AbstractResolver):
 
 def _check_literal(host: str) -> None:
     """aiohttp connects to an address written in the URL without asking the resolver."""
-    try:
-        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
+    if _address(host) is None:
         return  # a name: the resolver checks it
-    if not is_public(host.strip("[]")):
+    if not is_public(host):
         raise PrivateAddressError(host)
 
 

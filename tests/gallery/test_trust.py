@@ -96,7 +96,9 @@ async def test_every_redirect_is_checked(monkeypatch):
     ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
     ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("::1", False), ("fe80::1", False),
     ("fd00::1", False), ("::ffff:10.0.0.1", False), ("224.0.0.1", False), ("8.8.8.8", True),
-    ("2606:4700:4700::1111", True), ("not an address", False),
+    ("2606:4700:4700::1111", True), ("not an address", False), ("127.1", False), ("2130706433", False),
+    ("0177.0.0.1", False), ("0", False), ("::127.0.0.1", False), ("64:ff9b::7f00:1", False),
+    ("2002:7f00:1::", False), ("fec0::1", False), ("64:ff9b::808:808", True),
 ])
 def test_public_addresses(address, public):
     assert netguard.is_public(address) is public
@@ -127,7 +129,7 @@ def _folder_with_a_victim(tmp_path):
 
 
 def _snapshot(models):
-    return {path.name: path.read_bytes() for path in models.iterdir()}
+    return {str(path.relative_to(models)): path.read_bytes() for path in models.rglob("*") if path.is_file()}
 
 
 def test_an_install_never_writes_what_is_not_its_own(tmp_path, hub, make_server):
@@ -339,3 +341,55 @@ def test_resource_fields_are_bounded_by_the_model_and_the_machine(tmp_path, gemm
     response = server.post("/v1/completions", json={"model": "huge-context", "prompt": "Hi", "max_tokens": 1})
     error = response.json()["error"]
     assert response.status_code == 400 and error["param"] == "context_size" and "32,768" in error["message"], error
+
+
+
+@pytest.mark.parametrize("filename", ["evil.yaml/", "evil.yml/.", "./victim.gguf", "victim.gguf/", "a//b.gguf"])
+def test_only_the_canonical_spelling_of_a_file_name_is_taken(tmp_path, hub, make_server, filename):
+    server = make_server(_folder_with_a_victim(tmp_path), env=hub.env)
+    response = server.post("/models/apply", json={"config_url": hub.github("acme/defs", "e.yaml", "name: e\n"),
+                                                  "files": [{"filename": filename, "uri": hub.hf("acme/e", "e", b"x")}]})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_filename"
+
+
+def test_files_inside_another_models_folder_and_a_second_definition_are_refused(tmp_path, hub, make_server):
+    models = _folder_with_a_victim(tmp_path)
+    (models / "encoder").mkdir()
+    (models / "encoder" / "model.bin").write_bytes(b"the encoder's weights")
+    (models / "encoder.yaml").write_text("name: encoder\nbackend: sentence-transformers\nparameters:\n  model: encoder\n")
+    (models / "mine.yml").write_text("name: foo\nbackend: llama-cpp\nparameters:\n  model: mine.gguf\n")
+    server = make_server(models, env=hub.env)
+    before = _snapshot(models)
+    config = hub.github("acme/defs", "in.yaml", "name: inside\nparameters:\n  model: encoder/extra.json\n")
+    job = wait_job(server, server.post("/models/apply", json={"config_url": config, "overwrite": True, "files": [
+        {"filename": "encoder/extra.json", "uri": hub.hf("acme/i", "extra.json", b"{}")}]}).json()["uuid"])
+    assert "belongs to model 'encoder'" in job["error"], job
+    job = wait_job(server, server.post("/models/apply", json={"config_url": config, "name": "foo"}).json()["uuid"])
+    assert "already defined by mine.yml" in job["error"], job
+    assert _snapshot(models) == before and not (models / "encoder" / "extra.json").exists()
+
+
+def test_a_model_installed_without_files_can_be_installed_again(tmp_path, hub, gemma_gguf, make_server):
+    from tests.conftest import GEMMA_FILE, place
+
+    models = tmp_path / "models"
+    models.mkdir()
+    place(gemma_gguf, models / GEMMA_FILE)
+    config = hub.github("acme/defs", "again.yaml", f"name: again\nparameters:\n  model: {GEMMA_FILE}\n")
+    server = make_server(models, env=hub.env)
+    for _ in range(2):  # as PRELOAD_MODELS does at every start
+        assert wait_job(server, server.post("/models/apply", json={"config_url": config}).json()["uuid"])["error"] is None
+    assert server.post("/models/delete/again").json()["removed_files"] == ["again.yaml"]
+    assert (models / GEMMA_FILE).exists()
+
+
+def test_the_servers_default_context_is_capped_at_what_the_model_was_trained_for(tmp_path, gemma_gguf, make_server):
+    from tests.conftest import GEMMA_FILE, place
+
+    models = tmp_path / "models"
+    models.mkdir()
+    place(gemma_gguf, models / GEMMA_FILE)
+    (models / "g.yaml").write_text(f"name: g\nparameters:\n  model: {GEMMA_FILE}\nparallel: 1\n")
+    server = make_server(models, "--context-size", "40000")
+    response = server.post("/v1/completions", json={"model": "g", "prompt": "Hi", "max_tokens": 1})
+    assert response.status_code == 200, response.text
