@@ -116,6 +116,8 @@ class Registry:
                 continue
             defined.setdefault(config.name, []).append(config)
             claimed.add(config.model_path)
+            if config.mmproj is not None:
+                claimed.add(config.mmproj)
 
         # Two files with one name: neither is served (the one that sorts first would take the
         # other's model over), both are listed with the clash, until one goes.
@@ -130,6 +132,8 @@ class Registry:
         for entry in entries:
             path = Path(entry.path)
             if infer_backend(entry.name) is None or path in claimed or entry.name in models:
+                continue
+            if "mmproj" in entry.name.lower():  # a projector (mmproj-*.gguf) is no model of its own
                 continue
             models[entry.name] = bare_weights_config(path, known)
 

@@ -18,7 +18,10 @@ def model_object(config: ModelConfig) -> dict[str, Any]:
         created = int(config.source.stat().st_mtime)
     except OSError:
         created = 0
-    return {"id": config.name, "object": "model", "created": created, "owned_by": "localhost-ai"}
+    # `capabilities` is this server's own (as llama.cpp's server and Ollama list them): what
+    # the model does, `vision` and `audio` included where its projector reads them.
+    return {"id": config.name, "object": "model", "created": created, "owned_by": "localhost-ai",
+            "capabilities": sorted(config.capabilities)}
 
 
 @OPENAI.get("/models")

@@ -56,7 +56,8 @@ ANY_OBJECT = {"type": "object"}
 ERROR = obj(["error"], error=obj(["message", "type"], message=STRING, type=STRING, param=NULLABLE_STRING,
                                  code=NULLABLE_STRING))
 USAGE = obj(["prompt_tokens", "total_tokens"], prompt_tokens=INTEGER, completion_tokens=INTEGER, total_tokens=INTEGER)
-MODEL = obj(id=STRING, object={"const": "model"}, created=INTEGER, owned_by=STRING)
+MODEL = obj(id=STRING, object={"const": "model"}, created=INTEGER, owned_by=STRING,
+            capabilities={"type": "array", "items": STRING})
 MODEL_LIST = obj(object={"const": "list"}, data={"type": "array", "items": MODEL})
 FINISH = {"enum": ["stop", "length", "tool_calls", "function_call", None]}
 _CALL = obj(["id", "type", "function"], id=STRING, type={"const": "function"},

@@ -17,6 +17,8 @@ RERANK = "rerank"
 TRANSCRIPTION = "transcription"
 IMAGE = "image"
 SPEECH = "speech"
+VISION = "vision"  # chat reads images (a projector that encodes them)
+AUDIO_INPUT = "audio"  # chat reads audio
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ def capabilities(config: "ModelConfig") -> frozenset[str]:
         return rule.embeddings
     if "rerank" in config.known_usecases and rule.rerank is not None:
         return rule.rerank
+    if CHAT in rule.default and config.media:
+        return rule.default | {VISION for m in config.media if m == "image"} | {AUDIO_INPUT for m in config.media if m == "audio"}
     return rule.default
 
 

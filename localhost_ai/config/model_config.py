@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from localhost_ai.config import yamlfile
 from localhost_ai.config.capabilities import capabilities
 from localhost_ai.config.options import BackendOptions
+from localhost_ai.config.projector import ProjectorError, projector_media
 from localhost_ai.config.sampling import SAMPLING_KEYS
 from localhost_ai.config.schema import MIN_MEMORY_LIMIT, model_schema, parse_size
 from localhost_ai.config.templates import PromptTemplateError, compile_template
@@ -57,6 +58,8 @@ class ModelConfig:
     description: str = ""
     usage: str = ""
     known_usecases: tuple[str, ...] = ()
+    mmproj: Path | None = None  # the multimodal projector (LocalAI's `mmproj`)
+    media: tuple[str, ...] = ()  # what the projector reads: "image", "audio"
     options: BackendOptions = field(default_factory=BackendOptions)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     fingerprint: str = ""
@@ -79,7 +82,8 @@ class ModelConfig:
         file as read, for the server's own use), with YAML's dates and the like as text."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("options", "raw")}
         out.update(model_path=str(self.model_path), source=str(self.source), stopwords=list(self.stopwords),
-                   known_usecases=list(self.known_usecases),
+                   known_usecases=list(self.known_usecases), media=list(self.media),
+                   mmproj=str(self.mmproj) if self.mmproj else None,
                    options={f.name: getattr(self.options, f.name) for f in fields(self.options)})
         return json.loads(json.dumps(out, default=str))
 
@@ -88,6 +92,8 @@ class ModelConfig:
         values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         values.update(model_path=Path(data["model_path"]), source=Path(data["source"]),
                       stopwords=tuple(data["stopwords"]), known_usecases=tuple(data["known_usecases"]),
+                      media=tuple(data.get("media") or ()),
+                      mmproj=Path(data["mmproj"]) if data.get("mmproj") else None,
                       options=options(**data["options"]))
         return cls(**values)
 
@@ -179,6 +185,7 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
 
     function = dict(data.get("function") or {})
     _check_function_section(path, function)
+    mmproj, media = _projector(path, models_root, data.get("mmproj"))
 
     name = data.get("name") or path.stem
     return ModelConfig(
@@ -198,10 +205,25 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         description=data.get("description", ""),
         usage=data.get("usage", ""),
         known_usecases=_usecases(data.get("known_usecases")),
+        mmproj=mmproj,
+        media=media,
         options=options_class.from_yaml(data),
         raw=data,
-        fingerprint=_fingerprint(text, _stat_key(model_path)),
+        fingerprint=_fingerprint(text, _stat_key(model_path), *([_stat_key(mmproj)] if mmproj else [])),
     )
+
+
+def _projector(path: Path, models_root: Path, value: str | None) -> tuple[Path | None, tuple[str, ...]]:
+    """The projector file, and what it reads (from its own metadata)."""
+    if not value:
+        return None, ()
+    mmproj = resolve_model_file(models_root, path, value, "mmproj")
+    try:
+        return mmproj, tuple(sorted(projector_media(mmproj)))
+    except ProjectorError as exc:
+        raise ConfigError(path, "mmproj", f"'{value}' {exc}") from None
+    except OSError as exc:
+        raise ConfigError(path, "mmproj", f"'{value}' cannot be read: {exc.strerror}") from None
 
 
 def _threads(path: Path, value: Any) -> int | None:

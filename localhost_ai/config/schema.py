@@ -49,6 +49,7 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
                 },
             },
             "context_size": {"type": "integer", "minimum": 16},
+            "mmproj": {"type": "string", "minLength": 1},  # the multimodal projector GGUF
             "threads": {"type": "integer", "minimum": 1},
             # The most memory the model's worker may take (its data, not its mapped weights):
             # bytes, or a size such as 2GiB or 1.5G.

@@ -187,6 +187,8 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
         raise InvalidRequest(f"the config of '{name}' names no model file (parameters.model).", param="overrides",
                              code="invalid_config")
     check_relpath(parameters["model"], "parameters.model")
+    if config.get("mmproj") is not None:
+        check_relpath(config["mmproj"], "mmproj")
     for spec in by_name.values():
         target_path(models_path, check_relpath(spec.filename, "files"), "files")
     problem = model_problem(config, backend_options())
@@ -330,6 +332,8 @@ def _files_of(data: dict[str, Any]) -> set[str]:
     model = (data.get("parameters") or {}).get("model") if isinstance(data.get("parameters"), dict) else None
     if isinstance(model, str):
         names.add(model)
+    if isinstance(data.get("mmproj"), str):
+        names.add(data["mmproj"])
     return names
 
 

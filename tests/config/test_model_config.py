@@ -65,3 +65,42 @@ def test_a_backend_that_cannot_be_told_is_required(folder):
     with pytest.raises(ConfigError) as caught:
         load_yaml_config(write(folder, "parameters:\n  model: weights.bin\n"), folder, BACKENDS)
     assert caught.value.field == "backend"
+
+
+def test_mmproj_names_a_projector_whose_metadata_says_what_it_reads(folder):
+    from localhost_ai.config.model_config import ModelConfig
+    from localhost_ai.config.options import BackendOptions
+    from tests.mmproj_fixture import build_audio_projector, build_vision_projector
+
+    build_vision_projector(folder / "mmproj-v.gguf")
+    build_audio_projector(folder / "mmproj-a.gguf")
+    vision = load_yaml_config(write(folder, "parameters:\n  model: w.gguf\nmmproj: mmproj-v.gguf\n"), folder, BACKENDS)
+    assert vision.mmproj == folder / "mmproj-v.gguf" and vision.media == ("image",)
+    assert {"chat", "vision"} <= vision.capabilities and "audio" not in vision.capabilities
+    hears = load_yaml_config(write(folder, "parameters:\n  model: w.gguf\nmmproj: mmproj-a.gguf\n"), folder, BACKENDS)
+    assert hears.media == ("audio",) and "audio" in hears.capabilities
+    # Across the process boundary and back.
+    assert ModelConfig.from_wire(vision.to_wire(), BackendOptions) == vision
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda f: None, "does not exist"),
+    (lambda f: (f / "p.gguf").write_bytes(b"not a gguf at all"), "not a GGUF file"),
+    (lambda f: (f / "p.gguf").write_bytes((f / "text.gguf").read_bytes()), "not a projector"),
+])
+def test_a_bad_mmproj_leaves_the_file_out_naming_the_field(folder, setup, message):
+    import gguf
+
+    writer = gguf.GGUFWriter(str(folder / "text.gguf"), "llama")  # a GGUF without clip.* metadata
+    writer.add_uint32("llama.context_length", 16)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    setup(folder)
+    with pytest.raises(ConfigError) as caught:
+        load_yaml_config(write(folder, "parameters:\n  model: w.gguf\nmmproj: p.gguf\n"), folder, BACKENDS)
+    assert caught.value.field == "mmproj" and message in caught.value.reason, caught.value.reason
+    with pytest.raises(ConfigError) as caught:
+        load_yaml_config(write(folder, "parameters:\n  model: w.gguf\nmmproj: ../p.gguf\n"), folder, BACKENDS)
+    assert caught.value.field == "mmproj"
