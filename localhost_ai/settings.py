@@ -56,7 +56,9 @@ class Settings:
     max_download_size: int | None = None  # bytes of one downloaded file; None: the disk's free space
     generated_images_path: Path = Path("./generated-images")
     generated_images_max_age: float = 3600.0
-    images_path: Path | None = None  # where Nexa's image_path may read from; None: data URLs only
+    images_path: Path | None = None  # where image_path and chat media paths may read from; None: nowhere
+    max_media_size: int = 20 << 20  # bytes of one image or audio part in chat
+    media_fetch_timeout: float = 30.0  # seconds to fetch one http(s) image or audio part
     max_image_size: int = 1024
 
     @property
@@ -160,8 +162,8 @@ _OPTIONS = [
     Option("--galleries", "GALLERIES", str, 'JSON list of {"name", "url"} galleries (default: this project\'s own)'),
     Option("--allow-file-uris", "ALLOW_FILE_URIS", None, "let model installs read file:// URIs (off by default)"),
     Option("--allow-private-urls", "ALLOW_PRIVATE_URLS", None,
-           "let model installs fetch from loopback, link-local and private addresses, e.g. a mirror on the LAN "
-           "(off by default)"),
+           "let model installs and chat media URLs fetch from loopback, link-local and private addresses, e.g. a "
+           "mirror on the LAN (off by default)"),
     Option("--preload-models", "PRELOAD_MODELS", str, "JSON list of /models/apply bodies installed at start-up"),
     Option("--preload-models-config", "PRELOAD_MODELS_CONFIG", Path, "YAML file with a list of /models/apply bodies"),
     Option("--max-download-size", "MAX_DOWNLOAD_SIZE", lambda text: _size(text),
@@ -173,7 +175,12 @@ _OPTIONS = [
     Option("--generated-images-max-age", "GENERATED_IMAGES_MAX_AGE", parse_duration,
            "remove generated images after this long (default 1h)"),
     Option("--images-path", "IMAGES_PATH", lambda text: Path(text).expanduser().resolve(),
-           "folder that image_path in image requests may read from (default: none, data URLs only)"),
+           "folder that image_path in image requests and local paths or file:// URLs of chat images and audio may "
+           "read from (default: none, data URLs only)"),
+    Option("--max-media-size", "MAX_MEDIA_SIZE", lambda text: _size(text),
+           "largest image or audio file a chat message may carry or link to, e.g. 20MiB (default 20MiB)", minimum=1),
+    Option("--media-fetch-timeout", "MEDIA_FETCH_TIMEOUT", parse_duration,
+           "time to fetch one http(s) image or audio of a chat message (default 30s)", minimum=0.001),
     Option("--max-image-size", "MAX_IMAGE_SIZE", int, "largest width or height of a generated image (default 1024)",
            minimum=8),
 ]

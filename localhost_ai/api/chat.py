@@ -10,6 +10,7 @@ from aiohttp import web
 from localhost_ai.api import limits, schemas
 from localhost_ai.api.generation import created, generate, new_id, stream, usage
 from localhost_ai.api.keys import REGISTRY, SETTINGS
+from localhost_ai.api.media import check_model_reads, media_refs, read_media
 from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI
 from localhost_ai.api.tools import tool_fields
@@ -75,18 +76,25 @@ async def function_calling(request: web.Request) -> web.StreamResponse:
     return await _answer(request, body, NexaShape())
 
 
-def _content(content: Any) -> tuple[Part, ...]:
+def _content(content: Any, media: dict[int, Part]) -> tuple[Part, ...]:
+    """The message's parts in order; `media` holds its image and audio parts, read already."""
     if content is None:
         return ()
     if isinstance(content, str):
         return (TextPart(content),)
-    return tuple(TextPart(part["text"]) for part in content if part.get("type") == "text")
+    return tuple(TextPart(part["text"]) if part["type"] == "text" else media[p] for p, part in enumerate(content))
+
+
+def _text_only(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages without their image and audio parts: what is counted as text."""
+    return [{**m, "content": [p for p in m["content"] if p.get("type") == "text"]}
+            if isinstance(m.get("content"), list) else m for m in messages]
 
 
 _MESSAGE_FIELDS = frozenset({"role", "content", "name", "tool_calls", "function_call", "tool_call_id"})
 
 
-def _message(raw: dict[str, Any]) -> Message:
+def _message(raw: dict[str, Any], media: dict[int, Part]) -> Message:
     """OpenAI's message, with its older forms read as the current ones: `developer` is a
     system message, `function_call` a tool call and `role: function` its result."""
     role = raw["role"]
@@ -99,13 +107,17 @@ def _message(raw: dict[str, Any]) -> Message:
     if role == "function":
         role, tool_call_id = "tool", f"call_{raw.get('name', '')}"
     extra = {key: value for key, value in raw.items() if key not in _MESSAGE_FIELDS}
-    return Message(role="system" if role == "developer" else role, content=_content(raw.get("content")),
+    return Message(role="system" if role == "developer" else role, content=_content(raw.get("content"), media),
                    name=raw.get("name"), tool_calls=tuple(calls), tool_call_id=tool_call_id, extra=extra)
 
 
 async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) -> web.StreamResponse:
     config = await request.app[REGISTRY].find(body.get("model"), CHAT)
-    call, legacy = await off_loop(request, lambda: _chat_request(body, config, request.app[SETTINGS].context_size))
+    refs = media_refs(body["messages"])
+    check_model_reads(refs, config)
+    media = await read_media(request, refs) if refs else {}
+    call, legacy = await off_loop(request, lambda: _chat_request(body, config, request.app[SETTINGS].context_size,
+                                                                 media))
     if legacy:
         shape = LegacyFunctionsShape()
     n = call.generation.n
@@ -144,13 +156,18 @@ async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) 
     return web.json_response(wrap("chat.completion", choices, usage=usage(result.usage)))
 
 
-def _chat_request(body: dict[str, Any], config: Any, default_context: int) -> tuple[ChatRequest, bool]:
+def _chat_request(body: dict[str, Any], config: Any, default_context: int,
+                  media: dict[tuple[int, int], Part]) -> tuple[ChatRequest, bool]:
     """The contract's request, and whether its tools came as the older `functions`."""
-    texts = limits.strings([body["messages"], body.get("tools"), body.get("functions")])
+    texts = limits.strings([_text_only(body["messages"]), body.get("tools"), body.get("functions")])
     limits.check_fits(texts, config, default_context, "messages")
     limits.check_grammar_bounds(body, config)
     fields = tool_fields(body)
-    call = ChatRequest(messages=tuple(_message(m) for m in body["messages"]), generation=generation(body),
+    by_message: dict[int, dict[int, Part]] = {}
+    for (m, p), part in media.items():
+        by_message.setdefault(m, {})[p] = part
+    call = ChatRequest(messages=tuple(_message(raw, by_message.get(m, {})) for m, raw in enumerate(body["messages"])),
+                       generation=generation(body),
                        tools=fields.tools, tool_choice=fields.tool_choice, forced_tool=fields.forced_tool,
                        parallel_tool_calls=fields.parallel, response_format=fields.response_format)
     return call, fields.legacy

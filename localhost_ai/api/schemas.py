@@ -38,14 +38,41 @@ SAMPLING: dict[str, Any] = {
     "user": _nullable({"type": "string"}),
 }
 
-# Only text parts: a model here reads no images or audio in chat.
-_TEXT_PART = {
+_TEXT_PART = {"required": ["text"], "properties": {"text": {"type": "string"}}}
+_IMAGE_PART = {
+    "required": ["image_url"],
+    "properties": {
+        # OpenAI's object, or Nexa's bare string: a data URL, base64, an http(s) URL or a local file.
+        "image_url": {"anyOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "object", "required": ["url"],
+             "properties": {"url": {"type": "string", "minLength": 1}, "detail": {"enum": ["auto", "low", "high"]}}},
+        ]},
+    },
+}
+AUDIO_FORMATS = ["wav", "mp3", "flac", "ogg", "opus", "m4a", "aac", "webm", "mp4"]
+_AUDIO_PART = {
+    "required": ["input_audio"],
+    "properties": {
+        "input_audio": {"anyOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "object", "required": ["data"],
+             "properties": {"data": {"type": "string", "minLength": 1}, "format": {"enum": AUDIO_FORMATS}}},
+        ]},
+    },
+}
+# Each part is checked against the shape its `type` names, so an error names the field at fault.
+_PART = {
     "type": "object",
-    "required": ["type", "text"],
-    "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+    "required": ["type"],
+    "properties": {"type": {"enum": ["text", "image_url", "input_audio"]}},
+    "allOf": [
+        {"if": {"properties": {"type": {"const": kind}}}, "then": shape}
+        for kind, shape in (("text", _TEXT_PART), ("image_url", _IMAGE_PART), ("input_audio", _AUDIO_PART))
+    ],
 }
 
-_CONTENT = _nullable({"anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}]})
+_CONTENT = _nullable({"anyOf": [{"type": "string"}, {"type": "array", "items": _PART}]})
 
 # OpenAI's rule for function names.
 FUNCTION_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}

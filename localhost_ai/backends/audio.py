@@ -25,9 +25,9 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} minutes" if seconds >= 60 else f"{seconds:.0f} seconds"
 
 
-def _too_long(seconds: float, limit: float) -> InvalidRequest:
-    return InvalidRequest(f"The audio is {_minutes(seconds)} long; this server transcribes at most {_minutes(limit)} "
-                          "(--max-audio-seconds).", param="file", code="audio_too_long")
+def _too_long(seconds: float, limit: float, param: str) -> InvalidRequest:
+    return InvalidRequest(f"The audio is {_minutes(seconds)} long; this server reads at most {_minutes(limit)} "
+                          "(--max-audio-seconds).", param=param, code="audio_too_long")
 
 
 def _declared_seconds(container: Any, stream: Any) -> float | None:
@@ -40,16 +40,18 @@ def _declared_seconds(container: Any, stream: Any) -> float | None:
     return None
 
 
-def decode_audio(data: bytes, filename: str = "", max_seconds: float = 600.0) -> Any:
+def decode_audio(data: bytes, filename: str = "", max_seconds: float = 600.0, *, param: str = "file",
+                 rate: int = SAMPLE_RATE) -> Any:
     """Any container FFmpeg reads (wav, mp3, ogg, flac, m4a, webm ...) from memory: the
     upload is never written anywhere and no command line is built from it.  Audio longer
     than `max_seconds` is refused from the header before anything is decoded, and again
     while decoding (a header can lie); the samples go frame by frame into one array, so
-    decoding holds no more than the audio itself."""
+    decoding holds no more than the audio itself.  `param` is the request field named in
+    errors; `rate` the sample rate wanted (mono float32 either way)."""
     av, np = require("Decoding audio", "whisper", "av", "numpy")
     if not data:
-        raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_file")
-    limit = int(max_seconds * SAMPLE_RATE)
+        raise InvalidRequest("The uploaded file is empty.", param=param, code="empty_file")
+    limit = int(max_seconds * rate)
     audio = np.zeros(0, dtype=np.float32)
     filled = 0
 
@@ -57,7 +59,7 @@ def decode_audio(data: bytes, filename: str = "", max_seconds: float = 600.0) ->
         nonlocal audio, filled
         end = filled + samples.size
         if end > limit:
-            raise _too_long(end / SAMPLE_RATE, max_seconds)
+            raise _too_long(end / rate, max_seconds, param)
         if end > audio.size:
             grown = np.empty(min(limit, max(end, audio.size * 3 // 2)), dtype=np.float32)
             grown[:filled] = audio[:filled]
@@ -70,15 +72,15 @@ def decode_audio(data: bytes, filename: str = "", max_seconds: float = 600.0) ->
     try:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:
-                raise InvalidRequest(f"The uploaded file {filename!r} holds no audio stream.", param="file",
+                raise InvalidRequest(f"The uploaded file {filename!r} holds no audio stream.", param=param,
                                      code="invalid_audio")
             stream = container.streams.audio[0]
             declared = _declared_seconds(container, stream)
             if declared is not None and declared > max_seconds:
-                raise _too_long(declared, max_seconds)
+                raise _too_long(declared, max_seconds, param)
             if declared:
-                audio = np.empty(min(limit, int(declared * SAMPLE_RATE) + SAMPLE_RATE), dtype=np.float32)
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+                audio = np.empty(min(limit, int(declared * rate) + rate), dtype=np.float32)
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
                     append(out.to_ndarray().reshape(-1))
@@ -89,10 +91,10 @@ def decode_audio(data: bytes, filename: str = "", max_seconds: float = 600.0) ->
     except MemoryError:
         raise
     except Exception:  # PyAV's errors for data that is not audio it can read
-        raise InvalidRequest(f"The uploaded file {filename!r} could not be decoded as audio.", param="file",
+        raise InvalidRequest(f"The uploaded file {filename!r} could not be decoded as audio.", param=param,
                              code="invalid_audio") from None
     if filled == 0:
-        raise InvalidRequest(f"The uploaded file {filename!r} holds no audio samples.", param="file",
+        raise InvalidRequest(f"The uploaded file {filename!r} holds no audio samples.", param=param,
                              code="invalid_audio")
     return audio[:filled] if filled == audio.size else audio[:filled].copy()
 

@@ -10,6 +10,11 @@ callers' threads, which turn them into text.
 Each sequence id is a slot with its own KV stream of `context_per_slot` cells.  A
 finished slot keeps its cells: a new prompt that starts like one of them reuses that
 prefix.
+
+A prompt may hold media (images, audio): a run of cells that a `Media` decodes in one
+go, named in the prompt by (the media's hash, index) so that a prefix holding the same
+image matches and a different image never does.  Media is encoded only when it is read:
+a prompt whose image is still in a slot's cells does not encode it again.
 """
 
 from __future__ import annotations
@@ -19,26 +24,39 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Hashable, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class Media(Protocol):
+    """A prompt's image or audio: `n_tokens` cells, decoded by `decode` at KV position
+    `n_past` of sequence `seq_id`, which returns the position after it."""
+
+    n_tokens: int
+
+    def decode(self, ctx: Any, n_past: int, seq_id: int, n_batch: int) -> int: ...
 
 
 @dataclass
 class Sequence:
     """One generation: the prompt's tokens in, sampled tokens out on `output` as
-    ("token", id), then ("end", "stop" | "length") or ("error", exception)."""
+    ("token", id), then ("end", "stop" | "length") or ("error", exception).
+    `tokens` are token ids, and for media (key, i) for its i-th cell; `media` maps the
+    index where each media run starts to its Media.  A prompt ends with a text token."""
 
-    tokens: list[int]
+    tokens: list[Hashable]
     sampler: Any
     budget: int
     control: Any  # CallControl: set when the caller has gone
+    media: dict[int, Media] = field(default_factory=dict)
     reuse: bool = True
     output: "queue.Queue[tuple[str, Any]]" = field(default_factory=queue.Queue)
     stopped: bool = False  # the caller has what it wants (a stop word)
     cached: int = 0  # prompt tokens found in the slot's cells
     slot: "Slot | None" = None
-    position: int = 0  # tokens in the KV cells
+    position: int = 0  # prompt items read into the KV cells (then: cells held)
+    n_past: int = 0  # the KV position of the next cell (media may take more or fewer positions than cells)
     pending: int | None = None  # sampled, to be decoded next step
     generated: int = 0
 
@@ -49,16 +67,39 @@ class Sequence:
 @dataclass
 class Slot:
     seq_id: int
-    cells: list[int] = field(default_factory=list)  # the tokens its KV cells hold
+    cells: list[Hashable] = field(default_factory=list)  # what its KV cells hold, as a prompt names it
+    starts: list[int] = field(default_factory=list)  # each cell's KV position (a media run's: where it starts)
+    end: int = 0  # the KV position after the last cell
     sequence: Sequence | None = None
 
+    def cut(self, keep: int) -> int:
+        """Keep the first `keep` cells; return the KV position where the rest began."""
+        position = self.starts[keep] if keep < len(self.cells) else self.end
+        del self.cells[keep:], self.starts[keep:]
+        self.end = position
+        return position
 
-def common_prefix(a: list[int], b: list[int]) -> int:
+    def extend(self, items: list[Hashable], position: int, end: int) -> None:
+        """Cells for `items`: text from `position` on, one each; a media run all at `position`."""
+        self.cells.extend(items)
+        self.starts.extend([position] * len(items) if _is_media(items[0]) else range(position, end))
+        self.end = end
+
+
+def _is_media(item: Hashable) -> bool:
+    return isinstance(item, tuple)
+
+
+def common_prefix(a: list[Hashable], b: list[Hashable]) -> int:
+    """The longest shared prefix that does not end inside a media run (half an image's
+    cells are not that image)."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
             break
         n += 1
+    if n < len(b) and _is_media(b[n]):
+        n -= b[n][1]
     return n
 
 
@@ -71,15 +112,20 @@ class EngineStats:
     max_prompt_tokens_in_step: int = 0
     max_sequences_in_step: int = 0
     steps_with_prompt_and_generation: int = 0  # a prompt chunk read alongside others' next tokens
+    media: int = 0  # images and audio the prompts brought
+    media_decoded: int = 0  # of those, how many were encoded and decoded (the rest reused)
+    media_tokens_reused: int = 0
 
 
 class Engine:
     def __init__(self, llama_cpp: Any, model: Any, context_per_slot: int, slots: int, threads: int | None,
-                 chunk: int) -> None:
+                 chunk: int, media_batch: int = 0) -> None:
+        """`media_batch`: the most cells of one image or audio decoded in one batch (a
+        model that reads an image's cells all at once, non-causally, needs them together)."""
         self.lib = llama_cpp
         self.chunk = chunk
         self.context_per_slot = context_per_slot
-        self.batch_size = chunk + slots
+        self.batch_size = max(chunk + slots, media_batch)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = context_per_slot * slots
         params.n_seq_max = slots
@@ -131,6 +177,9 @@ class Engine:
             "max_prompt_tokens_in_step": stats.max_prompt_tokens_in_step,
             "max_sequences_in_step": stats.max_sequences_in_step,
             "steps_with_prompt_and_generation": stats.steps_with_prompt_and_generation,
+            "media": stats.media,
+            "media_decoded": stats.media_decoded,
+            "media_tokens_reused": stats.media_tokens_reused,
         }
 
     def close(self) -> None:
@@ -178,7 +227,7 @@ class Engine:
                     self._finish(sequence, exc)
                 for slot in self.slots:  # what the cells hold is no longer known
                     self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, 0, -1)
-                    slot.cells = []
+                    slot.cut(0)
 
     def _admit(self) -> None:
         """Free slots take waiting sequences in arrival order; each goes to the free slot
@@ -207,15 +256,18 @@ class Engine:
         else:
             slot = min(free, key=lambda s: len(s.cells))
             keep = 0
-        if not self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, keep, -1):
+        position = slot.starts[keep] if keep < len(slot.cells) else slot.end
+        if not self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, position, -1):
             # A recurrent model's state cannot be cut back to a prefix: start afresh.
             self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, 0, -1)
             keep = 0
-        slot.cells = slot.cells[:keep]
+        sequence.n_past = slot.cut(keep)
         slot.sequence = sequence
         sequence.slot = slot
         sequence.position = sequence.cached = keep
         self.stats.prompt_tokens += len(sequence.tokens)
+        self.stats.media += len(sequence.media)
+        self.stats.media_tokens_reused += sum(m.n_tokens for start, m in sequence.media.items() if start < keep)
         self.active.append(sequence)
 
     def _add(self, n: int, token: int, position: int, seq_id: int, logits: bool) -> None:
@@ -243,21 +295,27 @@ class Engine:
             return
         if generating:
             for n, sequence in enumerate(generating):
-                self._add(n, sequence.pending, sequence.position, sequence.slot.seq_id, True)
-                sequence.slot.cells.append(sequence.pending)
+                self._add(n, sequence.pending, sequence.n_past, sequence.slot.seq_id, True)
+                sequence.slot.extend([sequence.pending], sequence.n_past, sequence.n_past + 1)
                 sequence.position += 1
+                sequence.n_past += 1
                 sequence.pending = None
             self._decode(len(generating))
             self._sample([(sequence, n) for n, sequence in enumerate(generating)])
         prompt_tokens = 0
-        if reading is not None:
+        if reading is not None and reading.position in reading.media:
+            prompt_tokens = self._read_media(reading)
+        elif reading is not None:
             left = len(reading.tokens) - reading.position
-            prompt_tokens = min(left, self.chunk)
+            upto = min((start for start in reading.media if start > reading.position), default=len(reading.tokens))
+            prompt_tokens = min(upto - reading.position, self.chunk)
             for i in range(prompt_tokens):
                 last = i == prompt_tokens - 1 and prompt_tokens == left
-                self._add(i, reading.tokens[reading.position + i], reading.position + i, reading.slot.seq_id, last)
-            reading.slot.cells.extend(reading.tokens[reading.position:reading.position + prompt_tokens])
+                self._add(i, reading.tokens[reading.position + i], reading.n_past + i, reading.slot.seq_id, last)
+            reading.slot.extend(reading.tokens[reading.position:reading.position + prompt_tokens], reading.n_past,
+                                reading.n_past + prompt_tokens)
             reading.position += prompt_tokens
+            reading.n_past += prompt_tokens
             self.stats.prompt_tokens_evaluated += prompt_tokens
             self._decode(prompt_tokens)
             if prompt_tokens == left:
@@ -270,6 +328,28 @@ class Engine:
             stats.steps_with_prompt_and_generation += 1
         for sequence in self.active:
             sequence.control.beat()
+
+    def _read_media(self, reading: Sequence) -> int:
+        """Encode the image or audio that starts at the sequence's position and decode it
+        into its cells, in as many batches as it needs (one, for a non-causal model)."""
+        media = reading.media[reading.position]
+        slot = reading.slot
+        try:
+            if reading.position + media.n_tokens >= len(reading.tokens):
+                raise RuntimeError("a prompt may not end with an image or audio")
+            end = media.decode(self.ctx, reading.n_past, slot.seq_id, self.batch_size)
+        except Exception as exc:  # this sequence fails; the others' cells are untouched
+            log.exception("decoding an image or audio failed")
+            self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, 0, -1)
+            slot.cut(0)
+            self._finish(reading, exc)
+            return 0
+        slot.extend(reading.tokens[reading.position:reading.position + media.n_tokens], reading.n_past, end)
+        reading.position += media.n_tokens
+        reading.n_past = end
+        self.stats.prompt_tokens_evaluated += media.n_tokens
+        self.stats.media_decoded += 1
+        return media.n_tokens
 
     def _decode(self, n: int) -> None:
         self.batch.n_tokens = n

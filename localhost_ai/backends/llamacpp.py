@@ -6,7 +6,7 @@ import codecs
 import logging
 import queue
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generator, Iterator
 
 from localhost_ai.backends import llama_tools
@@ -19,10 +19,21 @@ from localhost_ai.backends.tool_prompt import ToolUse
 from localhost_ai.config import option
 from localhost_ai.contract.embed import EmbedRequest
 from localhost_ai.contract.events import Event, Finish, TextDelta, Usage
-from localhost_ai.contract.generate import ChatRequest, CompletionRequest, EditRequest, Generation, ResponseFormat
+from localhost_ai.contract.generate import ChatRequest, CompletionRequest, EditRequest, Generation, Part, ResponseFormat
 from localhost_ai.errors import BackendError, InvalidRequest
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prompt:
+    """A text prompt's tokens; llama_media's Prompt, with images or audio, has the same face."""
+
+    tokens: list[int]
+    media: dict[int, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        pass
 
 # Sequences a generative model decodes together when its YAML sets no `parallel`. On two
 # CPU cores, 4 sequences in one batch give about 2.4x one sequence's tokens/s in total.
@@ -48,6 +59,8 @@ class LlamaOptions(BatchingOptions):
 class LlamaCppBackend(Backend):
     Options = LlamaOptions
     options: LlamaOptions
+    media_marker: str | None = None
+    projector: Any = None
 
     def concurrency(self) -> int:
         """Sequences decoded together: the YAML's `parallel`."""
@@ -86,6 +99,14 @@ class LlamaCppBackend(Backend):
             return
         from localhost_ai.backends.llama_engine import Engine
 
+        self.projector = None
+        media_batch = 0
+        if self.config.mmproj is not None:
+            from localhost_ai.backends.llama_media import MEDIA_BATCH, Projector
+
+            self.projector = Projector(llama_cpp, self.llm._model.model, self.config.mmproj, self.config.threads)
+            media_batch = MEDIA_BATCH
+        self.media_marker = self.projector.marker if self.projector is not None else None
         self.engine = Engine(
             llama_cpp,
             self.llm._model.model,
@@ -93,6 +114,7 @@ class LlamaCppBackend(Backend):
             slots=self.concurrency(),
             threads=self.config.threads,
             chunk=self.options.prefill_chunk,
+            media_batch=media_batch,
         )
         self.chat_template = (self.llm.metadata or {}).get("tokenizer.chat_template")
         vocab = self.llm._model
@@ -140,6 +162,10 @@ class LlamaCppBackend(Backend):
         if engine is not None:
             engine.close()
             self.engine = None
+        projector = getattr(self, "projector", None)
+        if projector is not None:
+            projector.close()
+            self.projector = None
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()
@@ -222,37 +248,52 @@ class LlamaCppBackend(Backend):
 
     def decode(self, prompts: list[str], generation: Generation, cancel: CallControl, *, stops: list[str],
                echo: bool = False, lstrip: bool = False, grammar: str | None = None,
-               param: str = "messages") -> Iterator[Event]:
+               param: str = "messages", media: tuple[Part, ...] = ()) -> Iterator[Event]:
         """`lstrip`: a chat answer starts at its first visible character (templates end
-        with 'Answer:' or a newline, and the model's first token carries the space)."""
+        with 'Answer:' or a newline, and the model's first token carries the space).
+        `media`: the image and audio parts that the one prompt's markers stand for."""
         n = generation.n
         sampling = generation.sampling.resolve(self.config)
-        tokenized = [self._tokenize(p, param) for p in prompts]
-        if not all(tokenized):
-            raise InvalidRequest("The prompt is empty.", param="prompt", code="empty_prompt")
-        budgets = [self._budget(len(t), generation.max_tokens, param) for t in tokenized]
-        prompt_tokens = sum(len(t) for t in tokenized)
-        completion_tokens = cached_tokens = 0
-        for p_index, (prompt, tokens, budget) in enumerate(zip(prompts, tokenized, budgets)):
-            for copy in range(n):
-                index = p_index * n + copy
-                if echo:
-                    yield TextDelta(index, prompt)
-                sequence = self._sequence(tokens, budget, sampling, stops, index, cancel, lstrip, grammar)
-                while True:
-                    try:
-                        yield next(sequence)
-                    except StopIteration as end:
-                        produced, finish, cached = end.value
-                        break
-                completion_tokens += produced
-                cached_tokens += cached if copy == 0 else 0  # later copies reuse the first
-                if cancel.is_set():
-                    log.info("model %s: cancelled after %d tokens", self.config.name, produced)
-                    return
-                log.debug("model %s: %d prompt + %d completion tokens, %s", self.config.name, len(tokens), produced, finish)
-                yield Finish(index, finish)
-        yield Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached_tokens=cached_tokens)
+        tokenized = [self._tokenize_media(prompts[0], media, param)] if media else \
+            [Prompt(self._tokenize(p, param)) for p in prompts]
+        try:
+            if not all(p.tokens for p in tokenized):
+                raise InvalidRequest("The prompt is empty.", param="prompt", code="empty_prompt")
+            budgets = [self._budget(len(p.tokens), generation.max_tokens, param) for p in tokenized]
+            prompt_tokens = sum(len(p.tokens) for p in tokenized)
+            completion_tokens = cached_tokens = 0
+            for p_index, (prompt, tokens, budget) in enumerate(zip(prompts, tokenized, budgets)):
+                for copy in range(n):
+                    index = p_index * n + copy
+                    if echo:
+                        yield TextDelta(index, prompt)
+                    sequence = self._sequence(tokens, budget, sampling, stops, index, cancel, lstrip, grammar)
+                    while True:
+                        try:
+                            yield next(sequence)
+                        except StopIteration as end:
+                            produced, finish, cached = end.value
+                            break
+                    completion_tokens += produced
+                    cached_tokens += cached if copy == 0 else 0  # later copies reuse the first
+                    if cancel.is_set():
+                        log.info("model %s: cancelled after %d tokens", self.config.name, produced)
+                        return
+                    log.debug("model %s: %d prompt + %d completion tokens, %s", self.config.name, len(tokens.tokens),
+                              produced, finish)
+                    yield Finish(index, finish)
+            yield Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached_tokens=cached_tokens)
+        finally:  # every sequence reading the prompts has ended
+            for prompt_in in tokenized:
+                prompt_in.close()
+
+    def _tokenize_media(self, prompt: str, media: tuple[Part, ...], param: str) -> "Prompt":
+        """A prompt with images or audio, through the model's projector."""
+        if self.projector is None:
+            raise InvalidRequest(f"Model '{self.config.name}' reads no images or audio (it has no projector).",
+                                 param=param, code="unsupported_content")
+        self._refuse_if_surely_too_long(prompt.replace(self.projector.marker, ""), param)
+        return self.projector.prompt(prompt, list(media), self.llm.token_bos() if self.llm.token_bos() >= 0 else None)
 
     def _next(self, sequence: Any) -> tuple[str, Any]:
         """The engine's next message for this sequence; an engine that has died says so."""
@@ -273,7 +314,7 @@ class LlamaCppBackend(Backend):
 
     def _sequence(
         self,
-        tokens: list[int],
+        prompt: "Prompt",
         budget: int,
         sampling: dict[str, Any],
         stops: list[str],
@@ -291,7 +332,7 @@ class LlamaCppBackend(Backend):
         seed = sampling["seed"]
         seeded = seed is not None and seed >= 0
         sampler = self._sampler(sampling, seed if seeded else random.getrandbits(31), grammar)
-        sequence = Sequence(tokens, sampler, budget, cancel, reuse=not seeded)
+        sequence = Sequence(prompt.tokens, sampler, budget, cancel, media=prompt.media, reuse=not seeded)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         matcher = StopMatcher(stops)
         produced = 0

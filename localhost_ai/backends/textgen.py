@@ -21,7 +21,16 @@ from localhost_ai.config.templates import (
     render,
 )
 from localhost_ai.contract.events import Event, Finish, TextDelta
-from localhost_ai.contract.generate import ChatRequest, CompletionRequest, EditRequest, Generation, Message, ResponseFormat
+from localhost_ai.contract.generate import (
+    ChatRequest,
+    CompletionRequest,
+    EditRequest,
+    Generation,
+    Message,
+    Part,
+    ResponseFormat,
+    TextPart,
+)
 from localhost_ai.errors import InvalidRequest
 
 
@@ -31,6 +40,7 @@ class TextModel(Protocol):
     chat_template: str | None  # the model file's own, if it has one
     bos_text: str
     eos_text: str
+    media_marker: str | None  # the text that stands for an image or audio part in a prompt; None: reads none
 
     def check_constraints(self, request: ChatRequest) -> None:
         """Refuse (InvalidRequest, naming the field) tool or response schemas that the
@@ -41,15 +51,18 @@ class TextModel(Protocol):
 
     def decode(self, prompts: list[str], generation: Generation, cancel: CallControl, *, stops: list[str],
                echo: bool = False, lstrip: bool = False, grammar: Any = None,
-               param: str = "messages") -> Iterator[Event]:
+               param: str = "messages", media: tuple[Part, ...] = ()) -> Iterator[Event]:
         """Each prompt `generation.n` times: text deltas, a finish for each choice, then usage.
         `lstrip`: a choice starts at its first visible character; `param`: the request field
-        the prompts came from, named when one is too long."""
+        the prompts came from, named when one is too long; `media`: the image and audio
+        parts the (one) prompt's markers stand for, in order."""
 
 
-def template_message(message: Message) -> dict[str, Any]:
-    """A message as chat templates read it: content as text, absent fields left out."""
-    out: dict[str, Any] = {**message.extra, "role": message.role, "content": message.text}
+def template_message(message: Message, marker: str | None = None) -> dict[str, Any]:
+    """A message as chat templates read it: content as text (with `marker` where each image
+    or audio part was, as llama.cpp's server does), absent fields left out."""
+    text = "".join(part.text if isinstance(part, TextPart) else marker or "" for part in message.content)
+    out: dict[str, Any] = {**message.extra, "role": message.role, "content": text}
     if message.name is not None:
         out["name"] = message.name
     if message.tool_call_id is not None:
@@ -114,7 +127,12 @@ class TextGeneration:
     def chat(self, request: ChatRequest, cancel: CallControl) -> Iterator[Event]:
         if self.functions.grammar:
             self.model.check_constraints(request)
-        messages = [template_message(m) for m in request.messages]
+        media = tuple(part for m in request.messages for part in m.media)
+        if media and self.model.media_marker is None:
+            raise InvalidRequest(f"Model '{self.config.name}' reads no images or audio (it has no projector); "
+                                 f"'{getattr(media[0], 'label', '') or 'messages'}' is one.",
+                                 param=getattr(media[0], "label", None) or "messages", code="unsupported_content")
+        messages = [template_message(m, self.model.media_marker) for m in request.messages]
         system_prompt = self.config.system_prompt
         if system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system_prompt})
@@ -134,7 +152,8 @@ class TextGeneration:
             grammar = self.model.grammar(use, None if use else request.response_format)
         # Under a grammar no stop word applies: the output ends where the grammar ends.
         stops = [] if grammar is not None else self._stops(request.generation, self.chat_stopwords)
-        events = self.model.decode([prompt], request.generation, cancel, stops=stops, lstrip=True, grammar=grammar)
+        events = self.model.decode([prompt], request.generation, cancel, stops=stops, lstrip=True, grammar=grammar,
+                                   media=media)
         if use is None:
             return events
         settings = self.functions

@@ -21,6 +21,7 @@ class ImagePart:
     KIND: ClassVar[str] = "image"
     data: bytes  # the encoded file (PNG, JPEG ...)
     mime: str = ""
+    label: str = ""  # where the request had it ("messages[1].content[0]"), named in errors
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class AudioPart:
     KIND: ClassVar[str] = "audio"
     data: bytes  # the encoded file (wav, mp3 ...)
     format: str = ""
+    label: str = ""
+    max_seconds: float = 600.0  # longer audio is refused (--max-audio-seconds)
 
 
 Part = Union[TextPart, ImagePart, AudioPart]
