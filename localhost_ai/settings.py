@@ -58,7 +58,8 @@ class Settings:
     generated_images_max_age: float = 3600.0
     images_path: Path | None = None  # where image_path and chat media paths may read from; None: nowhere
     max_media_size: int = 20 << 20  # bytes of one image or audio part in chat
-    media_fetch_timeout: float = 30.0  # seconds to fetch one http(s) image or audio part
+    media_fetch_timeout: float = 30.0  # seconds to fetch all of one request's http(s) images and audio
+    max_media_parts: int = 16  # images and audio parts in one chat request
     max_image_size: int = 1024
 
     @property
@@ -180,7 +181,9 @@ _OPTIONS = [
     Option("--max-media-size", "MAX_MEDIA_SIZE", lambda text: _size(text),
            "largest image or audio file a chat message may carry or link to, e.g. 20MiB (default 20MiB)", minimum=1),
     Option("--media-fetch-timeout", "MEDIA_FETCH_TIMEOUT", parse_duration,
-           "time to fetch one http(s) image or audio of a chat message (default 30s)", minimum=0.001),
+           "time to fetch all of one chat request's http(s) images and audio (default 30s)", minimum=0.001),
+    Option("--max-media-parts", "MAX_MEDIA_PARTS", int, "images and audio parts in one chat request (default 16)",
+           minimum=1),
     Option("--max-image-size", "MAX_IMAGE_SIZE", int, "largest width or height of a generated image (default 1024)",
            minimum=8),
 ]

@@ -10,7 +10,7 @@ from aiohttp import web
 from localhost_ai.api import limits, schemas
 from localhost_ai.api.generation import created, generate, new_id, stream, usage
 from localhost_ai.api.keys import REGISTRY, SETTINGS
-from localhost_ai.api.media import check_model_reads, media_refs, read_media
+from localhost_ai.api.media import check_media, media_refs, read_media
 from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI
 from localhost_ai.api.tools import tool_fields
@@ -114,7 +114,7 @@ def _message(raw: dict[str, Any], media: dict[int, Part]) -> Message:
 async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) -> web.StreamResponse:
     config = await request.app[REGISTRY].find(body.get("model"), CHAT)
     refs = media_refs(body["messages"])
-    check_model_reads(refs, config)
+    check_media(refs, config, request.app[SETTINGS])
     media = await read_media(request, refs) if refs else {}
     call, legacy = await off_loop(request, lambda: _chat_request(body, config, request.app[SETTINGS].context_size,
                                                                  media))

@@ -26,7 +26,7 @@ from localhost_ai.errors import InvalidRequest, PayloadTooLarge
 from localhost_ai.gallery.netguard import PrivateAddressError, guarded_session
 from localhost_ai.settings import Settings
 
-_BASE64 = re.compile(r"^[A-Za-z0-9+/\s]+={0,2}\s*$")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _DATA_URL = re.compile(r"^data:([^,;]*)((?:;[^,;]*)*),", re.IGNORECASE)
 USER_AGENT = "localhost-ai (chat media)"
 
@@ -62,8 +62,13 @@ def media_refs(messages: list[dict[str, Any]]) -> dict[tuple[int, int], MediaRef
     return refs
 
 
-def check_model_reads(refs: dict[tuple[int, int], MediaRef], config: ModelConfig) -> None:
-    """A model without a projector for the part's kind is told before anything is fetched."""
+def check_media(refs: dict[tuple[int, int], MediaRef], config: ModelConfig, settings: Settings) -> None:
+    """At most --max-media-parts, each of a kind the model's projector reads: told before
+    anything is fetched or decoded."""
+    if len(refs) > settings.max_media_parts:
+        raise InvalidRequest(f"This request has {len(refs)} images and audio parts; this server reads at most "
+                             f"{settings.max_media_parts} in one request (--max-media-parts).", param="messages",
+                             code="too_many_media_parts")
     for ref in refs.values():
         capability = VISION if ref.kind == "image" else AUDIO_INPUT
         if capability not in config.capabilities:
@@ -80,12 +85,13 @@ async def read_media(request: web.Request, refs: dict[tuple[int, int], MediaRef]
     settings = request.app[SETTINGS]
     parts: dict[tuple[int, int], Any] = {}
     session: aiohttp.ClientSession | None = None
+    deadline = asyncio.get_running_loop().time() + settings.media_fetch_timeout  # for all of the request's fetches
     try:
         for key, ref in refs.items():
             if ref.source.lower().startswith(("http://", "https://")):
                 if session is None:
                     session = guarded_session(settings.allow_private_urls)
-                data, mime = await _fetch(session, ref, settings)
+                data, mime = await _fetch(session, ref, settings, deadline)
             else:
                 data, mime = await asyncio.to_thread(_local, ref, settings)
             if not data:
@@ -121,8 +127,11 @@ def _local(ref: MediaRef, settings: Settings) -> tuple[bytes, str]:
         raise InvalidRequest(f"'{ref.where}' is a {scheme.group(1)}: URL; images and audio are read from data URLs, "
                              "base64, http(s) URLs, or files inside --images-path.", param=ref.where,
                              code="invalid_media")
-    if len(source) >= 16 and len(source.replace("\n", "").replace(" ", "")) % 4 == 0 and _BASE64.match(source):
-        return _decode(source, ref, settings), ""
+    if len(source) * 3 // 4 > settings.max_media_size + 3:  # before any pattern reads it
+        raise _too_large(ref, len(source) * 3 // 4, settings)
+    compact = "".join(source.split())
+    if len(compact) >= 16 and len(compact) % 4 == 0 and _BASE64.fullmatch(compact):
+        return _decode(compact, ref, settings), ""
     return _file(source, ref, settings), ""
 
 
@@ -160,11 +169,13 @@ def _file(value: str, ref: MediaRef, settings: Settings) -> bytes:
                          param=ref.where, code="forbidden_path")
 
 
-async def _fetch(session: aiohttp.ClientSession, ref: MediaRef, settings: Settings) -> tuple[bytes, str]:
-    """An http(s) URL, within --media-fetch-timeout and --max-media-size; redirects only to
-    http(s), and (unless --allow-private-urls) never to a private or loopback address."""
+async def _fetch(session: aiohttp.ClientSession, ref: MediaRef, settings: Settings,
+                 deadline: float) -> tuple[bytes, str]:
+    """An http(s) URL, by `deadline` (--media-fetch-timeout for all of a request's fetches)
+    and within --max-media-size; redirects only to http(s), and (unless
+    --allow-private-urls) never to a private or loopback address."""
     url = ref.source.strip()
-    timeout = aiohttp.ClientTimeout(total=settings.media_fetch_timeout)
+    timeout = aiohttp.ClientTimeout(total=max(0.001, deadline - asyncio.get_running_loop().time()))
     host = urlsplit(url).hostname or url
     try:
         async with session.get(url, headers={"User-Agent": USER_AGENT}, timeout=timeout, max_redirects=5) as response:
@@ -184,8 +195,9 @@ async def _fetch(session: aiohttp.ClientSession, ref: MediaRef, settings: Settin
                              "only from public ones (--allow-private-urls lets it fetch from others).",
                              param=ref.where, code="forbidden_url") from None
     except asyncio.TimeoutError:
-        raise InvalidRequest(f"Fetching '{ref.where}' from {host} took longer than {settings.media_fetch_timeout:g} "
-                             "seconds (--media-fetch-timeout).", param=ref.where, code="media_fetch_failed") from None
+        raise InvalidRequest(f"Fetching '{ref.where}' from {host} did not finish within the request's "
+                             f"{settings.media_fetch_timeout:g} seconds for fetches (--media-fetch-timeout).",
+                             param=ref.where, code="media_fetch_failed") from None
     except aiohttp.TooManyRedirects:
         raise InvalidRequest(f"Fetching '{ref.where}' from {host} was redirected too many times.", param=ref.where,
                              code="media_fetch_failed") from None

@@ -41,14 +41,15 @@ def _declared_seconds(container: Any, stream: Any) -> float | None:
 
 
 def decode_audio(data: bytes, filename: str = "", max_seconds: float = 600.0, *, param: str = "file",
-                 rate: int = SAMPLE_RATE) -> Any:
+                 rate: int = SAMPLE_RATE, extra: str = "whisper") -> Any:
     """Any container FFmpeg reads (wav, mp3, ogg, flac, m4a, webm ...) from memory: the
     upload is never written anywhere and no command line is built from it.  Audio longer
     than `max_seconds` is refused from the header before anything is decoded, and again
     while decoding (a header can lie); the samples go frame by frame into one array, so
     decoding holds no more than the audio itself.  `param` is the request field named in
-    errors; `rate` the sample rate wanted (mono float32 either way)."""
-    av, np = require("Decoding audio", "whisper", "av", "numpy")
+    errors; `rate` the sample rate wanted (mono float32 either way); `extra` the package
+    extra that installs PyAV for the caller."""
+    av, np = require("Decoding audio", extra, "av", "numpy")
     if not data:
         raise InvalidRequest("The uploaded file is empty.", param=param, code="empty_file")
     limit = int(max_seconds * rate)

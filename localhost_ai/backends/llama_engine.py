@@ -253,6 +253,8 @@ class Engine:
             slot = max(free, key=lambda s: (common_prefix(s.cells, sequence.tokens), -len(s.cells)))
             # At least the last prompt token is decoded, so that its logits are fresh.
             keep = max(0, min(common_prefix(slot.cells, sequence.tokens), len(sequence.tokens) - 1))
+            if _is_media(sequence.tokens[keep]):  # never half an image's cells
+                keep -= sequence.tokens[keep][1]
         else:
             slot = min(free, key=lambda s: len(s.cells))
             keep = 0

@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 # Pixels of one image, decoded: 40 million (about 6300 x 6300) is 120 MB as RGB. Larger
-# files are refused before their pixels are decoded.
+# files are refused before their pixels are decoded; a request's images together may
+# have twice that.
 MAX_IMAGE_PIXELS = 40_000_000
+MAX_REQUEST_PIXELS = 2 * MAX_IMAGE_PIXELS
 # Cells of one image decoded in a batch: as llama.cpp's server's default batch, so that a
 # model that reads an image's cells together (Gemma 3's) can.
 MEDIA_BATCH = 512
@@ -134,10 +136,19 @@ class Projector:
             raise InvalidRequest(f"The chat template placed {text.count(self.marker)} of the request's {len(parts)} "
                                  "images and audio in the prompt; this model's template does not show every part.",
                                  param="messages", code="template_error")
-        bitmaps = [self._bitmap(part) for part in parts]
         chunks = mtmd.mtmd_input_chunks_init()
         prompt = Prompt([], chunks=chunks, mtmd=mtmd)
+        bitmaps: list[Any] = []
         try:
+            pixels = 0
+            for part in parts:  # each freed below, whichever part fails
+                bitmaps.append(self._bitmap(part))
+                if isinstance(part, ImagePart):
+                    pixels += mtmd.mtmd_bitmap_get_nx(bitmaps[-1]) * mtmd.mtmd_bitmap_get_ny(bitmaps[-1])
+                    if pixels > MAX_REQUEST_PIXELS:
+                        raise InvalidRequest(f"The images of this request have more than {MAX_REQUEST_PIXELS:,} pixels "
+                                             "together; send fewer or smaller ones.", param=part.label,
+                                             code="image_too_large")
             encoded = text.encode("utf-8")
             text_in = mtmd.mtmd_input_text(encoded, len(encoded), True, True)
             array = (mtmd.mtmd_bitmap_p_ctypes * max(1, len(bitmaps)))(*bitmaps)
@@ -146,6 +157,10 @@ class Projector:
                 raise InvalidRequest("The prompt's images and audio could not be prepared for this model "
                                      f"(mtmd_tokenize returned {result}).", param="messages", code="invalid_media")
             self._items(prompt, drop_double_bos)
+            if prompt.tokens and isinstance(prompt.tokens[-1], tuple):
+                raise InvalidRequest("The prompt ends with an image or audio: this model's chat template puts no text "
+                                     "after the last message, and a prompt must end with text.", param="messages",
+                                     code="invalid_media")
         except BaseException:
             prompt.close()
             raise
@@ -177,15 +192,14 @@ class Projector:
             if not self.vision:
                 raise InvalidRequest(f"This model's projector does not read images; '{part.label}' is one.",
                                      param=part.label, code="unsupported_content")
-            width, height, pixels = decode_image(part)
-            buffer = (ctypes.c_uint8 * len(pixels)).from_buffer_copy(pixels)
-            bitmap = mtmd.mtmd_bitmap_init(width, height, buffer)
+            width, height, pixels = decode_image(part)  # libmtmd copies the pixels: this array is dropped next
+            bitmap = mtmd.mtmd_bitmap_init(width, height, pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
         elif isinstance(part, AudioPart):
             if not self.audio:
                 raise InvalidRequest(f"This model's projector does not read audio; '{part.label}' is audio.",
                                      param=part.label, code="unsupported_content")
             samples = decode_audio(part.data, part.label, part.max_seconds, param=part.label,
-                                   rate=self.sample_rate or 16_000)
+                                   rate=self.sample_rate or 16_000, extra="llama")
             buffer = samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
             bitmap = mtmd.mtmd_bitmap_init_from_audio(samples.size, buffer)
         else:
@@ -197,10 +211,11 @@ class Projector:
         return bitmap
 
 
-def decode_image(part: ImagePart) -> tuple[int, int, bytes]:
-    """RGB pixels of a PNG, JPEG, WebP or GIF (its first frame); anything else, an image too
-    large, or a file that does not decode is a 400 naming the part."""
-    (image_module,) = require("Reading images", "llama", "PIL.Image")
+def decode_image(part: ImagePart) -> tuple[int, int, Any]:
+    """RGB pixels (a height x width x 3 uint8 array) of a PNG, JPEG, WebP or GIF (its first
+    frame); anything else, an image too large, or a file that does not decode is a 400
+    naming the part."""
+    image_module, np = require("Reading images", "llama", "PIL.Image", "numpy")
     where = part.label or "the image"
     try:
         with image_module.open(io.BytesIO(part.data), formats=IMAGE_FORMATS) as image:
@@ -209,8 +224,7 @@ def decode_image(part: ImagePart) -> tuple[int, int, bytes]:
                 raise InvalidRequest(f"'{where}' is {width} x {height} pixels; this server reads images of at most "
                                      f"{MAX_IMAGE_PIXELS:,} pixels.", param=part.label, code="image_too_large")
             image.seek(0)
-            rgb = image.convert("RGB")
-            return width, height, rgb.tobytes()
+            return width, height, np.ascontiguousarray(image.convert("RGB"), dtype=np.uint8)
     except InvalidRequest:
         raise
     except MemoryError:

@@ -161,6 +161,8 @@ class LlamaCppBackend(Backend):
         engine = getattr(self, "engine", None)
         if engine is not None:
             engine.close()
+            if engine.alive:  # a step still runs on the model and projector: the process exit frees them
+                return
             self.engine = None
         projector = getattr(self, "projector", None)
         if projector is not None:
@@ -256,6 +258,7 @@ class LlamaCppBackend(Backend):
         sampling = generation.sampling.resolve(self.config)
         tokenized = [self._tokenize_media(prompts[0], media, param)] if media else \
             [Prompt(self._tokenize(p, param)) for p in prompts]
+        running = None
         try:
             if not all(p.tokens for p in tokenized):
                 raise InvalidRequest("The prompt is empty.", param="prompt", code="empty_prompt")
@@ -267,7 +270,8 @@ class LlamaCppBackend(Backend):
                     index = p_index * n + copy
                     if echo:
                         yield TextDelta(index, prompt)
-                    sequence = self._sequence(tokens, budget, sampling, stops, index, cancel, lstrip, grammar)
+                    sequence = running = self._sequence(tokens, budget, sampling, stops, index, cancel, lstrip,
+                                                        grammar)
                     while True:
                         try:
                             yield next(sequence)
@@ -283,7 +287,9 @@ class LlamaCppBackend(Backend):
                               produced, finish)
                     yield Finish(index, finish)
             yield Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached_tokens=cached_tokens)
-        finally:  # every sequence reading the prompts has ended
+        finally:
+            if running is not None:  # its engine sequence has ended before the prompts' media is freed
+                running.close()
             for prompt_in in tokenized:
                 prompt_in.close()
 

@@ -10,6 +10,7 @@ import http.server
 import io
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -66,6 +67,8 @@ class _Files(http.server.SimpleHTTPRequestHandler):
     """Serves the images folder; /to-file redirects to a file:// URL."""
 
     def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/slow":  # longer than the server's --media-fetch-timeout
+            time.sleep(4)
         if self.path == "/to-file":
             self.send_response(302)
             self.send_header("Location", "file:///etc/passwd")
@@ -104,7 +107,10 @@ def models_folder(tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path) ->
     # A larger projection than the fixture's default, so that different images change the greedy answer.
     build_vision_projector(folder / "mmproj-vision.gguf", proj_scale=0.3)
     build_audio_projector(folder / "mmproj-audio.gguf", proj_scale=0.3)
-    for config in (model("plain", None), model("vision", "mmproj-vision.gguf"), model("hears", "mmproj-audio.gguf")):
+    # A template with no text after the last message: a prompt may end with an image.
+    bare = model("bare", "mmproj-vision.gguf", template={"chat": "{% for m in messages %}{{ m.content }}{% endfor %}"})
+    for config in (model("plain", None), model("vision", "mmproj-vision.gguf"), model("hears", "mmproj-audio.gguf"),
+                   bare):
         (folder / f"{config['name']}.yaml").write_text(yaml.safe_dump(config))
     return folder
 
@@ -112,7 +118,8 @@ def models_folder(tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path) ->
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, models_folder: Path, media_folder: Path) -> Iterator[Server]:
     started = start_server(models_folder, tmp_path_factory.mktemp("logs"), "--images-path", str(media_folder),
-                           "--max-media-size", "100KiB", env={"ALLOW_PRIVATE_URLS": "1"})
+                           "--max-media-size", "100KiB", "--media-fetch-timeout", "2s", "--max-media-parts", "4",
+                           env={"ALLOW_PRIVATE_URLS": "1"})
     yield started
     stop_server(started)
 
@@ -148,7 +155,7 @@ def test_capabilities_say_what_the_projector_reads(server):
     listed = {m["id"]: m for m in server.get("/v1/models").json()["data"]}
     assert "vision" in listed["vision"]["capabilities"]
     # The projector files are no models of their own.
-    assert set(listed) == {"plain", "vision", "hears"}
+    assert set(listed) == {"plain", "vision", "hears", "bare"}
 
 
 def test_an_image_counts_its_tokens_and_changes_the_answer(server, media_folder):
@@ -160,7 +167,7 @@ def test_an_image_counts_its_tokens_and_changes_the_answer(server, media_folder)
         answers[i] = reply
     again, _ = answer(server, "vision", image(data_url((media_folder / "img0.png").read_bytes())))
     assert again == answers[0]
-    assert len(set(answers.values()) | {text_only}) > 1, answers  # the images are read: they change the answer
+    assert len(set(answers.values())) > 1, answers  # the images are read: different ones change the answer
 
 
 def test_every_image_source_and_shape_reads_the_same_image(server, media_folder, file_server):
@@ -235,6 +242,8 @@ def test_concurrent_image_and_text_requests_batch_and_each_gets_its_own_answer(s
         together = list(pool.map(lambda parts: answer(server, "vision", *parts, seed=5, max_tokens=8)[0], requests_))
     after = engine(server, "vision")
     assert together == alone
+    # Images and prompts were read in steps that also decoded the others' next tokens.
+    assert after["steps_with_prompt_and_generation"] > before["steps_with_prompt_and_generation"]
     assert after["max_sequences_in_step"] >= 2
     assert after["media_decoded"] - before["media_decoded"] == 4
 
@@ -271,6 +280,19 @@ def test_audio_is_read_by_a_model_whose_projector_hears(server, media_folder):
     assert isinstance(other, str)
 
 
+def test_a_stream_about_an_image_stops_when_its_client_goes(server):
+    body = {"model": "vision", "max_tokens": 200, "stream": True, "stop": [],
+            "messages": [{"role": "user", "content": [QUESTION, image(data_url(png(40)))]}]}
+    before = engine(server, "vision")
+    with requests.post(server.url + "/v1/chat/completions", json=body, stream=True, timeout=60) as response:
+        assert response.status_code == 200
+        next(line for line in response.iter_lines() if b'"content": "' in line and b'"content": ""' not in line)
+    server.wait_for(lambda: engine(server, "vision")["active"] == 0)
+    after = engine(server, "vision")
+    assert after["tokens_generated"] - before["tokens_generated"] < 200
+    assert answer(server, "vision", image(data_url(png(40))))[1]["prompt_tokens"] > IMAGE_TOKENS
+
+
 # -- what is refused ----------------------------------------------------------------------------
 
 def refused(response: requests.Response, status: int, code: str, where: str = "messages[0].content[1]") -> str:
@@ -288,7 +310,12 @@ def test_a_model_without_a_projector_refuses_media_naming_model_and_part(server)
     refused(ask(server, "hears", image(data_url(png(1)))), 400, "unsupported_content")
 
 
-def test_bad_media_is_refused_and_the_worker_keeps_serving(server, media_folder, file_server):
+def test_bad_media_is_refused_and_the_worker_keeps_serving(server, media_folder, file_server, tmp_path):
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(png(5))
+    link = media_folder / "link-out.png"
+    if not link.exists():
+        link.symlink_to(outside)  # inside the folder, leading out of it
     cases = [
         (image("data:image/png;base64,@@@not base64@@@"), 400, "invalid_media"),
         (image("data:image/png,rawbytes"), 400, "invalid_media"),
@@ -297,7 +324,10 @@ def test_bad_media_is_refused_and_the_worker_keeps_serving(server, media_folder,
         (image(data_url((media_folder / "big.png").read_bytes())), 413, "media_too_large"),  # --max-media-size
         (image("big.png"), 413, "media_too_large"),
         (image(f"{file_server}/big.png"), 413, "media_too_large"),
-        (image("../outside.png"), 400, "forbidden_path"),
+        (image(f"../{tmp_path.name}/outside.png"), 400, "forbidden_path"),
+        (image(str(outside)), 400, "forbidden_path"),
+        (image("link-out.png"), 400, "forbidden_path"),
+        (image(f"{file_server}/slow"), 400, "media_fetch_failed"),  # --media-fetch-timeout
         (image("file:///etc/passwd"), 400, "forbidden_path"),
         (image("ftp://example.com/x.png"), 400, "invalid_media"),
         (image(f"{file_server}/missing.png"), 400, "media_fetch_failed"),
@@ -312,6 +342,14 @@ def test_bad_media_is_refused_and_the_worker_keeps_serving(server, media_folder,
                                                                                             "format": "midi"}}), 400)
     assert "format" in schema_error["param"]
     assert_error(ask(server, "vision", {"type": "image_url"}), 400)
+    # A later part that fails fails the request; the parts before it are let go.
+    refused(ask(server, "vision", image(data_url(png(1))), image(data_url(b"broken"))), 400, "invalid_image",
+            "messages[0].content[2]")
+    many = [image(data_url(png(1)))] * 5
+    refused(ask(server, "vision", *many), 400, "too_many_media_parts", "messages")  # --max-media-parts 4
+    # A template that ends the prompt with the image: refused, as no answer can start there.
+    refused(server.post("/v1/chat/completions", json={"model": "bare", "messages": [
+        {"role": "user", "content": [QUESTION, image(data_url(png(1)))]}]}), 400, "invalid_media", "messages")
     reply, usage = answer(server, "vision", image(data_url(png(1))))
     assert usage["prompt_tokens"] > IMAGE_TOKENS
 

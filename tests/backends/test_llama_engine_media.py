@@ -79,3 +79,38 @@ def test_a_slot_cut_back_returns_the_position_where_the_rest_began():
     assert slot.starts == [0, 1, 2, 2, 2, 2, 5] and slot.end == 6
     assert slot.cut(6) == 5 and slot.end == 5
     assert slot.cut(2) == 2 and slot.cells == [1, 2] and slot.end == 2
+
+
+def test_a_prompt_ending_inside_a_cached_image_fails_alone(engine, tmp_path):
+    """A prompt that matches a slot's cells up to the middle of an image is cut back to the
+    image's start, and one that ends with an image fails on its own."""
+    import io
+
+    import llama_cpp
+    import numpy as np
+    from PIL import Image
+
+    from localhost_ai.backends.llama_media import Projector
+    from localhost_ai.contract.generate import ImagePart
+    from tests.mmproj_fixture import build_vision_projector
+
+    running, llm = engine
+    projector = Projector(llama_cpp, llm._model.model, build_vision_projector(tmp_path / "mmproj.gguf"), 2)
+    picture = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8)).save(picture, format="PNG")
+    prompt = projector.prompt(f"Question: {projector.marker} What is it?\nAnswer:", [ImagePart(picture.getvalue())], None)
+    try:
+        (start, run), = prompt.media.items()
+        first = sequence(llm, list(prompt.tokens), dict(prompt.media))
+        running.submit(first)
+        assert outcome(first)[0] == "end"
+        cut = prompt.tokens[:start + run.n_tokens]  # ends with the image whose cells the slot holds
+        text = llm.tokenize(b"Question: What is the capital of France?\nAnswer:")
+        bad, good = sequence(llm, cut, {start: run}), sequence(llm, list(text))
+        running.submit(good)
+        running.submit(bad)
+        assert outcome(bad)[0] == "error"
+        assert outcome(good)[0] == "end"
+    finally:
+        prompt.close()
+        projector.close()
