@@ -14,7 +14,9 @@ does.  Two cases, each its own row:
   cells it holds), then decode only the prompt's last token over those cells.
 With `--llama-server PATH` (llama.cpp's own server, built from the source llama-cpp-python
 vendors), the same requests go to it too, with the same template and one slot.
-Rounds alternate between the sides so that a busy machine affects them alike."""
+Rounds alternate between the sides so that a busy machine affects them alike.  "First
+token" is the first one with visible text on every side (a chat answer here starts at
+its first visible character, so a leading space is not sent on its own)."""
 
 from __future__ import annotations
 
@@ -66,8 +68,11 @@ def through_server(url: str, image: bytes) -> tuple[float, float, int]:
     started = time.perf_counter()
     first = None
     prompt_tokens = 0
+    text = ""
     for chunk in sse_chunks(url, "/v1/chat/completions", body):
-        if first is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+        if chunk["choices"]:
+            text += chunk["choices"][0]["delta"].get("content") or ""
+        if first is None and text.strip():
             first = time.perf_counter() - started
         if chunk.get("usage"):
             prompt_tokens = chunk["usage"]["prompt_tokens"]
@@ -142,11 +147,13 @@ class InProcess:
             n_past = end.value
         vocab = self.llm._model.vocab
         first = None
+        answer: list[int] = []
         for i in range(ANSWER_TOKENS):
             logits = lib.llama_get_logits_ith(ctx, -1)
             row = np.ctypeslib.as_array(logits, shape=(self.llm.n_vocab(),))
             token = int(row.argmax())
-            if first is None:
+            answer.append(token)
+            if first is None and self.llm.detokenize(answer).strip():
                 first = time.perf_counter() - started
             if lib.llama_vocab_is_eog(vocab, token) or i == ANSWER_TOKENS - 1:
                 break
