@@ -265,12 +265,12 @@ class LlamaCppBackend(Backend):
             budgets = [self._budget(len(p.tokens), generation.max_tokens, param) for p in tokenized]
             prompt_tokens = sum(len(p.tokens) for p in tokenized)
             completion_tokens = cached_tokens = 0
-            for p_index, (prompt, tokens, budget) in enumerate(zip(prompts, tokenized, budgets)):
+            for p_index, (text, prompt, budget) in enumerate(zip(prompts, tokenized, budgets)):
                 for copy in range(n):
                     index = p_index * n + copy
                     if echo:
-                        yield TextDelta(index, prompt)
-                    sequence = running = self._sequence(tokens, budget, sampling, stops, index, cancel, lstrip,
+                        yield TextDelta(index, text)
+                    sequence = running = self._sequence(prompt, budget, sampling, stops, index, cancel, lstrip,
                                                         grammar)
                     while True:
                         try:
@@ -283,15 +283,15 @@ class LlamaCppBackend(Backend):
                     if cancel.is_set():
                         log.info("model %s: cancelled after %d tokens", self.config.name, produced)
                         return
-                    log.debug("model %s: %d prompt + %d completion tokens, %s", self.config.name, len(tokens.tokens),
+                    log.debug("model %s: %d prompt + %d completion tokens, %s", self.config.name, len(prompt.tokens),
                               produced, finish)
                     yield Finish(index, finish)
             yield Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached_tokens=cached_tokens)
         finally:
             if running is not None:  # its engine sequence has ended before the prompts' media is freed
                 running.close()
-            for prompt_in in tokenized:
-                prompt_in.close()
+            for prompt in tokenized:
+                prompt.close()
 
     def _tokenize_media(self, prompt: str, media: tuple[Part, ...], param: str) -> "Prompt":
         """A prompt with images or audio, through the model's projector."""
