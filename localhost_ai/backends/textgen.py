@@ -18,6 +18,7 @@ from localhost_ai.config.templates import (
     FALLBACK_CHAT_STOPWORDS,
     FALLBACK_CHAT_TEMPLATE,
     PromptTemplateError,
+    reads_typed_content,
     render,
 )
 from localhost_ai.contract.events import Event, Finish, TextDelta
@@ -145,6 +146,9 @@ class TextGeneration:
         else:
             guide = tool_prompt.instructions(use, self.functions, self.config.name) if use else None
             messages = tool_prompt.messages_in_plain_text(messages, guide)
+        if reads_typed_content(template):  # content as one text part, markers for media within it
+            messages = [{**m, "content": [{"type": "text", "text": m["content"]}]} if isinstance(m.get("content"), str)
+                        else m for m in messages]
         prompt = self._render(template, messages=messages, add_generation_prompt=True, bos_token=self.model.bos_text,
                               eos_token=self.model.eos_text, system_prompt=system_prompt or "", tools=tools)
         grammar = None

@@ -204,3 +204,23 @@ def render(source: str, **context: Any) -> str:
     except Exception as exc:  # a template's own bug must not crash a request
         raise PromptTemplateError(f"template failed: {exc}") from None
 
+
+
+_PROBE = "zq7probe"
+
+
+@lru_cache(maxsize=64)
+def reads_typed_content(source: str) -> bool:
+    """Whether a chat template reads a message's content as a list of typed parts
+    (`{% for part in message.content %}{% if part.type == 'text' %}...`), as several
+    vision models' own templates do, rather than as a string: told by rendering a probe
+    message both ways, as llama.cpp's server does.  Such a template given a string
+    renders nothing of it."""
+    def shows(content: Any) -> bool:
+        try:
+            return _PROBE in render(source, messages=[{"role": "user", "content": content}], add_generation_prompt=True,
+                                    bos_token="", eos_token="", system_prompt="", tools=None)
+        except PromptTemplateError:
+            return False
+
+    return not shows(_PROBE) and shows([{"type": "text", "text": _PROBE}])

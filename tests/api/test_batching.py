@@ -135,7 +135,7 @@ def test_a_long_prompt_is_read_in_chunks_between_the_others_tokens(batch_server)
     results: dict = {}
 
     def streaming() -> None:
-        results["short"] = stream_chat(batch_server, "two", "Count from one to fifty.", max_tokens=200)
+        results["short"] = stream_chat(batch_server, "two", "Count from one to fifty.", max_tokens=400)
 
     short = threading.Thread(target=streaming)
     short.start()

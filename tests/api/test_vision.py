@@ -27,6 +27,14 @@ from tests.mmproj_fixture import build_audio_projector, build_vision_projector
 IMAGE_TOKENS = 16  # the vision projector: a 32 x 32 image in 8 x 8 patches
 AUDIO_TOKENS = 25  # the audio projector: per 30 seconds of audio
 QUESTION = {"type": "text", "text": "What is in this picture?"}
+# SmolVLM's own chat template, which reads content as a list of typed parts.
+SMOLVLM_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
 
 
 def model(name: str, mmproj: str | None, **extra: Any) -> dict[str, Any]:
@@ -109,8 +117,9 @@ def models_folder(tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path) ->
     build_audio_projector(folder / "mmproj-audio.gguf", proj_scale=0.3)
     # A template with no text after the last message: a prompt may end with an image.
     bare = model("bare", "mmproj-vision.gguf", template={"chat": "{% for m in messages %}{{ m.content }}{% endfor %}"})
+    typed = model("typed", "mmproj-vision.gguf", template={"chat": SMOLVLM_TEMPLATE})
     for config in (model("plain", None), model("vision", "mmproj-vision.gguf"), model("hears", "mmproj-audio.gguf"),
-                   bare):
+                   bare, typed):
         (folder / f"{config['name']}.yaml").write_text(yaml.safe_dump(config))
     return folder
 
@@ -155,7 +164,7 @@ def test_capabilities_say_what_the_projector_reads(server):
     listed = {m["id"]: m for m in server.get("/v1/models").json()["data"]}
     assert "vision" in listed["vision"]["capabilities"]
     # The projector files are no models of their own.
-    assert set(listed) == {"plain", "vision", "hears", "bare"}
+    assert set(listed) == {"plain", "vision", "hears", "bare", "typed"}
 
 
 def test_an_image_counts_its_tokens_and_changes_the_answer(server, media_folder):
@@ -185,6 +194,15 @@ def test_every_image_source_and_shape_reads_the_same_image(server, media_folder,
     for part in sources:
         reply, usage = answer(server, "vision", part)
         assert reply == expected, part["image_url"] if isinstance(part["image_url"], str) else part["image_url"]["url"][:60]
+
+
+def test_a_template_that_reads_typed_parts_gets_the_text_and_the_image(server):
+    """Given content as a string, such a template would render none of it (and no image)."""
+    reply, usage = answer(server, "typed", image(data_url(png(2))))
+    _, text_usage = answer(server, "typed")
+    # (the text either side of the image is tokenized apart: a token more or less at the seam)
+    assert abs(usage["prompt_tokens"] - (text_usage["prompt_tokens"] + IMAGE_TOKENS)) <= 1, (usage, text_usage)
+    assert text_usage["prompt_tokens"] > 10  # "What is in this picture?" is in the prompt
 
 
 def test_jpeg_webp_and_gif_are_read(server):
