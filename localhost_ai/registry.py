@@ -135,6 +135,8 @@ class Registry:
                 continue
             if "mmproj" in entry.name.lower():  # a projector (mmproj-*.gguf) is no model of its own
                 continue
+            if infer_backend(entry.name) == "piper" and not os.path.exists(entry.path + ".json"):
+                continue  # an .onnx file is a Piper voice only with its .onnx.json
             models[entry.name] = bare_weights_config(path, known)
 
         self._log_changes(models, invalid)

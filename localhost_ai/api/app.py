@@ -21,6 +21,7 @@ from localhost_ai.api import (  # noqa: F401  (each declares its routes on its s
     models,
     openapi,
     rerank,
+    speech,
 )
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, PRELOAD, REGISTRY, SETTINGS
 from localhost_ai.api.middlewares import (

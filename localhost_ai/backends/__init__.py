@@ -15,6 +15,7 @@ from localhost_ai.backends import (  # noqa: F401  (each registers itself)
     fasterwhisper,
     llamacpp,
     openaiwhisper,
+    piper,
     sentencetransformers,
 )
 from localhost_ai.backends.base import Backend, CallControl, backend_class, backend_options

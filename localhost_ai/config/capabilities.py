@@ -45,6 +45,7 @@ TABLE: dict[str, CapabilityRule] = {
     "whisper": _rule({TRANSCRIPTION}),
     "faster-whisper": _rule({TRANSCRIPTION}),
     "diffusers": _rule({IMAGE}),
+    "piper": _rule({SPEECH}),
 }
 
 

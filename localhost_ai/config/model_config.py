@@ -126,6 +126,8 @@ def resolve_model_file(models_root: Path, source: Path, value: str, field_name: 
 def infer_backend(model_file: str) -> str | None:
     if model_file.lower().endswith(".gguf"):
         return "llama-cpp"
+    if model_file.lower().endswith(".onnx"):  # a Piper voice (its .onnx.json beside it)
+        return "piper"
     return None
 
 

@@ -107,11 +107,12 @@ class Images:
 
 @dataclass(frozen=True)
 class Audio:
-    """A stretch of speech as 16-bit little-endian mono PCM."""
+    """Speech: 16-bit little-endian mono PCM, or a file in `format` (mp3, wav ...)."""
 
     KIND: ClassVar[str] = "audio"
     data: bytes
     sample_rate: int
+    format: str = "pcm"
 
 
 Event = Union[TextDelta, ToolCallStart, ToolArgumentsDelta, Finish, Usage, Embeddings, Scores, Transcription, Images,

