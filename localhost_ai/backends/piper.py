@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from localhost_ai.backends.audio_out import encode
+from localhost_ai.backends.audio_out import Encoder
 from localhost_ai.backends.base import Backend, CallControl, register
 from localhost_ai.backends.optional import require
 from localhost_ai.config import option
 from localhost_ai.config.options import BackendOptions
-from localhost_ai.contract.events import Audio
+from localhost_ai.contract.events import Audio, Event, Usage
 from localhost_ai.contract.speech import SpeechRequest
 from localhost_ai.errors import InvalidRequest
 
@@ -67,7 +67,9 @@ class PiperBackend(Backend):
                              f"{self.num_speakers} (ids 0 to {self.num_speakers - 1}{', names: ' + names if names else ''}).",
                              param="voice", code="unknown_voice")
 
-    def op_speech(self, request: SpeechRequest, cancel: CallControl) -> Iterator[Audio]:
+    def op_speech(self, request: SpeechRequest, cancel: CallControl) -> Iterator[Event]:
+        """Each sentence's encoded audio as soon as it is spoken, then the usage in Piper's
+        own units: phoneme ids in, 256-sample frames out."""
         options = self.options
         base_scale = options.length_scale or self.voice.config.length_scale
         synthesis = self._config_class(
@@ -77,14 +79,31 @@ class PiperBackend(Backend):
             noise_w_scale=options.noise_w if options.noise_w is not None else self.voice.config.noise_w_scale,
         )
         silence = b"\0\0" * int(self.sample_rate * options.sentence_silence)
-        pcm: list[bytes] = []
-        for chunk in self._sentences(request.input, synthesis):  # one sentence at a time
-            if cancel.is_set():
-                return
-            cancel.beat()
-            pcm.append(chunk.audio_int16_bytes + silence)
-        yield Audio(encode(b"".join(pcm), self.sample_rate, request.response_format), self.sample_rate,
-                    request.response_format)
+        encoder = Encoder(self.sample_rate, request.response_format)
+        phonemes = samples = 0
+        closed = False
+        try:
+            for chunk in self._sentences(request.input, synthesis):
+                if cancel.is_set():
+                    return
+                cancel.beat()
+                pcm = chunk.audio_int16_bytes + silence
+                phonemes += len(chunk.phoneme_ids)
+                samples += len(pcm) // 2
+                data = encoder.add(pcm)
+                if data:
+                    yield Audio(data, self.sample_rate, request.response_format)
+            closed = True
+            tail = encoder.close()
+            if tail:
+                yield Audio(tail, self.sample_rate, request.response_format)
+            yield Usage(prompt_tokens=phonemes, completion_tokens=-(-samples // 256))
+        finally:
+            if not closed:  # cancelled or failed: the container is let go, its bytes unsent
+                try:
+                    encoder.close()
+                except Exception:
+                    pass
 
     def _sentences(self, text: str, synthesis: Any) -> Iterator[Any]:
         return iter(self.voice.synthesize(text, syn_config=synthesis))

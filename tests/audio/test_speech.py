@@ -4,9 +4,12 @@ words through this server's own Whisper, and bad requests are refused."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -34,6 +37,9 @@ def speech_server(tmp_path_factory: pytest.TempPathFactory, faster_whisper_path:
         shutil.copyfile(data / name, folder / name)
     (folder / "joe.yaml").write_text(yaml.safe_dump({"name": "joe", "backend": "piper",
                                                      "parameters": {"model": "en_US-joe-medium.onnx"}}))
+    # No noise: the same text gives the same samples, so streamed and whole can be compared.
+    (folder / "steady.yaml").write_text(yaml.safe_dump({"name": "steady", "backend": "piper", "parameters": {
+        "model": "en_US-joe-medium.onnx", "noise_scale": 0.0, "noise_w": 0.0, "sentence_silence": 0.1}}))
     (folder / "tiny-en").symlink_to(faster_whisper_path)
     (folder / "whisper.yaml").write_text(yaml.safe_dump({"name": "whisper", "backend": "faster-whisper",
                                                          "parameters": {"model": "tiny-en"}}))
@@ -69,6 +75,41 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 def test_the_voice_is_a_speech_model(speech_server):
     listed = {m["id"]: m for m in speech_server.get("/v1/models").json()["data"]}
     assert listed["joe"]["capabilities"] == ["speech"]
+
+
+LONG = " ".join(SENTENCES * 2)
+
+
+def test_a_long_text_streams_its_first_sentence_before_the_rest_is_spoken(speech_server):
+    client = speech_server.client()
+    client.audio.speech.create(model="joe", voice="alloy", input="Ready.")  # loaded before the clock starts
+    started = time.perf_counter()
+    with client.audio.speech.with_streaming_response.create(model="joe", voice="alloy", input=LONG,
+                                                            response_format="mp3") as response:
+        assert response.headers.get("Transfer-Encoding") == "chunked"
+        first = None
+        data = b""
+        for block in response.iter_bytes(1024):
+            if first is None:
+                first = time.perf_counter() - started
+            data += block
+    total = time.perf_counter() - started
+    assert first < total / 3, (first, total)  # ten sentences: the first is out long before the last
+    assert decoded(data)[1] > 15  # the whole text is there
+
+
+def test_sse_deltas_join_to_the_same_pcm_as_the_plain_answer(speech_server):
+    body = {"model": "steady", "input": " ".join(SENTENCES[:3]), "response_format": "pcm"}
+    whole = speech_server.post("/v1/audio/speech", json=body).content
+    response = speech_server.post("/v1/audio/speech", json={**body, "stream_format": "sse"})
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    events = [json.loads(block[6:]) for block in response.text.split("\n\n") if block.startswith("data: ")]
+    deltas = [e for e in events if e["type"] == "speech.audio.delta"]
+    assert len(deltas) == 3 and events[-1]["type"] == "speech.audio.done"  # a delta per sentence, then done
+    assert b"".join(base64.b64decode(e["audio"]) for e in deltas) == whole
+    usage = events[-1]["usage"]
+    assert usage["input_tokens"] > 30 and usage["output_tokens"] > 0
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
 
 
 @pytest.mark.parametrize("fmt, rate, codec", [
@@ -120,7 +161,7 @@ def test_bad_requests_are_refused_naming_the_field(speech_server):
     assert_error(speak(speed=5), 400, "speed")
     assert_error(speak(speed=0.1), 400, "speed")
     assert assert_error(speak(voice="no-such-speaker"), 400, "voice")["code"] == "unknown_voice"
-    assert_error(speak(stream_format="sse"), 400, "stream_format")
+    assert_error(speak(stream_format="chunks"), 400, "stream_format")
     assert_error(speech_server.post("/v1/audio/speech", json={"model": "whisper", "input": "Hello."}), 400, "model")
     assert_error(speech_server.post("/tts", json={"model": "joe"}), 400, "input")
     # Text is only text: a shell line or a path is spoken, never run or opened.
