@@ -34,7 +34,9 @@ SPEECH_SCHEMA = {
     "properties": {
         "model": _NAME,
         "input": _INPUT,
-        "voice": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "object"}, {"type": "null"}]},
+        "voice": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "null"},
+                            {"type": "object", "required": ["id"],  # OpenAI's newer form
+                             "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 256}}}]},
         "response_format": {"anyOf": [{"enum": RESPONSE_FORMATS}, {"type": "null"}]},
         "speed": {"anyOf": [{"type": "number", "minimum": 0.25, "maximum": 4.0}, {"type": "null"}]},
         "instructions": _NAME,
@@ -80,10 +82,12 @@ async def _speak(request: web.Request, body: dict[str, Any], response_format: st
                 elif isinstance(event, Usage):
                     usage = event
                 event = await anext(iterator, None)
-        except APIError as exc:  # after the first byte: the status is sent, the stream ends short
+        except APIError as exc:  # after the first byte the status is sent: the stream must not look whole
             if sse:
-                await response.write(_sse(exc.body()))
-            await response.write_eof()
+                await response.write(_sse({"type": "error", **exc.body()}))
+                await response.write_eof()
+            elif request.transport is not None:
+                request.transport.close()  # an unfinished chunked body: the client sees the audio is cut short
             return response
     if sse:
         await response.write(_sse({"type": "speech.audio.done", "usage": {

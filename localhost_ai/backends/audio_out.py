@@ -50,8 +50,12 @@ class Encoder:
         rate = next((r for r in _OPUS_RATES if r >= sample_rate), 48000) if codec == "libopus" else sample_rate
         self.sink = _Sink()
         self.container = self.av.open(self.sink, "w", format=container_name)
-        self.stream = self.container.add_stream(codec, rate=rate, layout="mono")
-        self.resampler = self.av.AudioResampler(format=sample_format, layout="mono", rate=rate)
+        try:
+            self.stream = self.container.add_stream(codec, rate=rate, layout="mono")
+            self.resampler = self.av.AudioResampler(format=sample_format, layout="mono", rate=rate)
+        except BaseException:
+            self.discard()
+            raise
 
     def add(self, pcm: bytes) -> bytes:
         if self.format == "pcm":
@@ -70,6 +74,15 @@ class Encoder:
             self.container.mux(packet)
         self.container.close()
         return self.sink.take()
+
+    def discard(self) -> None:
+        """Let the container go without flushing it (a cancelled or failed speech)."""
+        if self.format == "pcm":
+            return
+        try:
+            self.container.close()
+        except Exception:  # a container whose muxer already failed: nothing more to free
+            pass
 
     def _encode(self, frames: list[Any]) -> None:
         for frame in frames:

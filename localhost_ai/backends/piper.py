@@ -50,18 +50,20 @@ class PiperBackend(Backend):
     def _speaker(self, voice: str | None) -> int | None:
         """A speaker of a multi-speaker voice by name or id; one-speaker voices answer to
         their model's name and OpenAI's voice names."""
-        wanted = voice if voice not in (None, "") else self.options.speaker
         if self.num_speakers <= 1:
-            if wanted in (None, "", self.config.name, self.config.model_path.stem) or wanted in OPENAI_VOICES:
+            if voice in (None, "", self.config.name, self.config.model_path.stem) or voice in OPENAI_VOICES:
                 return None
             raise InvalidRequest(f"Model '{self.config.name}' has one voice; 'voice' may be its name or one of "
-                                 f"OpenAI's voice names, not {str(wanted)[:64]!r}.", param="voice", code="unknown_voice")
-        if wanted is None or wanted in OPENAI_VOICES:
+                                 f"OpenAI's voice names, not {str(voice)[:64]!r}.", param="voice", code="unknown_voice")
+        # OpenAI's clients always send a voice name: those mean the YAML's speaker, as no voice does.
+        wanted = self.options.speaker if voice in (None, "") or voice in OPENAI_VOICES else voice
+        if wanted is None:
             return 0
         if isinstance(wanted, str) and wanted in self.speakers:
             return self.speakers[wanted]
-        if str(wanted).isdigit() and int(wanted) < self.num_speakers:
-            return int(wanted)
+        text = str(wanted)
+        if text.isascii() and text.isdecimal() and int(text) < self.num_speakers:
+            return int(text)
         names = ", ".join(sorted(self.speakers)[:20])
         raise InvalidRequest(f"Model '{self.config.name}' has no speaker {str(wanted)[:64]!r}; it has "
                              f"{self.num_speakers} (ids 0 to {self.num_speakers - 1}{', names: ' + names if names else ''}).",
@@ -100,10 +102,7 @@ class PiperBackend(Backend):
             yield Usage(prompt_tokens=phonemes, completion_tokens=-(-samples // 256))
         finally:
             if not closed:  # cancelled or failed: the container is let go, its bytes unsent
-                try:
-                    encoder.close()
-                except Exception:
-                    pass
+                encoder.discard()
 
     def _sentences(self, text: str, synthesis: Any) -> Iterator[Any]:
         return iter(self.voice.synthesize(text, syn_config=synthesis))

@@ -211,8 +211,16 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         media=media,
         options=options_class.from_yaml(data),
         raw=data,
-        fingerprint=_fingerprint(text, _stat_key(model_path), *([_stat_key(mmproj)] if mmproj else [])),
+        fingerprint=_fingerprint(text, _stat_key(model_path), *(_stat_key(p) for p in _companions(model_path, mmproj))),
     )
+
+
+def _companions(model_path: Path, mmproj: Path | None) -> list[Path]:
+    """Files the model reads besides its weights, whose change reloads it: the projector,
+    a Piper voice's .onnx.json."""
+    voice_config = Path(str(model_path) + ".json")
+    return ([mmproj] if mmproj else []) + ([voice_config] if model_path.suffix == ".onnx" and voice_config.exists()
+                                           else [])
 
 
 def _projector(path: Path, models_root: Path, value: str | None) -> tuple[Path | None, tuple[str, ...]]:
@@ -278,5 +286,5 @@ def bare_weights_config(path: Path, options: Mapping[str, type[BackendOptions]] 
         model_path=path,
         source=path,
         options=(options or {}).get(backend, BackendOptions)(),
-        fingerprint=_fingerprint(path.name.encode(), _stat_key(path)),
+        fingerprint=_fingerprint(path.name.encode(), _stat_key(path), *(_stat_key(p) for p in _companions(path, None))),
     )

@@ -4,6 +4,7 @@ a fake backend: the OpenAI shapes each surface renders from the contract's event
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 import base64
 
@@ -28,8 +29,6 @@ async def client(request, aiohttp_client, tmp_path, monkeypatch):
 
 
 async def sse(response) -> list[dict]:
-    import json
-
     assert response.status == 200, await response.text()
     text = await response.text()
     events = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
@@ -119,7 +118,7 @@ async def test_a_bad_embedding_request_fails_alone(client):
 async def test_capabilities_come_from_the_one_table(client):
     system = await (await client.get("/system")).json()
     assert {m["id"]: m["capabilities"] for m in system["models"]} == {
-        "fake": ["chat", "completion"], "fake-embed": ["embeddings"]}
+        "fake": ["chat", "completion", "speech"], "fake-embed": ["embeddings"]}
     response = await client.post("/v1/embeddings", json={"model": "fake", "input": "x"})
     assert response.status == 400 and (await response.json())["error"]["code"] == "model_not_supported"
 
@@ -147,3 +146,22 @@ async def test_a_backend_that_yields_no_event_fails_that_call_alone(client, capl
 async def test_server_routes_answer_head_as_get(client):
     assert (await client.head("/healthz")).status == 200
     assert (await client.head("/v1/models")).status == 200
+
+
+async def test_speech_goes_out_sentence_by_sentence_and_a_failure_midway_is_not_a_whole_file(client):
+    import aiohttp
+
+    response = await client.post("/v1/audio/speech", json={"model": "fake", "input": "one two three",
+                                                           "response_format": "pcm"})
+    assert response.status == 200 and response.headers["Content-Type"] == "audio/pcm"
+    assert await response.read() == b"onetwothree"
+    response = await client.post("/v1/audio/speech", json={"model": "fake", "input": "one fail",
+                                                           "response_format": "pcm"})
+    assert response.status == 200  # the first sentence was out before the failure
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()  # the body ends unfinished, not as if the audio were complete
+    response = await client.post("/v1/audio/speech", json={"model": "fake", "input": "one fail",
+                                                           "stream_format": "sse"})
+    events = [json.loads(line[6:]) for line in (await response.text()).splitlines() if line.startswith("data: ")]
+    assert [e["type"] for e in events] == ["speech.audio.delta", "error"]
+    assert "broke down" in events[-1]["error"]["message"]

@@ -8,13 +8,14 @@ import struct
 import time
 
 from localhost_ai.backends.base import Backend, register
-from localhost_ai.config import CHAT, COMPLETION, EMBEDDINGS, CapabilityRule
+from localhost_ai.config import CHAT, COMPLETION, EMBEDDINGS, SPEECH, CapabilityRule
 from localhost_ai.contract.embed import EmbedRequest
-from localhost_ai.contract.events import Embeddings, Finish, TextDelta, ToolArgumentsDelta, ToolCallStart, Usage
-from localhost_ai.errors import InvalidRequest
+from localhost_ai.contract.events import Audio, Embeddings, Finish, TextDelta, ToolArgumentsDelta, ToolCallStart, Usage
+from localhost_ai.errors import BackendError, InvalidRequest
 
 
-@register("test-fake", capabilities=CapabilityRule(frozenset({CHAT, COMPLETION}), embeddings=frozenset({EMBEDDINGS})))
+@register("test-fake", capabilities=CapabilityRule(frozenset({CHAT, COMPLETION, SPEECH}),
+                                                  embeddings=frozenset({EMBEDDINGS})))
 class FakeBackend(Backend):
     """Chat answers with the last message's words (or calls the first tool with the
     message as its `text`); a completion echoes its prompt, "fail" fails it and "junk"
@@ -43,6 +44,14 @@ class FakeBackend(Backend):
                 yield TextDelta(index, word + " ")
             yield Finish(index, "stop")
         yield Usage(prompt_tokens=len(last), completion_tokens=len(last.split()), cached_tokens=0)
+
+    def op_speech(self, request, cancel):
+        """Each word's bytes as a sentence of 'audio'; "fail" after the first word fails."""
+        for number, word in enumerate(request.input.split()):
+            if word == "fail" and number:
+                raise BackendError("The fake voice broke down mid-sentence.")
+            yield Audio(word.encode(), 8000, request.response_format)
+        yield Usage(prompt_tokens=len(request.input), completion_tokens=1)
 
     def op_completion(self, request, cancel):
         for index, prompt in enumerate(request.prompts):
