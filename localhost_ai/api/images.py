@@ -15,6 +15,7 @@ from aiohttp import web
 
 from localhost_ai.api.forms import read_form
 from localhost_ai.api.generation import one
+from localhost_ai.api.media import file_inside
 from localhost_ai.api.keys import REGISTRY, SETTINGS
 from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI, SERVER
@@ -190,11 +191,11 @@ def _image_from_path(request: web.Request, value: str) -> bytes:
     if root is None:
         raise InvalidRequest("'image_path' may only be a data URL on this server (no --images-path is set).",
                              param="image_path", code="forbidden_path")
+    candidate = file_inside(root, value)
     try:
-        candidate = (root / value).resolve()
-        if candidate.is_relative_to(root) and candidate.is_file():
+        if candidate is not None:
             return candidate.read_bytes()
-    except (OSError, RuntimeError):  # a name too long, a link loop
+    except OSError:  # a file that went
         pass
     raise InvalidRequest("'image_path' must name a file inside the images folder.", param="image_path",
                          code="forbidden_path")

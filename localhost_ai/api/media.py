@@ -12,6 +12,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -144,6 +145,17 @@ def _decode(text: str, ref: MediaRef, settings: Settings) -> bytes:
         raise InvalidRequest(f"'{ref.where}' is not valid base64.", param=ref.where, code="invalid_media") from None
 
 
+def file_inside(root: Path, value: str) -> Path | None:
+    """The regular file `value` names inside `root`, found by its real path (links resolved,
+    so none leads out), or None: the one rule for files a request names (Nexa's
+    `image_path`, chat media).  `value` holds no NUL (the callers refuse it, naming their field)."""
+    try:
+        candidate = (root / value).resolve()
+        return candidate if candidate.is_relative_to(root) and candidate.is_file() else None
+    except (OSError, RuntimeError):  # a name too long, a link loop
+        return None
+
+
 def _file(value: str, ref: MediaRef, settings: Settings) -> bytes:
     """The same rule as image_path: only a file inside --images-path, found by its real path."""
     root = settings.images_path
@@ -152,9 +164,9 @@ def _file(value: str, ref: MediaRef, settings: Settings) -> bytes:
                              "set): send a data URL, base64 or an http(s) URL.", param=ref.where, code="forbidden_path")
     if "\0" in value:
         raise InvalidRequest(f"'{ref.where}' may not contain a NUL character.", param=ref.where, code="forbidden_path")
+    candidate = file_inside(root, value)
     try:
-        candidate = (root / value).resolve()
-        if candidate.is_relative_to(root) and candidate.is_file():
+        if candidate is not None:
             size = candidate.stat().st_size
             if size > settings.max_media_size:
                 raise _too_large(ref, size, settings)
@@ -163,7 +175,7 @@ def _file(value: str, ref: MediaRef, settings: Settings) -> bytes:
             if len(data) > settings.max_media_size:
                 raise _too_large(ref, None, settings)
             return data
-    except (OSError, RuntimeError):  # a name too long, a link loop, a file that went
+    except OSError:  # a file that went
         pass
     raise InvalidRequest(f"'{ref.where}' must name a file inside the images folder (--images-path).",
                          param=ref.where, code="forbidden_path")

@@ -21,9 +21,9 @@ from localhost_ai.contract.speech import SpeechRequest
 from localhost_ai.errors import APIError
 
 MAX_INPUT_CHARS = 4096  # as OpenAI's
-RESPONSE_FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
 CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
                  "wav": "audio/wav", "pcm": "audio/pcm"}
+RESPONSE_FORMATS = list(CONTENT_TYPES)
 _BINARY = {"type": "string", "format": "binary"}
 _INPUT = {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS}
 _NAME = {"type": ["string", "null"]}

@@ -19,6 +19,7 @@ IMAGE = "image"
 SPEECH = "speech"
 VISION = "vision"  # chat reads images (a projector that encodes them)
 AUDIO_INPUT = "audio"  # chat reads audio
+_MEDIA_CAPABILITY = {"image": VISION, "audio": AUDIO_INPUT}  # what a projector reads -> what chat can do
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def capabilities(config: "ModelConfig") -> frozenset[str]:
     if "rerank" in config.known_usecases and rule.rerank is not None:
         return rule.rerank
     if CHAT in rule.default and config.media:
-        return rule.default | {VISION for m in config.media if m == "image"} | {AUDIO_INPUT for m in config.media if m == "audio"}
+        return rule.default | {_MEDIA_CAPABILITY[m] for m in config.media}
     return rule.default
 
 
