@@ -205,6 +205,17 @@ def sse_events(response: requests.Response) -> list[str]:
     return events
 
 
+def metric_samples(server: Server) -> dict[tuple[str, tuple], float]:
+    """(name, sorted labels) -> value, for every sample the server's /metrics has."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(server.get("/metrics").text)
+        for sample in family.samples
+    }
+
+
 def assert_error(response: requests.Response, status: int, param: str | None = "__any__") -> dict[str, Any]:
     """Status and OpenAI's error shape; returns the error object."""
     assert response.status_code == status, (response.status_code, response.text)

@@ -3,6 +3,7 @@ beside it), through the piper-tts package, which is GPL-3.0 and so an optional e
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -14,6 +15,8 @@ from localhost_ai.config.options import BackendOptions
 from localhost_ai.contract.events import Audio, Event, Usage
 from localhost_ai.contract.speech import SpeechRequest
 from localhost_ai.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
 
 # The voice names OpenAI's clients send by default: a voice with one speaker answers to
 # each of them, so those clients work unchanged.
@@ -82,12 +85,14 @@ class PiperBackend(Backend):
         )
         silence = b"\0\0" * int(self.sample_rate * options.sentence_silence)
         encoder = Encoder(self.sample_rate, request.response_format)
-        phonemes = samples = 0
+        phonemes = samples = spoken = 0
         closed = False
         try:
             for chunk in self._sentences(request.input, synthesis):
                 if cancel.is_set():
+                    log.info("model %s: speech cancelled after %d sentence(s)", self.config.name, spoken)
                     return
+                spoken += 1
                 cancel.beat()
                 pcm = chunk.audio_int16_bytes + silence
                 phonemes += len(chunk.phoneme_ids)

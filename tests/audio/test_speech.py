@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import requests
 import yaml
 
-from tests.conftest import Server, assert_error, start_server, stop_server
+from tests.conftest import Server, assert_error, metric_samples, start_server, stop_server
 
 SENTENCES = [
     "The weather is sunny and warm today.",
@@ -95,6 +96,31 @@ def test_a_long_text_streams_its_first_sentence_before_the_rest_is_spoken(speech
     total = time.perf_counter() - started
     assert first < total / 3, (first, total)  # ten sentences: the first is out long before the last
     assert decoded(data)[1] > 15  # the whole text is there
+
+
+def test_a_client_that_goes_away_stops_the_speaking_and_requests_are_counted(speech_server):
+    def cancelled() -> list[int]:
+        return [int(n) for n in re.findall(r"speech cancelled after (\d+) sentence", speech_server.log())]
+
+    def served(endpoint: str) -> float:
+        return metric_samples(speech_server).get(("localhost_ai_requests_total", (
+            ("endpoint", endpoint), ("method", "POST"), ("status", "200"))), 0)
+
+    many = " ".join(SENTENCES * 12)  # sixty sentences, over two minutes of speech
+    before = served("/v1/audio/speech"), served("/tts")
+    with requests.post(speech_server.url + "/v1/audio/speech", json={"model": "joe", "input": many,
+                       "response_format": "pcm"}, stream=True, timeout=60) as response:
+        assert response.status_code == 200
+        next(response.iter_content(4096))  # the first sentence's audio, then the client goes
+    speech_server.wait_for(lambda: cancelled(), timeout=30)
+    assert cancelled()[-1] < 30
+    # The voice serves the next request at once, and both routes count what they served.
+    assert speech_server.post("/tts", json={"model": "joe", "input": "Still here."}).status_code == 200
+    assert speech_server.client().audio.speech.create(model="joe", voice="alloy", input="Yes.").content
+    assert served("/tts") == before[1] + 1 and served("/v1/audio/speech") >= before[0] + 1
+    samples = metric_samples(speech_server)
+    assert samples[("localhost_ai_queue_length", (("model", "joe"),))] == 0
+    assert samples[("localhost_ai_generated_tokens_total", (("model", "joe"),))] > 0  # Piper's frames
 
 
 def test_sse_deltas_join_to_the_same_pcm_as_the_plain_answer(speech_server):

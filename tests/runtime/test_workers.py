@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import GEMMA_FILE, GEMMA_YAML, assert_error
+from tests.conftest import GEMMA_FILE, GEMMA_YAML, assert_error, metric_samples
 
 PLUGINS = str(Path(__file__).parent.parent / "plugins")
 LONG = {"prompt": "Once upon a time, in a kingdom by the sea,", "max_tokens": 600, "stop": []}
@@ -29,15 +28,6 @@ def pid_alive(pid: int) -> bool:
 
 def worker_pid(server, model: str = "gemma") -> int | None:
     return server.get(f"/backend/monitor?model={model}").json()["pid"]
-
-
-def metric_samples(server) -> dict[tuple[str, tuple], float]:
-    text = server.get("/metrics").text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def add_second_model(folder: Path, name: str = "second") -> None:
