@@ -25,7 +25,9 @@ APPLY_SCHEMA = {
         "overrides": {"type": "object"},
         "overwrite": {"type": "boolean"},
     },
-    "anyOf": [{"required": ["id"]}, {"required": ["url"]}, {"required": ["config_url"]}],
+    # A config from a gallery entry, a definition, a config file, or the body itself (a name,
+    # its files, and the config in `overrides`).
+    "anyOf": [{"required": ["id"]}, {"required": ["url"]}, {"required": ["config_url"]}, {"required": ["name", "files"]}],
 }
 _VALIDATOR = Draft202012Validator(APPLY_SCHEMA)
 
@@ -35,7 +37,7 @@ async def build_request(body: Any, galleries: Galleries, session: aiohttp.Client
         raise InvalidRequest("An apply request must be a JSON object.", code="invalid_body")
     problem = first_problem(_VALIDATOR, body, first_found)
     if problem is not None:
-        message = ("One of 'id', 'url' or 'config_url' is required." if problem.error.validator == "anyOf"
+        message = ("One of 'id', 'url' or 'config_url' is required, or 'name' with 'files'." if problem.error.validator == "anyOf"
                    else f"Invalid value for '{problem.dotted}': {problem.message}")
         raise InvalidRequest(message, param=problem.dotted or "id", code="invalid_value")
     if body.get("name") is not None:

@@ -45,7 +45,7 @@ class TooLarge(DownloadError):
     """A file larger than --max-download-size, or than the disk's free space."""
 
 
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def open_no_follow(path: Path, mode: str) -> Any:
@@ -149,7 +149,7 @@ async def download(
         remove_partial(target)
         raise
     except OSError as exc:
-        if exc.errno not in _DISK_FULL:
+        if exc.errno not in DISK_FULL:
             raise
         remove_partial(target)  # so that the next install starts with the space back
         raise DownloadError(f"{target.name}: the disk holding the models folder is full; the partial file was "
@@ -179,7 +179,7 @@ def _copy_local(path: Path, partial: Path, progress: Progress) -> str:
                 done += len(block)
                 progress(done, total)
     except OSError as exc:
-        if exc.errno in _DISK_FULL:
+        if exc.errno in DISK_FULL:
             raise
         raise DownloadError(f"cannot copy {path}: {exc.strerror}") from None
     shutil.copystat(path, partial)

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
@@ -21,6 +22,7 @@ from localhost_ai.backends import backend_options
 from localhost_ai.config import yamlfile
 from localhost_ai.config.model_config import YAML_SUFFIXES, model_problem
 from localhost_ai.errors import InvalidRequest, NotFound
+from localhost_ai.gallery.archive import Stopped, is_archive, remove_workdir, unpack
 from localhost_ai.gallery.download import Progress, already_installed, download
 from localhost_ai.gallery.fetch import fetch_bytes, parse_yaml
 from localhost_ai.gallery.index import SAFE_NAME, Entry
@@ -181,7 +183,7 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
     parameters = config.setdefault("parameters", {})
     if not isinstance(parameters, dict):
         raise InvalidRequest(f"the config of '{name}' has 'parameters' that is not a mapping.", code="invalid_config")
-    if not parameters.get("model") and len(by_name) == 1:
+    if not parameters.get("model") and len(by_name) == 1 and not is_archive(next(iter(by_name))):
         parameters["model"] = next(iter(by_name))
     if not parameters.get("model"):
         raise InvalidRequest(f"the config of '{name}' names no model file (parameters.model).", param="overrides",
@@ -259,7 +261,8 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
     partial files its cancellation may remove (a duplicate job waiting for the lock owns
     none of them)."""
 
-    async def fetch(spec: FileSpec) -> bool:
+    async def fetch(spec: FileSpec) -> list[tuple[str, bool]]:
+        """(file name, whether this install wrote it) for the file, or an archive's files."""
         target = target_path(models_path, check_relpath(spec.filename, "files"), "files")
         report: Progress = lambda done, total: progress(spec, done, total)  # noqa: E731
         # Two jobs for one file take turns: the second finds it installed (or resumes it).
@@ -273,15 +276,21 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
                                    max_file_size)
             if held is not None:
                 held.discard(target)
-            return wrote
+            if not is_archive(spec.filename):
+                return [(spec.filename, wrote)]
+            try:
+                return await _unpack_in_place(plan, models_path, target, PurePosixPath(spec.filename).parent,
+                                              max_file_size)
+            finally:
+                if wrote:  # unpacked or refused, it goes; a copy of an archive a user put there stays
+                    target.unlink(missing_ok=True)
 
     # Files in place that an install wrote (this model's earlier one, or another's that
     # shares them) stay in the record; a file a user put there does not enter it.
     managed = set().union(*(_installed(data) for _, _, data in model_files(models_path)))
     written = []
     for spec in plan.files:  # one at a time within a job, so progress reads as one file
-        if await fetch(spec) or spec.filename in managed:
-            written.append(spec.filename)
+        written += [name for name, wrote in await fetch(spec) if wrote or name in managed]
     config = dict(plan.config)
     # What delete removes: only the files an install of this model wrote, never a list from
     # outside, nor a file that was in place already (a user's own weights).
@@ -294,6 +303,40 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
     os.replace(temporary, yaml_path)
     log.info("installed model %s (%d file(s))", plan.name, len(plan.files))
     return yaml_path
+
+
+async def _unpack_in_place(plan: Plan, models_path: Path, archive: Path, folder: PurePosixPath,
+                           max_file_size: int | None) -> list[tuple[str, bool]]:
+    """Unpack a verified archive beside it, then put each of its files in place by the rules
+    for a downloaded file (check_ownership): its own, or nobody's, or already there."""
+    stop = threading.Event()
+    workdir = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".unpack", dir=archive.parent))
+
+    def place() -> list[tuple[str, bool]]:
+        try:
+            unpacked = unpack(archive, workdir, max_file_size, stop)
+            specs = [FileSpec((folder / item.name).as_posix(), archive.name, item.sha256) for item in unpacked]
+            check_ownership(Plan(plan.name, plan.config, specs), models_path, plan.overwrite)
+            placed = []
+            for spec, item in zip(specs, unpacked):
+                target = target_path(models_path, check_relpath(spec.filename, "files"), "files")
+                if stop.is_set():
+                    raise Stopped
+                if already_installed(target, spec.sha256):
+                    placed.append((spec.filename, False))
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(item.path, target)
+                placed.append((spec.filename, True))
+            return placed
+        finally:
+            remove_workdir(workdir)
+
+    try:
+        return await asyncio.to_thread(place)
+    except asyncio.CancelledError:
+        stop.set()  # the thread stops before its next file and removes its working folder
+        raise
 
 
 def model_files(models_path: Path) -> list[tuple[str, Path, dict[str, Any]]]:
