@@ -27,7 +27,7 @@ APPLY_SCHEMA = {
     },
     # A config from a gallery entry, a definition, a config file, or the body itself (a name,
     # its files, and the config in `overrides`).
-    "anyOf": [{"required": ["id"]}, {"required": ["url"]}, {"required": ["config_url"]}, {"required": ["name", "files"]}],
+    "anyOf": [{"required": ["id"]}, {"required": ["url"]}, {"required": ["config_url"]}, {"required": ["name", "files"], "properties": {"files": {"minItems": 1}}}],
 }
 _VALIDATOR = Draft202012Validator(APPLY_SCHEMA)
 

@@ -5,6 +5,7 @@ Every name and path from outside is checked to stay inside the models folder."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import os
@@ -22,7 +23,7 @@ from localhost_ai.backends import backend_options
 from localhost_ai.config import yamlfile
 from localhost_ai.config.model_config import YAML_SUFFIXES, model_problem
 from localhost_ai.errors import InvalidRequest, NotFound
-from localhost_ai.gallery.archive import Stopped, is_archive, remove_workdir, unpack
+from localhost_ai.gallery.archive import ArchiveError, Stopped, is_archive, remove_workdir, unpack
 from localhost_ai.gallery.download import Progress, already_installed, download
 from localhost_ai.gallery.fetch import fetch_bytes, parse_yaml
 from localhost_ai.gallery.index import SAFE_NAME, Entry
@@ -278,20 +279,31 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
                 held.discard(target)
             if not is_archive(spec.filename):
                 return [(spec.filename, wrote)]
+            # Its files go into a folder named after the model, so that two archives' model
+            # cards (or any other file they share a name for) never meet.
+            folder = PurePosixPath(spec.filename).parent / plan.name
             try:
-                return await _unpack_in_place(plan, models_path, target, PurePosixPath(spec.filename).parent,
-                                              max_file_size)
+                async with _target_locks.setdefault(models_path / folder, asyncio.Lock()):
+                    placed, names = await _unpack_in_place(plan, models_path, target, folder, max_file_size,
+                                                           check_names=len(archives) == 1)
             finally:
                 if wrote:  # unpacked or refused, it goes; a copy of an archive a user put there stays
                     target.unlink(missing_ok=True)
+            unpacked.update(names)
+            return placed
 
     # Files in place that an install wrote (this model's earlier one, or another's that
     # shares them) stay in the record; a file a user put there does not enter it.
     managed = set().union(*(_installed(data) for _, _, data in model_files(models_path)))
+    archives = [spec for spec in plan.files if is_archive(spec.filename)]
+    unpacked: dict[str, str] = {}  # a file as the config names it (inside its archive) -> where it went
     written = []
     for spec in plan.files:  # one at a time within a job, so progress reads as one file
         written += [name for name, wrote in await fetch(spec) if wrote or name in managed]
-    config = dict(plan.config)
+    config = copy.deepcopy(plan.config)
+    for holder, key in _file_fields(config):
+        if holder[key] in unpacked:
+            holder[key] = unpacked[holder[key]]
     # What delete removes: only the files an install of this model wrote, never a list from
     # outside, nor a file that was in place already (a user's own weights).
     config.pop("installed_files", None)
@@ -305,37 +317,73 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
     return yaml_path
 
 
+def _file_fields(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """The config's fields that name a file: (the mapping holding it, its key)."""
+    fields = []
+    parameters = config.get("parameters")
+    if isinstance(parameters, dict) and isinstance(parameters.get("model"), str):
+        fields.append((parameters, "model"))
+    if isinstance(config.get("mmproj"), str):
+        fields.append((config, "mmproj"))
+    return fields
+
+
 async def _unpack_in_place(plan: Plan, models_path: Path, archive: Path, folder: PurePosixPath,
-                           max_file_size: int | None) -> list[tuple[str, bool]]:
-    """Unpack a verified archive beside it, then put each of its files in place by the rules
-    for a downloaded file (check_ownership): its own, or nobody's, or already there."""
+                           max_file_size: int | None, check_names: bool) -> tuple[list[tuple[str, bool]], dict[str, str]]:
+    """Unpack a verified archive into `folder`, then put each of its files in place by the
+    rules for a downloaded file (check_ownership): its own, or nobody's, or already there.
+    Returns (file, whether written) for each, and where each went by its name in the
+    archive.  `check_names`: the config's files must be in the archive (or in place).  On
+    failure or cancel, the files it had put in place go again."""
     stop = threading.Event()
     workdir = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".unpack", dir=archive.parent))
 
-    def place() -> list[tuple[str, bool]]:
+    def place() -> tuple[list[tuple[str, bool]], dict[str, str]]:
+        moved: list[Path] = []
         try:
             unpacked = unpack(archive, workdir, max_file_size, stop)
             specs = [FileSpec((folder / item.name).as_posix(), archive.name, item.sha256) for item in unpacked]
+            names = {item.name: spec.filename for item, spec in zip(unpacked, specs)}
+            given = {spec.filename for spec in plan.files}
+            for holder, key in _file_fields(plan.config) if check_names else []:
+                if holder[key] not in names and holder[key] not in given and not (models_path / holder[key]).is_file():
+                    raise ArchiveError(f"{archive.name} does not hold '{holder[key]}', which the config names "
+                                       f"({key}); nothing was unpacked.", code="invalid_archive")
             check_ownership(Plan(plan.name, plan.config, specs), models_path, plan.overwrite)
             placed = []
             for spec, item in zip(specs, unpacked):
-                target = target_path(models_path, check_relpath(spec.filename, "files"), "files")
                 if stop.is_set():
                     raise Stopped
+                target = target_path(models_path, check_relpath(spec.filename, "files"), "files")
                 if already_installed(target, spec.sha256):
                     placed.append((spec.filename, False))
                     continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(item.path, target)
+                if target.exists() or target.is_symlink():  # a folder or a link of that name
+                    raise ArchiveError(f"{spec.filename} is in the models folder and is not a file; nothing was "
+                                       "unpacked.", code="file_exists")
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(item.path, target)
+                except OSError as exc:
+                    raise ArchiveError(f"{spec.filename} could not be put in place ({exc.strerror}); nothing was "
+                                       "unpacked.", code="invalid_archive") from None
+                moved.append(target)
                 placed.append((spec.filename, True))
-            return placed
+            return placed, names
+        except BaseException:
+            for path in moved:
+                path.unlink(missing_ok=True)
+            raise
         finally:
             remove_workdir(workdir)
 
+    work = asyncio.ensure_future(asyncio.to_thread(place))
     try:
-        return await asyncio.to_thread(place)
+        return await asyncio.shield(work)
     except asyncio.CancelledError:
-        stop.set()  # the thread stops before its next file and removes its working folder
+        stop.set()  # the thread stops at its next read or file, and takes back what it placed
+        with contextlib.suppress(BaseException):
+            await work
         raise
 
 
@@ -399,4 +447,15 @@ def delete_model(models_path: Path, name: str) -> list[str]:
         if target.is_file():
             target.unlink()
             removed.append(filename)
+            _remove_empty_folders(target.parent, models_path.resolve())
     return removed
+
+
+def _remove_empty_folders(folder: Path, root: Path) -> None:
+    """The folders an install made (an archive's), once delete has emptied them."""
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            return
+        folder = folder.parent
