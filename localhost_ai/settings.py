@@ -61,6 +61,9 @@ class Settings:
     media_fetch_timeout: float = 30.0  # seconds to fetch all of one request's http(s) images and audio
     max_media_parts: int = 16  # images and audio parts in one chat request
     max_image_size: int = 1024
+    responses_store: int = 1000  # Responses API responses kept for previous_response_id; 0: none
+    responses_store_ttl: float = 24 * 3600.0  # seconds a stored response stays after its last use
+    responses_store_size: int = 256 << 20  # bytes all stored responses may take
 
     @property
     def address(self) -> str:
@@ -186,6 +189,13 @@ _OPTIONS = [
            minimum=1),
     Option("--max-image-size", "MAX_IMAGE_SIZE", int, "largest width or height of a generated image (default 1024)",
            minimum=8),
+    Option("--responses-store", "RESPONSES_STORE", int, "responses of the Responses API kept in memory for "
+           "previous_response_id and GET /v1/responses/{id} (default 1000; 0 keeps none)", minimum=0),
+    Option("--responses-store-ttl", "RESPONSES_STORE_TTL", parse_duration,
+           "how long a stored response is kept after its last use (default 24h)", minimum=1),
+    Option("--responses-store-size", "RESPONSES_STORE_SIZE", lambda text: _size(text),
+           "memory all stored responses may take, counted by their request bodies and output, e.g. 256MiB "
+           "(default 256MiB)", minimum=1),
 ]
 
 

@@ -18,12 +18,14 @@ from localhost_ai.api import (  # noqa: F401  (each declares its routes on its s
     gallery,
     health,
     images,
+    messages,
     models,
     openapi,
     rerank,
+    responses,
     speech,
 )
-from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, PRELOAD, REGISTRY, SETTINGS
+from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, PRELOAD, REGISTRY, RESPONSES, SETTINGS
 from localhost_ai.api.middlewares import (
     auth_middleware,
     cors_middleware,
@@ -31,6 +33,7 @@ from localhost_ai.api.middlewares import (
     host_middleware,
     metrics_middleware,
 )
+from localhost_ai.api.response_store import ResponseStore
 from localhost_ai.api.routes import GALLERY, OPENAI, SERVER
 from localhost_ai.api.validation import close_parser
 from localhost_ai.gallery.index import Galleries
@@ -121,6 +124,8 @@ def create_app(settings: Settings, placement: Placement | None = None) -> web.Ap
     app[REGISTRY].refresh(force=True)
     app[GALLERIES] = Galleries(Galleries.parse_setting(settings.galleries), allow_file_uris=settings.allow_file_uris)
     app[PRELOAD] = PreloadState()
+    app[RESPONSES] = ResponseStore(settings.responses_store, settings.responses_store_ttl,
+                                   settings.responses_store_size)
 
     GALLERY.mount(app)  # before the unprefixed /models/{model}, which would shadow its routes
     OPENAI.mount(app)

@@ -15,10 +15,12 @@ from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI
 from localhost_ai.api.tools import tool_fields
 from localhost_ai.api.validation import generation, off_loop, read_json
-from localhost_ai.config import CHAT
+from localhost_ai.api.translate import Renames
+from localhost_ai.config import CHAT, ModelConfig
 from localhost_ai.contract.events import Event, Finish, FinishReason, TextDelta, ToolArgumentsDelta, ToolCallStart
 from localhost_ai.contract.generate import ChatRequest, Message, Part, TextPart, ToolCall
 from localhost_ai.contract.results import CallResult, GenerationResult
+from localhost_ai.errors import APIError
 
 
 class ChatShape:
@@ -111,13 +113,29 @@ def _message(raw: dict[str, Any], media: dict[int, Part]) -> Message:
                    name=raw.get("name"), tool_calls=tuple(calls), tool_call_id=tool_call_id, extra=extra)
 
 
+async def prepare(request: web.Request, body: dict[str, Any],
+                  renames: Renames | None = None) -> tuple[ModelConfig, ChatRequest, bool]:
+    """The model and the contract's request for a chat body, and whether its tools came as
+    the older `functions`.  `renames`: the body was translated from another API, whose
+    field names its errors then carry; its chat-route limits are checked here."""
+    settings = request.app[SETTINGS]
+    try:
+        if renames is not None:
+            limits.check_chat(body, settings)
+        config = await request.app[REGISTRY].find(body.get("model"), CHAT)
+        refs = media_refs(body["messages"])
+        check_media(refs, config, settings)
+        media = await read_media(request, refs) if refs else {}
+        call, legacy = await off_loop(request, lambda: _chat_request(body, config, settings.context_size, media))
+    except APIError as exc:
+        if renames is not None:
+            renames.apply(exc)
+        raise
+    return config, call, legacy
+
+
 async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) -> web.StreamResponse:
-    config = await request.app[REGISTRY].find(body.get("model"), CHAT)
-    refs = media_refs(body["messages"])
-    check_media(refs, config, request.app[SETTINGS])
-    media = await read_media(request, refs) if refs else {}
-    call, legacy = await off_loop(request, lambda: _chat_request(body, config, request.app[SETTINGS].context_size,
-                                                                 media))
+    config, call, legacy = await prepare(request, body)
     if legacy:
         shape = LegacyFunctionsShape()
     n = call.generation.n

@@ -52,12 +52,14 @@ async def stream(
     render: Callable[[Event], list[dict[str, Any]]],
     first_chunks: list[dict[str, Any]] | None = None,
     usage_chunk: Callable[[Usage], dict[str, Any]] | None = None,
+    last_chunks: Callable[[GenerationResult], list[dict[str, Any]]] | None = None,
+    events: EventStream | None = None,
 ) -> web.StreamResponse:
-    """Stream the events as SSE, each rendered into the surface's chunks.  The model is
-    loaded (and its errors raised as ordinary HTTP errors) before the first byte; a client
-    that goes away cancels."""
+    """Stream the events as SSE, each rendered into the surface's chunks, then those
+    `last_chunks` makes of the whole result.  The model is loaded (and its errors raised as
+    ordinary HTTP errors) before the first byte; a client that goes away cancels."""
     manager = request.app[MANAGER]
-    events = EventStream(request)
+    events = events or EventStream(request)
     result = GenerationResult()
     async with manager.call(config, call) as incoming:
         iterator: AsyncIterator[Event] = incoming.__aiter__()
@@ -81,6 +83,8 @@ async def stream(
             return events.response
     if usage_chunk is not None:
         await events.send(usage_chunk(result.usage))
+    for chunk in last_chunks(result) if last_chunks is not None else []:
+        await events.send(chunk)
     await events.close()
     return events.response
 

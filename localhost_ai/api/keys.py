@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from localhost_ai.api.response_store import ResponseStore
 from localhost_ai.gallery.index import Galleries
 from localhost_ai.gallery.jobs import JobRunner
 from localhost_ai.gallery.preload import PreloadState
@@ -17,3 +18,4 @@ MANAGER = web.AppKey("manager", ModelManager)
 GALLERIES = web.AppKey("galleries", Galleries)
 JOBS = web.AppKey("jobs", JobRunner)
 PRELOAD = web.AppKey("preload", PreloadState)
+RESPONSES = web.AppKey("responses", ResponseStore)

@@ -17,7 +17,7 @@ from localhost_ai.settings import Settings
 CHARS_PER_TOKEN = 32
 
 
-def _refuse(what: str, count: int, limit: int, flag: str, param: str, code: str) -> None:
+def refuse(what: str, count: int, limit: int, flag: str, param: str, code: str) -> None:
     if count > limit:
         raise InvalidRequest(f"This request has {count:,} {what}; this server takes at most {limit:,} ({flag}).",
                              param=param, code=code)
@@ -30,17 +30,17 @@ def _items(value: Any) -> list[Any]:
 
 def check_stop(body: dict[str, Any], limits: Settings) -> None:
     for field in ("stop", "stop_words"):
-        _refuse("stop words", len(_items(body.get(field))), limits.max_stop_words, "--max-stop-words", field,
+        refuse("stop words", len(_items(body.get(field))), limits.max_stop_words, "--max-stop-words", field,
                 "too_many_stop_words")
 
 
 def check_chat(body: dict[str, Any], limits: Settings) -> None:
     messages = _items(body.get("messages"))
-    _refuse("messages", len(messages), limits.max_messages, "--max-messages", "messages", "too_many_messages")
+    refuse("messages", len(messages), limits.max_messages, "--max-messages", "messages", "too_many_messages")
     parts = sum(len(_items(m.get("content"))) for m in messages if isinstance(m, dict))
-    _refuse("content parts", parts, limits.max_content_parts, "--max-content-parts", "messages", "too_many_parts")
+    refuse("content parts", parts, limits.max_content_parts, "--max-content-parts", "messages", "too_many_parts")
     for field in ("tools", "functions"):
-        _refuse("tools", len(_items(body.get(field))), limits.max_tools, "--max-tools", field, "too_many_tools")
+        refuse("tools", len(_items(body.get(field))), limits.max_tools, "--max-tools", field, "too_many_tools")
     check_stop(body, limits)
     for schema, param in _schemas(body):
         size = len(json.dumps(schema))
@@ -79,11 +79,11 @@ def check_grammar_bounds(body: dict[str, Any], config: ModelConfig) -> None:
 def check_embeddings(body: dict[str, Any], limits: Settings) -> None:
     inputs = body.get("input")
     count = len(_items(inputs)) if _items(inputs) and not isinstance(inputs[0], int) else 0
-    _refuse("inputs", count, limits.max_embedding_inputs, "--max-embedding-inputs", "input", "too_many_inputs")
+    refuse("inputs", count, limits.max_embedding_inputs, "--max-embedding-inputs", "input", "too_many_inputs")
 
 
 def check_rerank(body: dict[str, Any], limits: Settings) -> None:
-    _refuse("documents", len(_items(body.get("documents"))), limits.max_rerank_documents, "--max-rerank-documents",
+    refuse("documents", len(_items(body.get("documents"))), limits.max_rerank_documents, "--max-rerank-documents",
             "documents", "too_many_documents")
 
 

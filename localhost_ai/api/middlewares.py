@@ -9,7 +9,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 from yarl import URL
@@ -27,8 +27,24 @@ OPEN_PATHS = frozenset({"/readyz", "/healthz"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a client's own id is kept when it looks like one
 
 
-def error_response(error: APIError) -> web.Response:
-    return web.json_response(error.body(), status=error.status, headers=error.headers)
+ErrorBody = Callable[[APIError], dict[str, Any]]
+
+
+def error_response(error: APIError, shape: ErrorBody | None = None) -> web.Response:
+    return web.json_response(shape(error) if shape else error.body(), status=error.status, headers=error.headers)
+
+
+def errors_as(shape: ErrorBody) -> Callable[[Handler], Handler]:
+    """A handler whose API has its own error shape (Anthropic's): every error on its route,
+    the key's and the body's included, is answered in it."""
+    def mark(handler: Handler) -> Handler:
+        handler.error_shape = shape  # type: ignore[attr-defined]
+        return handler
+    return mark
+
+
+def _shape_of(request: web.Request) -> ErrorBody | None:
+    return getattr(request.match_info.handler, "error_shape", None)
 
 
 def _from_http_exception(exc: web.HTTPException, request: web.Request) -> APIError:
@@ -77,19 +93,20 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except APIError as exc:
         if exc.status >= 500:
             log.error("[%s] %s %s -> %d %s", request_id, request.method, request.path, exc.status, exc.message)
-        response = error_response(exc)
+        response = error_response(exc, _shape_of(request))
         if exc.status == 408:  # the rest of a stalled body is not waited for
             response.force_close()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(_from_http_exception(exc, request))
+        response = error_response(_from_http_exception(exc, request), _shape_of(request))
     except (asyncio.CancelledError, ConnectionResetError):
         log.info("[%s] %s %s: client went away", request_id, request.method, request.path)
         raise
     except Exception:
         log.exception("[%s] %s %s: unexpected failure", request_id, request.method, request.path)
-        response = error_response(APIError("The server failed while handling this request.", code="internal_error"))
+        response = error_response(APIError("The server failed while handling this request.", code="internal_error"),
+                                  _shape_of(request))
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id
     return response
@@ -184,7 +201,8 @@ def cors_middleware(settings: Settings) -> Callable:
             response = await handler(request)
         if origin and not response.prepared:
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-Id"
+            response.headers["Access-Control-Allow-Headers"] = ("Authorization, Content-Type, X-Request-Id, X-Api-Key, "
+                                                                "Anthropic-Version, Anthropic-Beta")
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
         return response
 
@@ -205,10 +223,12 @@ def auth_middleware(keys: list[str]) -> Callable:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if not header:
+        if not header and "X-Api-Key" in request.headers:  # Anthropic's clients send the key so
+            scheme, token = "bearer", request.headers["X-Api-Key"]
+        elif not header:
             raise AuthenticationError(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
-            )
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or 'x-api-key: <key>').",
+                code="missing_api_key")
         if scheme.lower() != "bearer" or not valid(token.strip()):
             raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
         return await handler(request)

@@ -8,8 +8,11 @@ from typing import Any
 from localhost_ai.config.sampling import MAX_TOKENS_SCHEMA, sampling_schemas
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
+
+
+_nullable = nullable
 
 
 MAX_N = 8
@@ -21,12 +24,15 @@ _STOP = _nullable({
     ]
 })
 
+# The sampling values a request may set (temperature, top_p, top_k, min_p, seed, penalties).
+SAMPLING_VALUES: dict[str, Any] = {key: _nullable(schema) for key, schema in sampling_schemas().items()}
+
 SAMPLING: dict[str, Any] = {
     "model": _nullable({"type": "string"}),
     "max_tokens": _nullable(MAX_TOKENS_SCHEMA),
     "max_completion_tokens": _nullable(MAX_TOKENS_SCHEMA),
     "max_new_tokens": _nullable(MAX_TOKENS_SCHEMA),
-    **{key: _nullable(schema) for key, schema in sampling_schemas().items()},
+    **SAMPLING_VALUES,
     "stop": _STOP,
     "stop_words": _STOP,
     "n": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_N}),

@@ -1,9 +1,11 @@
-"""Server-sent events in OpenAI's framing: `data: {json}` events, `data: [DONE]` last."""
+"""Server-sent events: OpenAI's chat framing (`data: {json}` events, `data: [DONE]` last),
+or typed events (`event: <type>` before each, no [DONE]) as the Responses API and
+Anthropic's Messages API send them."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -11,8 +13,13 @@ from localhost_ai.errors import APIError
 
 
 class EventStream:
-    def __init__(self, request: web.Request) -> None:
+    def __init__(self, request: web.Request, *, typed: bool = False,
+                 error_event: Callable[[APIError], dict[str, Any]] | None = None) -> None:
+        """`typed`: each payload's `type` is also its event name, and no [DONE] ends the
+        stream; `error_event`: how an error after the first byte is sent (OpenAI's body)."""
         self.request = request
+        self.typed = typed
+        self.error_event = error_event
         self.response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
@@ -25,15 +32,17 @@ class EventStream:
         await self.response.prepare(self.request)
 
     async def send(self, payload: dict[str, Any]) -> None:
-        await self.response.write(b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n")
+        head = f"event: {payload['type']}\n".encode() if self.typed else b""
+        await self.response.write(head + b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n")
 
     async def fail(self, error: APIError) -> None:
         """Headers are gone once a stream has begun: the error travels as an event."""
-        await self.send(error.body())
+        await self.send(self.error_event(error) if self.error_event else error.body())
 
     async def close(self) -> None:
         try:
-            await self.response.write(b"data: [DONE]\n\n")
+            if not self.typed:
+                await self.response.write(b"data: [DONE]\n\n")
             await self.response.write_eof()
         except ConnectionResetError:
             pass  # the client left as the stream ended: nothing is lost

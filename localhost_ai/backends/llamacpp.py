@@ -276,7 +276,7 @@ class LlamaCppBackend(Backend):
                         try:
                             yield next(sequence)
                         except StopIteration as end:
-                            produced, finish, cached = end.value
+                            produced, finish, cached, stop = end.value
                             break
                     completion_tokens += produced
                     cached_tokens += cached if copy == 0 else 0  # later copies reuse the first
@@ -285,13 +285,20 @@ class LlamaCppBackend(Backend):
                         return
                     log.debug("model %s: %d prompt + %d completion tokens, %s", self.config.name, len(prompt.tokens),
                               produced, finish)
-                    yield Finish(index, finish)
+                    yield Finish(index, finish, stop)
             yield Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached_tokens=cached_tokens)
         finally:
             if running is not None:  # its engine sequence has ended before the prompts' media is freed
                 running.close()
             for prompt in tokenized:
                 prompt.close()
+
+    def count(self, prompt: str, media: tuple[Part, ...], param: str) -> int:
+        tokenized = self._tokenize_media(prompt, media, param) if media else Prompt(self._tokenize(prompt, param))
+        try:
+            return len(tokenized.tokens)
+        finally:
+            tokenized.close()
 
     def _tokenize_media(self, prompt: str, media: tuple[Part, ...], param: str) -> "Prompt":
         """A prompt with images or audio, through the model's projector."""
@@ -328,9 +335,9 @@ class LlamaCppBackend(Backend):
         cancel: CallControl,
         lstrip: bool = False,
         grammar: str | None = None,
-    ) -> Generator[TextDelta, None, tuple[int, str, int]]:
+    ) -> Generator[TextDelta, None, tuple[int, str, int, str | None]]:
         """Generate one sequence in the engine; return (tokens produced, finish reason,
-        prompt tokens found cached).  A seeded request reads its whole prompt afresh rather
+        prompt tokens found cached, the stop word that ended it).  A seeded request reads its whole prompt afresh rather
         than reuse cached cells (which shifts logits in the last bits); what else shares its
         batches can still shift them, so repeats are likely, not certain."""
         from localhost_ai.backends.llama_engine import Sequence
@@ -385,4 +392,4 @@ class LlamaCppBackend(Backend):
             tail = tail.lstrip() if lstrip else tail
             if tail:
                 yield TextDelta(index, tail)
-        return produced, finish, sequence.cached
+        return produced, finish, sequence.cached, matcher.matched

@@ -9,13 +9,15 @@ class StopMatcher:
         self.stops = [s for s in dict.fromkeys(stops) if s]
         self.pending = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop word found, once `stopped`
 
     def feed(self, text: str) -> str:
         """Add generated text; return what can be sent now.  Sets `stopped` on a match."""
         self.pending += text
-        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        hits = [(i, s) for s, i in ((s, self.pending.find(s)) for s in self.stops) if i >= 0]
         if hits:
-            out = self.pending[: min(hits)]
+            at, self.matched = min(hits, key=lambda hit: hit[0])
+            out = self.pending[:at]
             self.pending = ""
             self.stopped = True
             return out

@@ -21,7 +21,7 @@ from localhost_ai.config.templates import (
     reads_typed_content,
     render,
 )
-from localhost_ai.contract.events import Event, Finish, TextDelta
+from localhost_ai.contract.events import Event, Finish, TextDelta, Usage
 from localhost_ai.contract.generate import (
     ChatRequest,
     CompletionRequest,
@@ -57,6 +57,9 @@ class TextModel(Protocol):
         `lstrip`: a choice starts at its first visible character; `param`: the request field
         the prompts came from, named when one is too long; `media`: the image and audio
         parts the (one) prompt's markers stand for, in order."""
+
+    def count(self, prompt: str, media: tuple[Part, ...], param: str) -> int:
+        """The prompt's tokens (its media's included), as `decode` would read them."""
 
 
 def template_message(message: Message, marker: str | None = None) -> dict[str, Any]:
@@ -151,6 +154,8 @@ class TextGeneration:
                         else m for m in messages]
         prompt = self._render(template, messages=messages, add_generation_prompt=True, bos_token=self.model.bos_text,
                               eos_token=self.model.eos_text, system_prompt=system_prompt or "", tools=tools)
+        if request.count_only:
+            return iter([Usage(prompt_tokens=self.model.count(prompt, media, "messages"), completion_tokens=0)])
         grammar = None
         if self.functions.grammar:
             grammar = self.model.grammar(use, None if use else request.response_format)

@@ -42,6 +42,7 @@ class Finish:
     KIND: ClassVar[str] = "finish"
     index: int
     reason: FinishReason
+    stop: str | None = None  # the stop word that ended it, when one did
 
 
 @dataclass(frozen=True)

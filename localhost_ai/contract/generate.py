@@ -119,6 +119,7 @@ class ChatRequest:
     forced_tool: str | None = None  # one named tool that must be called
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
+    count_only: bool = False  # answer with the prompt's Usage alone: nothing is generated
 
     @property
     def offers_tools(self) -> bool:

@@ -20,6 +20,7 @@ class GenerationResult:
     finish: dict[int, FinishReason] = field(default_factory=dict)
     calls: dict[int, list[CallResult]] = field(default_factory=dict)
     usage: Usage = field(default_factory=lambda: Usage(0, 0))
+    stops: dict[int, str] = field(default_factory=dict)  # the stop word that ended a choice
 
     def take(self, event: Event) -> None:
         if isinstance(event, TextDelta):
@@ -27,6 +28,8 @@ class GenerationResult:
         elif isinstance(event, Finish):
             self.finish[event.index] = event.reason
             self.texts.setdefault(event.index, "")
+            if event.stop is not None:
+                self.stops[event.index] = event.stop
         elif isinstance(event, ToolCallStart):
             self.calls.setdefault(event.index, []).append(CallResult(event.id, event.name))
         elif isinstance(event, ToolArgumentsDelta):
