@@ -379,3 +379,20 @@ def test_private_addresses_and_local_files_are_refused_without_their_settings(ma
     message = refused(ask(guarded, "vision", image("img0.png")), 400, "forbidden_path")
     assert "--images-path" in message
     assert guarded.get("/v1/models").ok
+
+
+def test_the_responses_and_messages_apis_send_images_too(server, media_folder):
+    """Both doors read an image as the chat route does: the same answer and the same count."""
+    import anthropic
+
+    picture = (media_folder / "img1.png").read_bytes()
+    reply, usage = answer(server, "vision", image(data_url(picture)))
+    response = server.client().responses.create(model="vision", input=[{"role": "user", "content": [
+        {"type": "input_text", "text": QUESTION["text"]}, {"type": "input_image", "image_url": data_url(picture)}]}])
+    assert response.output_text == reply and response.usage.input_tokens == usage["prompt_tokens"]
+    claude = anthropic.Anthropic(base_url=server.url, api_key="unused", max_retries=0)
+    message = claude.messages.create(model="vision", max_tokens=usage["completion_tokens"] + 8, messages=[
+        {"role": "user", "content": [{"type": "text", "text": QUESTION["text"]}, {"type": "image", "source": {
+            "type": "base64", "media_type": "image/png", "data": base64.b64encode(picture).decode()}}]}])
+    assert message.content[0].text == reply
+    assert message.usage.input_tokens + message.usage.cache_read_input_tokens == usage["prompt_tokens"]
