@@ -3,6 +3,7 @@ into a ChatRequest, and the result rendered in OpenAI's chat-completion shape.""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aiohttp import web
@@ -113,11 +114,12 @@ def _message(raw: dict[str, Any], media: dict[int, Part]) -> Message:
                    name=raw.get("name"), tool_calls=tuple(calls), tool_call_id=tool_call_id, extra=extra)
 
 
-async def prepare(request: web.Request, body: dict[str, Any],
-                  renames: Renames | None = None) -> tuple[ModelConfig, ChatRequest, bool]:
+async def prepare(request: web.Request, body: dict[str, Any], renames: Renames | None = None,
+                  fit_max_tokens: bool = False) -> tuple[ModelConfig, ChatRequest, bool]:
     """The model and the contract's request for a chat body, and whether its tools came as
     the older `functions`.  `renames`: the body was translated from another API, whose
-    field names its errors then carry; its chat-route limits are checked here."""
+    field names its errors then carry; its chat-route limits are checked here.
+    `fit_max_tokens`: that API's max_tokens is a ceiling, cut to the context's room."""
     settings = request.app[SETTINGS]
     try:
         if renames is not None:
@@ -131,6 +133,8 @@ async def prepare(request: web.Request, body: dict[str, Any],
         if renames is not None:
             renames.apply(exc)
         raise
+    if fit_max_tokens:
+        call = dataclasses.replace(call, generation=dataclasses.replace(call.generation, fit_max_tokens=True))
     return config, call, legacy
 
 

@@ -220,7 +220,7 @@ def chat_body(body: dict[str, Any]) -> tuple[dict[str, Any], Renames]:
         kind = choice["type"]
         if kind == "tool":
             out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
-        elif tools or kind == "none":
+        elif tools or kind != "auto":  # "any" with no tools is the chat route's 400; "auto" is nothing to do
             out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
         if choice.get("disable_parallel_tool_use"):
             out["parallel_tool_calls"] = False
@@ -307,8 +307,8 @@ def _content(result: GenerationResult) -> list[dict[str, Any]]:
 async def _prepare(request: web.Request, body: dict[str, Any]) -> tuple[Any, ...]:
     _refuse_unserved(body)
     translated, renames = chat_body(body)
-    config, call, _ = await chat.prepare(request, translated, renames)
-    return config, call, renames
+    config, call, _ = await chat.prepare(request, translated, renames, fit_max_tokens=True)
+    return config, dataclasses.replace(call, prefill=True), renames
 
 
 @OPENAI.post("/messages")
@@ -356,7 +356,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                   json=openapi.obj(input_tokens=openapi.INTEGER))
 async def count_tokens(request: web.Request) -> web.Response:
     body = await read_json(request, COUNT_BODY, _limits)
-    config, call, renames = await _prepare(request, body)
+    # Only the fields a count reads (any others are left out unread, as on every route).
+    config, call, renames = await _prepare(request, {k: v for k, v in body.items() if k in COUNT_BODY["properties"]})
     try:
         result = await generate(request, config, dataclasses.replace(call, count_only=True))
     except APIError as exc:

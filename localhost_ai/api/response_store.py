@@ -33,15 +33,20 @@ class ResponseStore:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, stored: Stored) -> None:
-        if self.count <= 0 or stored.size > self.size:
-            return
+    def takes(self, size: int) -> bool:
+        """Whether a response of `size` bytes would be kept."""
+        return self.count > 0 and size <= self.size
+
+    def put(self, stored: Stored) -> bool:
+        if not self.takes(stored.size):
+            return False
         self._drop(stored.response["id"])
         self._items[stored.response["id"]] = stored
         self._bytes += stored.size
         self._expire()
         while len(self._items) > self.count or self._bytes > self.size:
             self._drop(next(iter(self._items)))
+        return stored.response["id"] in self._items
 
     def get(self, response_id: str) -> Stored | None:
         self._expire()
@@ -91,6 +96,11 @@ class ResponseStore:
         return True
 
     def _expire(self) -> None:
+        """The entries are in the order of their last use (put and get move them to the end):
+        the expired ones are at the front."""
         oldest = time.monotonic() - self.ttl
-        for response_id in [key for key, stored in self._items.items() if stored.at < oldest]:
+        while self._items:
+            response_id, stored = next(iter(self._items.items()))
+            if stored.at >= oldest:
+                return
             self._drop(response_id)

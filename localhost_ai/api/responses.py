@@ -71,7 +71,7 @@ _ITEM_SHAPES = {
 }
 _ITEM = {
     "type": "object",
-    "properties": {"type": _STRING, "id": _nullable(_STRING)},
+    "properties": {"type": {"type": "string", "minLength": 1}, "id": _nullable(_STRING)},
     "allOf": [{"if": {"not": {"required": ["type"]}}, "then": _ITEM_SHAPES["message"]}]
     + [{"if": {"required": ["type"], "properties": {"type": {"const": kind}}}, "then": shape}
        for kind, shape in _ITEM_SHAPES.items()],
@@ -193,7 +193,7 @@ def normalise(input_value: Any) -> list[dict[str, Any]]:
     items = [{"role": "user", "content": input_value}] if isinstance(input_value, str) else input_value
     out = []
     for raw in items:
-        kind = raw.get("type") or "message"
+        kind = raw.get("type", "message")
         item = {**copy.deepcopy(raw), "type": kind}
         if kind == "message":
             item["content"] = _parts(raw["content"])
@@ -222,7 +222,8 @@ def _chat_content(parts: list[dict[str, Any]], where: str, chat_where: str, rena
         else:
             raise InvalidRequest(f"'{where}.content[{p}]': parts of type '{kind}' are not served here (there is no "
                                  "files API).", param=f"{where}.content[{p}]", code="unsupported_content")
-        renames.add(f"{chat_where}.content[{len(content) - 1}]", f"{where}.content[{p}]")
+        own = where if where == "previous_response_id" else f"{where}.content[{p}]"  # no path into a stored one
+        renames.add(f"{chat_where}.content[{len(content) - 1}]", own)
     return content
 
 
@@ -419,10 +420,16 @@ class Answer:
                                            response=self.snapshot())]
 
 
-def _error_event(output: Output, renames: Renames) -> Callable[[APIError], dict[str, Any]]:
-    def render(error: APIError) -> dict[str, Any]:
+def _error_events(answer: Answer, renames: Renames) -> Callable[[APIError], list[dict[str, Any]]]:
+    """After the first event an error is an `error` event, then `response.failed`, so that a
+    client waiting for the response's end sees it."""
+    def render(error: APIError) -> list[dict[str, Any]]:
         renames.apply(error)
-        return output.event("error", code=error.code, message=error.message, param=error.param)
+        output = answer.output
+        events = [output.event("error", code=error.code, message=error.message, param=error.param)]
+        events += output.finish("incomplete")
+        answer.fields.update(status="failed", error={"code": "server_error", "message": error.message})
+        return events + [output.event("response.failed", response=answer.snapshot())]
     return render
 
 
@@ -442,7 +449,7 @@ async def _prepare(request: web.Request, body: dict[str, Any]) -> tuple[Any, ...
         raise InvalidRequest("'input' is required (or 'previous_response_id' with it).", param="input",
                              code="missing_required_parameter")
     chat_request, renames = chat_body(body, items, len(items) - len(own))  # its errors name this API's fields
-    config, call, _ = await chat.prepare(request, chat_request, renames)
+    config, call, _ = await chat.prepare(request, chat_request, renames, fit_max_tokens=True)
     return config, call, own, renames
 
 
@@ -452,9 +459,10 @@ async def _prepare(request: web.Request, body: dict[str, Any]) -> tuple[Any, ...
 async def create_response(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, RESPONSE_BODY, _limits)
     config, call, own, renames = await _prepare(request, body)
-    store = body.get("store") is not False and request.app[RESPONSES].count > 0  # --responses-store 0: none kept
-    answer = Answer(body, config, call, store)
     size = len(await request.read())  # the body as it came (read already)
+    # Kept unless asked not to, or the store keeps none (--responses-store 0) or none so large.
+    store = body.get("store") is not False and request.app[RESPONSES].takes(size)
+    answer = Answer(body, config, call, store)
 
     def keep(result: GenerationResult) -> None:
         if store:
@@ -472,7 +480,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
 
         first = [output.event("response.created", response=answer.snapshot()),
                  output.event("response.in_progress", response=answer.snapshot())]
-        events = EventStream(request, typed=True, error_event=_error_event(output, renames))
+        events = EventStream(request, typed=True, error_event=_error_events(answer, renames))
         try:
             return await stream(request, config, call, output.take, first_chunks=first, last_chunks=last,
                                 events=events)

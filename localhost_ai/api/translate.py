@@ -11,9 +11,9 @@ from typing import Any
 
 from localhost_ai.errors import APIError
 
-# The chat body's paths as errors write them in their text.
+# The chat body's paths and field names as errors write them in their text.
 _IN_TEXT = re.compile(r"messages\[\d+\](?:\.content\[\d+\])?|tools\[\d+\]\.function\.parameters"
-                      r"|response_format\.json_schema\.schema")
+                      r"|\bresponse_format(?:\.json_schema\.schema)?\b|\bmax_tokens\b")
 
 
 @dataclass

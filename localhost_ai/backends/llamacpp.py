@@ -226,7 +226,7 @@ class LlamaCppBackend(Backend):
                     f"This model's maximum context length is {self.n_ctx} tokens, and the prompt alone has more "
                     f"than {floor} tokens.", param=param, code="context_length_exceeded")
 
-    def _budget(self, prompt_tokens: int, requested: int | None, param: str) -> int:
+    def _budget(self, prompt_tokens: int, requested: int | None, param: str, fit: bool = False) -> int:
         room = self.n_ctx - prompt_tokens
         if room <= 0:
             raise InvalidRequest(
@@ -235,6 +235,8 @@ class LlamaCppBackend(Backend):
                 param=param,
                 code="context_length_exceeded",
             )
+        if requested is not None and requested > room and fit:
+            return room
         if requested is not None and requested > room:
             raise InvalidRequest(
                 f"This model's maximum context length is {self.n_ctx} tokens. However, you requested "
@@ -262,7 +264,8 @@ class LlamaCppBackend(Backend):
         try:
             if not all(p.tokens for p in tokenized):
                 raise InvalidRequest("The prompt is empty.", param="prompt", code="empty_prompt")
-            budgets = [self._budget(len(p.tokens), generation.max_tokens, param) for p in tokenized]
+            budgets = [self._budget(len(p.tokens), generation.max_tokens, param, generation.fit_max_tokens)
+                       for p in tokenized]
             prompt_tokens = sum(len(p.tokens) for p in tokenized)
             completion_tokens = cached_tokens = 0
             for p_index, (text, prompt, budget) in enumerate(zip(prompts, tokenized, budgets)):

@@ -137,6 +137,10 @@ class TextGeneration:
                                  f"'{getattr(media[0], 'label', '') or 'messages'}' is one.",
                                  param=getattr(media[0], "label", None) or "messages", code="unsupported_content")
         messages = [template_message(m, self.model.media_marker) for m in request.messages]
+        last = request.messages[-1] if request.messages else None
+        prefill = ""
+        if request.prefill and last is not None and last.role == "assistant" and not last.tool_calls and not last.media:
+            prefill = messages.pop()["content"]  # the answer so far: after the generation prompt, not a turn
         system_prompt = self.config.system_prompt
         if system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system_prompt})
@@ -153,7 +157,7 @@ class TextGeneration:
             messages = [{**m, "content": [{"type": "text", "text": m["content"]}]} if isinstance(m.get("content"), str)
                         else m for m in messages]
         prompt = self._render(template, messages=messages, add_generation_prompt=True, bos_token=self.model.bos_text,
-                              eos_token=self.model.eos_text, system_prompt=system_prompt or "", tools=tools)
+                              eos_token=self.model.eos_text, system_prompt=system_prompt or "", tools=tools) + prefill
         if request.count_only:
             return iter([Usage(prompt_tokens=self.model.count(prompt, media, "messages"), completion_tokens=0)])
         grammar = None
@@ -161,8 +165,8 @@ class TextGeneration:
             grammar = self.model.grammar(use, None if use else request.response_format)
         # Under a grammar no stop word applies: the output ends where the grammar ends.
         stops = [] if grammar is not None else self._stops(request.generation, self.chat_stopwords)
-        events = self.model.decode([prompt], request.generation, cancel, stops=stops, lstrip=True, grammar=grammar,
-                                   media=media)
+        events = self.model.decode([prompt], request.generation, cancel, stops=stops, lstrip=not prefill,
+                                   grammar=grammar, media=media)
         if use is None:
             return events
         settings = self.functions

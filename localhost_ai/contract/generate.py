@@ -107,6 +107,9 @@ class Generation:
     max_tokens: int | None = None  # None: the YAML's `parameters.max_tokens`, else the rest of the context
     stop: tuple[str, ...] = ()
     n: int = 1  # choices per prompt
+    # max_tokens is a ceiling (Anthropic's and the Responses API's): cut to what the context
+    # has room for, rather than refused when the prompt leaves less.
+    fit_max_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,9 @@ class ChatRequest:
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     count_only: bool = False  # answer with the prompt's Usage alone: nothing is generated
+    # A last assistant message (without calls) is the answer's start, which the model goes on
+    # from (Anthropic's prefill); otherwise it is a finished turn like the others.
+    prefill: bool = False
 
     @property
     def offers_tools(self) -> bool:

@@ -165,3 +165,23 @@ async def test_speech_goes_out_sentence_by_sentence_and_a_failure_midway_is_not_
     events = [json.loads(line[6:]) for line in (await response.text()).splitlines() if line.startswith("data: ")]
     assert [e["type"] for e in events] == ["speech.audio.delta", "error"]
     assert "broke down" in events[-1]["error"]["message"]
+
+
+async def test_a_failure_mid_answer_ends_each_apis_stream_in_its_own_shape(client):
+    """After the first byte the status is sent: each API says the answer failed in its own
+    events (and the Responses API ends the response as failed)."""
+    from tests.conftest import assert_schema
+
+    ask = "one fail"
+    response = await client.post("/v1/responses", json={"model": "fake", "input": ask, "stream": True})
+    events = [json.loads(line[6:]) for line in (await response.text()).splitlines() if line.startswith("data: ")]
+    for event in events:
+        assert_schema(event, "ResponseStreamEvent")
+    kinds = [e["type"] for e in events]
+    assert kinds[-2:] == ["response.output_item.done", "response.failed"] and "error" in kinds
+    assert "broke down" in events[kinds.index("error")]["message"]
+    assert events[-1]["response"]["status"] == "failed" and "broke down" in events[-1]["response"]["error"]["message"]
+    response = await client.post("/v1/messages", json={"model": "fake", "max_tokens": 8, "stream": True,
+                                                       "messages": [{"role": "user", "content": ask}]})
+    events = [json.loads(line[6:]) for line in (await response.text()).splitlines() if line.startswith("data: ")]
+    assert events[-1]["type"] == "error" and "broke down" in events[-1]["error"]["message"]

@@ -120,6 +120,22 @@ def test_count_tokens_matches_what_a_message_reads(server):
     counted = client(server).messages.count_tokens(**body)
     answer = client(server).messages.create(max_tokens=8, **body)
     assert counted.input_tokens == answer.usage.input_tokens + answer.usage.cache_read_input_tokens
+    # What a count does not read is left unread, whatever it holds.
+    extra = requests.post(server.url + "/v1/messages/count_tokens", json={**body, "stop_sequences": 5,
+                                                                          "temperature": "hot"}, timeout=60)
+    assert extra.status_code == 200 and extra.json() == {"input_tokens": counted.input_tokens}
+
+
+def test_max_tokens_is_a_ceiling_and_a_prefill_is_continued(server):
+    # Coding tools ask for far more than a small local context holds: the answer ends where it ends.
+    with client(server).messages.stream(model="gemma", max_tokens=100_000, messages=user(QUESTION),
+                                        system="Answer in one word.") as stream:
+        answer = stream.get_final_message()
+    assert answer.stop_reason == "end_turn" and "Paris" in answer.content[0].text
+    # A last assistant message is the start of the answer, which goes on from it.
+    prefilled = client(server).messages.create(model="gemma", max_tokens=8, system="Answer in one word.", messages=user(
+        QUESTION) + [{"role": "assistant", "content": '{"capital": "'}])
+    assert prefilled.content[0].text.startswith('Paris"')  # the JSON goes on; the prefill is not repeated
 
 
 def test_keys_come_as_x_api_key_and_their_errors_in_anthropics_shape(tmp_path_factory, gemma_gguf):
@@ -152,7 +168,8 @@ def test_keys_come_as_x_api_key_and_their_errors_in_anthropics_shape(tmp_path_fa
         {"type": "text", "text": "What is this?"},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]}]},
      400, "invalid_request_error", "messages[0].content[1]"),
-    ({"max_tokens": 5000, "messages": user(QUESTION)}, 400, "invalid_request_error", "max_tokens"),
+    ({"max_tokens": 8, "messages": user(QUESTION), "tool_choice": {"type": "any"}}, 400, "invalid_request_error",
+     "tool_choice"),
     ({"model": "nope", "max_tokens": 8, "messages": user(QUESTION)}, 404, "not_found_error", "nope"),
 ])
 def test_bad_input_is_answered_in_anthropics_error_shape(server, body, status, kind, says):

@@ -18,7 +18,8 @@ from localhost_ai.errors import BackendError, InvalidRequest
                                                   embeddings=frozenset({EMBEDDINGS})))
 class FakeBackend(Backend):
     """Chat answers with the last message's words (or calls the first tool with the
-    message as its `text`); a completion echoes its prompt, "fail" fails it and "junk"
+    message as its `text`; "fail" after the first word fails it mid-answer); a completion
+    echoes its prompt, "fail" fails it and "junk"
     yields what is not an event; an embedding is [length, index in the batch]."""
 
     def load(self):
@@ -40,7 +41,9 @@ class FakeBackend(Backend):
                 yield ToolArgumentsDelta(index, 0, arguments[5:])
                 yield Finish(index, "tool_calls")
                 continue
-            for word in last.split():
+            for number, word in enumerate(last.split()):
+                if word == "fail" and number:
+                    raise BackendError("The fake model broke down mid-answer.")
                 yield TextDelta(index, word + " ")
             yield Finish(index, "stop")
         yield Usage(prompt_tokens=len(last), completion_tokens=len(last.split()), cached_tokens=0)
