@@ -1,12 +1,12 @@
-"""One streamed 128-token answer from the same model through three doors: OpenAI's chat
-completions, OpenAI's Responses API and Anthropic's Messages API; tokens per second and
-the time to the first text of each, and the two newer doors' ratios to chat.
+"""One streamed 128-token answer from the same model through four doors: OpenAI's chat
+completions, OpenAI's Responses API, Anthropic's Messages API and Ollama's /api/chat;
+tokens per second and the time to the first text of each, and the others' ratios to chat.
 
     python bench/doors.py [--tokens 128] [--rounds 5]
 
 Greedy decoding, so every door streams the same tokens; rounds go through the doors in
-turn so that a busy machine affects them alike.  The streams are read as raw SSE lines,
-so a client library's parsing is not what is measured."""
+turn so that a busy machine affects them alike.  The streams are read as raw SSE (or
+NDJSON) lines, so a client library's parsing is not what is measured."""
 
 from __future__ import annotations
 
@@ -32,9 +32,12 @@ def _stream(url: str, path: str, body: dict, text_of, tokens_of) -> tuple[int, f
     with requests.post(url + path, json=body, stream=True, timeout=600) as response:
         response.raise_for_status()
         for line in response.iter_lines():
-            if not line.startswith(b"data: {"):
+            if line.startswith(b"{"):  # NDJSON
+                event = json.loads(line)
+            elif line.startswith(b"data: {"):
+                event = json.loads(line[6:])
+            else:
                 continue
-            event = json.loads(line[6:])
             if first is None and text_of(event):
                 first = time.perf_counter() - started
             tokens = tokens_of(event) or tokens
@@ -65,12 +68,18 @@ def messages(url: str, tokens: int) -> tuple[int, float, float]:
                    lambda e: e["type"] == "message_delta" and e["usage"]["output_tokens"])
 
 
+def ollama(url: str, tokens: int) -> tuple[int, float, float]:
+    body = {"model": "bench", "messages": MESSAGES, "options": {"num_predict": tokens, "temperature": 0}}
+    return _stream(url, "/api/chat", body, lambda e: not e["done"] and e["message"]["content"],
+                   lambda e: e["done"] and e["eval_count"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    doors = {"chat completions": chat, "responses": responses, "messages": messages}
+    doors = {"chat completions": chat, "responses": responses, "messages": messages, "ollama chat": ollama}
     results: dict[str, list[tuple[int, float, float]]] = {name: [] for name in doors}
     with gemma_server(YAML, "--threads", "2") as server:
         chat(server.url, 8)  # loaded, and its prompt cached alike for every door after

@@ -20,6 +20,8 @@ from localhost_ai.api import (  # noqa: F401  (each declares its routes on its s
     images,
     messages,
     models,
+    ollama,
+    ollama_models,
     openapi,
     rerank,
     responses,
@@ -130,6 +132,7 @@ def create_app(settings: Settings, placement: Placement | None = None) -> web.Ap
     GALLERY.mount(app)  # before the unprefixed /models/{model}, which would shadow its routes
     OPENAI.mount(app)
     SERVER.mount(app)
+    ollama.OLLAMA.mount(app)
     app[openapi.OPENAPI] = openapi.build(app)
     app.cleanup_ctx.append(_gallery_jobs)
     app.cleanup_ctx.append(_watch_models_folder)

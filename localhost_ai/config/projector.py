@@ -3,32 +3,16 @@ from the file's own metadata, so that a model's capabilities say it before it is
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
+
+from localhost_ai.config.filecache import FileCache
 
 IMAGE = "image"
 AUDIO = "audio"
 
-_cache: dict[tuple[str, int, int], frozenset[str]] = {}
-_lock = threading.Lock()
-
 
 class ProjectorError(ValueError):
     """A file that is not a projector GGUF this server can read."""
-
-
-def projector_media(path: Path) -> frozenset[str]:
-    """The media the projector encodes: a subset of {IMAGE, AUDIO}.  Read once per version of
-    the file (its size and modification time): a scan of the models folder reads nothing again."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    with _lock:
-        if key in _cache:
-            return _cache[key]
-    media = _read(path)
-    with _lock:
-        _cache[key] = media
-    return media
 
 
 def _read(path: Path) -> frozenset[str]:
@@ -58,3 +42,7 @@ def _read(path: Path) -> frozenset[str]:
     if not media:
         raise ProjectorError("is a projector with neither a vision nor an audio encoder")
     return frozenset(media)
+
+
+# The media the projector encodes: a subset of {IMAGE, AUDIO}, read once per version of the file.
+projector_media = FileCache(_read)

@@ -59,6 +59,10 @@ class Job:
             "installed_model": self.installed_model,
         }
 
+    def file_sizes(self) -> dict[str, tuple[int, int | None]]:
+        """Each file's (bytes so far, total or None), as the downloads report them."""
+        return dict(self._sizes)
+
     def on_progress(self, spec: FileSpec, done: int, total: int | None) -> None:
         self._sizes[spec.filename] = (done, total)
         self.file_name, self.downloaded_size, self.file_size = spec.filename, done, total or 0

@@ -80,6 +80,7 @@ class ModelManager:
         self._watchdog: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self._failed: dict[str, LoadFailure] = {}
+        self._keep: dict[str, float | None] = {}  # a client's keep_alive: idle seconds, None for ever
 
     # -- state -------------------------------------------------------------------------
 
@@ -123,6 +124,30 @@ class ModelManager:
             if stats:
                 status["engine"] = stats
         return status
+
+    def keep_alive(self, name: str, seconds: float | None) -> None:
+        """Unload the model after `seconds` idle (None: never), instead of --idle-timeout,
+        until it is unloaded (Ollama's keep_alive)."""
+        self._keep[name] = seconds
+
+    def idle_limit(self, name: str) -> float | None:
+        return self._keep[name] if name in self._keep else (self.options.idle_timeout or None)
+
+    def expires_at(self, name: str) -> float | None:
+        """The wall-clock time an idle model will be unloaded at, None if never."""
+        worker = self._workers.get(name)
+        limit = self.idle_limit(name)
+        if worker is None or not limit:
+            return None
+        return time.time() + limit - (time.monotonic() - worker.last_used)
+
+    def is_ready(self, config: ModelConfig) -> bool:
+        worker = self._workers.get(config.name)
+        return worker is not None and worker.state == "ready" and worker.config.fingerprint == config.fingerprint
+
+    async def load(self, config: ModelConfig) -> None:
+        """The model loaded (or its load error raised), without running a call."""
+        await self._ensure(config)
 
     def _notify(self) -> None:
         self._changed.set()
@@ -216,6 +241,7 @@ class ModelManager:
         while worker.pending and worker.state == "ready" and time.monotonic() < deadline:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, deadline - time.monotonic()))
+        self._keep.pop(name, None)
         await worker.stop(grace=self.options.shutdown_grace)
         log.info("model %s: unloaded (worker pid %s stopped)", name, worker.pid)
         self._notify()
@@ -273,7 +299,7 @@ class ModelManager:
 
     async def _watch(self) -> None:
         options = self.options
-        tick = min(1.0, options.busy_timeout / 4, (options.idle_timeout or 4.0) / 4)
+        tick = min(1.0, options.busy_timeout / 4, (options.idle_timeout or 4.0) / 4)  # keep_alive: 1 s at most
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
@@ -282,7 +308,8 @@ class ModelManager:
                     continue
                 metrics.QUEUE_LENGTH.labels(worker.name).set(self.queue_length(worker.name))
                 idle = not worker.pending and not self._admitted[worker.name]
-                if idle and options.idle_timeout and now - worker.last_used >= options.idle_timeout:
+                limit = self.idle_limit(worker.name)
+                if idle and limit is not None and now - worker.last_used >= limit:
                     self._spawn(self._unload_if_idle(worker))
                 elif worker.running and worker.name not in self._pinging:
                     self._spawn(self._check_busy(worker))
@@ -290,9 +317,11 @@ class ModelManager:
     async def _unload_if_idle(self, worker: WorkerClient) -> None:
         """Checked again when the task runs: a call may have arrived since the watchdog looked."""
         idle_for = time.monotonic() - worker.last_used
+        limit = self.idle_limit(worker.name)
         if (self._workers.get(worker.name) is worker and not worker.pending and not self._admitted[worker.name]
-                and idle_for >= (self.options.idle_timeout or 0)):
-            log.info("model %s: idle for %.0fs (--idle-timeout); unloading", worker.name, idle_for)
+                and limit is not None and idle_for >= limit):
+            how = "keep_alive" if worker.name in self._keep else "--idle-timeout"
+            log.info("model %s: idle for %.0fs (%s); unloading", worker.name, idle_for, how)
             await self.unload(worker.name)
 
     async def _check_busy(self, worker: WorkerClient) -> None:

@@ -185,3 +185,6 @@ async def test_a_failure_mid_answer_ends_each_apis_stream_in_its_own_shape(clien
                                                        "messages": [{"role": "user", "content": ask}]})
     events = [json.loads(line[6:]) for line in (await response.text()).splitlines() if line.startswith("data: ")]
     assert events[-1]["type"] == "error" and "broke down" in events[-1]["error"]["message"]
+    response = await client.post("/api/chat", json={"model": "fake", "messages": [{"role": "user", "content": ask}]})
+    lines = [json.loads(line) for line in (await response.text()).splitlines() if line]
+    assert lines[0]["message"]["content"] == "one " and "broke down" in lines[-1]["error"]

@@ -1,0 +1,459 @@
+"""Ollama's API over the same models folder: /api/chat and /api/generate (NDJSON streams, or
+one object), /api/embed and /api/embeddings (the models' routes are in ollama_models.py).
+Requests become the same internal requests as the OpenAI routes (chat through
+api/chat.prepare); errors come as Ollama's `{"error": "..."}`."""
+
+from __future__ import annotations
+
+import array
+import datetime
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from localhost_ai.api import chat, limits, openapi
+from localhost_ai.api.generation import one, stream
+from localhost_ai.api.keys import MANAGER, REGISTRY, SETTINGS
+from localhost_ai.api.middlewares import errors_as
+from localhost_ai.api.routes import Surface
+from localhost_ai.api.sse import EventStream
+from localhost_ai.api.translate import Renames, text_part, tool_call
+from localhost_ai.api.validation import read_json
+from localhost_ai.config import CHAT, COMPLETION, EMBEDDINGS, ModelConfig
+from localhost_ai.config.sampling import sampling_schemas
+from localhost_ai.contract.embed import EmbedRequest
+from localhost_ai.contract.events import Embeddings, Event, TextDelta
+from localhost_ai.contract.generate import CompletionRequest, Generation, Sampling
+from localhost_ai.contract.results import GenerationResult
+from localhost_ai.errors import APIError, InvalidRequest
+from localhost_ai.settings import parse_duration
+
+OLLAMA = Surface()  # Ollama's routes, under /api
+
+
+def ollama_error(error: APIError) -> dict[str, Any]:
+    """Ollama's error body: `{"error": "..."}`; the field at fault leads the message."""
+    message = error.message
+    if error.param and error.param not in message:
+        message = f"{error.param}: {message}"
+    return {"error": message}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_STRING = {"type": "string"}
+_MODEL = {"type": "string", "minLength": 1}
+_KEEP_ALIVE = _nullable({"anyOf": [{"type": "number"}, {"type": "string", "maxLength": 32}]})
+_OPTIONS = _nullable({"type": "object", "properties": {
+    **sampling_schemas(),
+    "num_predict": {"type": "integer", "minimum": -2},
+    "num_ctx": {"type": "integer", "minimum": 1},
+    "stop": {"anyOf": [_STRING, {"type": "array", "items": _STRING}]},
+    "mirostat": {"type": "integer"}, "typical_p": {"type": "number"}, "tfs_z": {"type": "number"},
+    "repeat_last_n": {"type": "integer"}, "penalize_newline": {"type": "boolean"},
+}})
+_FORMAT = _nullable({"anyOf": [{"enum": ["", "json"]}, {"type": "object"}]})
+_IMAGES = _nullable({"type": "array", "items": {"type": "string", "minLength": 1}})
+_TOOL_CALL = {"type": "object", "required": ["function"], "properties": {"function": {
+    "type": "object", "required": ["name"], "properties": {"name": _STRING, "arguments": {"type": "object"}}}}}
+_MESSAGE = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {"role": {"enum": ["system", "user", "assistant", "tool"]}, "content": _nullable(_STRING),
+                   "images": _IMAGES, "tool_calls": _nullable({"type": "array", "items": _TOOL_CALL}),
+                   "tool_name": _nullable(_STRING), "thinking": _nullable(_STRING)},
+}
+_GENERATION = {"model": _MODEL, "options": _OPTIONS, "format": _FORMAT, "stream": _nullable({"type": "boolean"}),
+               "keep_alive": _KEEP_ALIVE, "think": _nullable({"anyOf": [{"type": "boolean"}, _STRING]})}
+CHAT_BODY = {"type": "object", "required": ["model"], "properties": {
+    **_GENERATION, "messages": _nullable({"type": "array", "items": _MESSAGE}),
+    "tools": _nullable({"type": "array", "items": {"type": "object"}})}}
+GENERATE_BODY = {"type": "object", "required": ["model"], "properties": {
+    **_GENERATION, "prompt": _nullable(_STRING), "system": _nullable(_STRING), "template": _nullable(_STRING),
+    "raw": _nullable({"type": "boolean"}), "images": _IMAGES, "suffix": _nullable(_STRING),
+    "context": _nullable({"type": "array"})}}
+EMBED_BODY = {"type": "object", "required": ["model", "input"], "properties": {
+    "model": _MODEL, "input": {"anyOf": [_STRING, {"type": "array", "items": _STRING, "minItems": 1}]},
+    "truncate": _nullable({"type": "boolean"}), "dimensions": _nullable({"type": "integer", "minimum": 1}),
+    "options": _OPTIONS, "keep_alive": _KEEP_ALIVE}}
+EMBEDDINGS_BODY = {"type": "object", "required": ["model"], "properties": {
+    "model": _MODEL, "prompt": _nullable(_STRING), "options": _OPTIONS, "keep_alive": _KEEP_ALIVE}}
+
+# Samplers Ollama has and this server does not (yet): refused unless at their neutral value.
+_NEUTRAL = {"mirostat": 0, "typical_p": 1.0, "tfs_z": 1.0, "repeat_last_n": 64}
+_SAMPLING_OPTIONS = ("temperature", "top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty",
+                     "repeat_penalty")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+# -- what every generation route reads ------------------------------------------------------
+
+async def _model(request: web.Request, name: str, capability: str) -> ModelConfig:
+    """The model named; Ollama's clients may add the default tag, `:latest`."""
+    registry = request.app[REGISTRY]
+    if name.endswith(":latest") and await registry.lookup(name) is None \
+            and await registry.lookup(name.removesuffix(":latest")) is not None:
+        name = name.removesuffix(":latest")
+    return await registry.find(name, capability)
+
+
+def _keep_alive(value: Any) -> float | None | bool:
+    """Seconds; None for ever (a negative value); False when the request sets none."""
+    if value is None:
+        return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            seconds = -1.0 if text.startswith("-") else parse_duration(text)
+        except ValueError:
+            raise InvalidRequest(f"keep_alive: {text!r} is not a duration (e.g. 300, \"5m\", \"1h\", \"-1\").",
+                                 param="keep_alive", code="invalid_value") from None
+    if not math.isfinite(seconds):
+        raise InvalidRequest("keep_alive must be a finite number.", param="keep_alive", code="invalid_value")
+    return None if seconds < 0 else seconds
+
+
+async def _after(request: web.Request, config: ModelConfig, keep: float | None | bool) -> None:
+    """Apply keep_alive once the answer is out: 0 unloads now."""
+    manager = request.app[MANAGER]
+    if keep is False:
+        return
+    if keep == 0:
+        await manager.unload(config.name)
+    else:
+        manager.keep_alive(config.name, keep)  # type: ignore[arg-type]
+
+
+def _sampling(options: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
+    """`options` as the chat body's fields; what this server does not do is refused."""
+    for key, neutral in _NEUTRAL.items():
+        if options.get(key) is not None and options[key] != neutral:
+            raise InvalidRequest(f"options.{key}: this sampler is not served here (leave it out, or at {neutral}).",
+                                 param=f"options.{key}", code="unsupported_parameter")
+    out = {key: options[key] for key in _SAMPLING_OPTIONS if options.get(key) is not None}
+    predict = options.get("num_predict")
+    if predict == 0:
+        raise InvalidRequest("options.num_predict: 0 generates nothing; use -1 (no limit) or a count.",
+                             param="options.num_predict", code="invalid_value")
+    if predict is not None and predict > 0:
+        out["max_tokens"] = predict
+    stop = options.get("stop")
+    if stop:
+        out["stop"] = [stop] if isinstance(stop, str) else stop
+    context = config.context_size
+    if options.get("num_ctx") is not None and context is not None and options["num_ctx"] > context:
+        raise InvalidRequest(f"options.num_ctx: {options['num_ctx']} is more than model '{config.name}' is served with "
+                             f"({context}, its YAML's context_size).", param="options.num_ctx",
+                             code="context_length_exceeded")
+    return out
+
+
+def _format(value: Any) -> dict[str, Any] | None:
+    if not value:
+        return None
+    if value == "json":
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": "format", "schema": value}}
+
+
+def _refuse_unserved(body: dict[str, Any]) -> None:
+    if body.get("think") not in (None, False):
+        raise InvalidRequest("think: thinking output is not served here; leave 'think' out or false.",
+                             param="think", code="unsupported_parameter")
+    for key in ("suffix", "context"):
+        if body.get(key):
+            raise InvalidRequest(f"{key}: not served here.", param=key, code="unsupported_parameter")
+    if body.get("template"):
+        raise InvalidRequest("template: Ollama's Go templates are not rendered by this server yet; set the model's "
+                             "chat template in its YAML.", param="template", code="unsupported_parameter")
+
+
+def _chat_messages(messages: list[dict[str, Any]], renames: Renames) -> list[dict[str, Any]]:
+    """Ollama's messages as the chat route's: images as parts, calls with ids, and each tool
+    result tied to the call it answers (by `tool_name`, else in order)."""
+    out = []
+    pending: list[tuple[str, str]] = []  # (call id, name) of the last assistant turn's calls not answered yet
+    for m, message in enumerate(messages):
+        role = message["role"]
+        content: Any = message.get("content") or ""
+        if message.get("images"):
+            content = [text_part(content)] + [{"type": "image_url", "image_url": image} for image in message["images"]]
+            for i in range(len(message["images"])):
+                renames.add(f"messages[{len(out)}].content[{i + 1}]", f"messages[{m}].images[{i}]")
+        item: dict[str, Any] = {"role": role, "content": content}
+        if role == "assistant" and message.get("tool_calls"):
+            calls = [tool_call(f"call_{m}_{c}", call["function"]["name"],
+                               json.dumps(call["function"].get("arguments") or {}, ensure_ascii=False))
+                     for c, call in enumerate(message["tool_calls"])]
+            item["tool_calls"] = calls
+            pending = [(c["id"], c["function"]["name"]) for c in calls]
+        if role == "tool":
+            wanted = message.get("tool_name")
+            match = next((p for p in pending if p[1] == wanted), None) if wanted else None
+            match = match or (pending[0] if pending else None)
+            if match is not None:
+                pending.remove(match)
+            item["tool_call_id"] = match[0] if match else f"call_{wanted or m}"
+        renames.add(f"messages[{len(out)}]", f"messages[{m}]")
+        out.append(item)
+    return out
+
+
+# -- timing, as Ollama reports it --------------------------------------------------------------
+
+@dataclass
+class Clock:
+    """When a request began, how long its model took to load, when the call started, when its
+    first event came, and when it ended: Ollama's durations, measured."""
+
+    start: float = field(default_factory=time.perf_counter)
+    load: float = 0.0
+    called: float = 0.0
+    first: float | None = None
+
+    def seen(self, _: Event | None = None) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    def stats(self, result: GenerationResult) -> dict[str, Any]:
+        end = time.perf_counter()
+        first = self.first or end
+        return {"total_duration": _ns(end - self.start), "load_duration": _ns(self.load),
+                "prompt_eval_count": result.usage.prompt_tokens, "prompt_eval_duration": _ns(first - self.called),
+                "eval_count": result.usage.completion_tokens, "eval_duration": _ns(end - first)}
+
+
+def _ns(seconds: float) -> int:
+    return max(0, int(seconds * 1e9))
+
+
+async def _load(request: web.Request, config: ModelConfig, clock: Clock) -> None:
+    manager = request.app[MANAGER]
+    if not manager.is_ready(config):
+        began = time.perf_counter()
+        await manager.load(config)
+        clock.load = time.perf_counter() - began
+    clock.called = time.perf_counter()
+
+
+async def _gather(request: web.Request, config: ModelConfig, call: Any, clock: Clock) -> GenerationResult:
+    result = GenerationResult()
+    async with request.app[MANAGER].call(config, call) as events:
+        async for event in events:
+            clock.seen()
+            result.take(event)
+    return result
+
+
+def _done_reason(result: GenerationResult) -> str:
+    return "length" if result.reason(0) == "length" else "stop"
+
+
+def _calls(result: GenerationResult) -> list[dict[str, Any]]:
+    calls = []
+    for found in result.calls.get(0) or []:
+        try:
+            arguments = json.loads(found.arguments or "{}")
+        except ValueError:
+            arguments = {}
+        calls.append({"function": {"name": found.name, "arguments": arguments if isinstance(arguments, dict) else {}}})
+    return calls
+
+
+async def _answer(request: web.Request, config: ModelConfig, call: Any, body: dict[str, Any], clock: Clock,
+                  shape: Any, renames: Renames | None = None) -> web.StreamResponse:
+    """Run the call, streamed as NDJSON (the default) or as one object; `shape(text, result,
+    done)` writes one object of the route's."""
+    keep = _keep_alive(body.get("keep_alive"))
+    try:
+        await _load(request, config, clock)
+        if body.get("stream", True) is False:
+            result = await _gather(request, config, call, clock)
+            return web.json_response(shape(result.text(0), result, True) | clock.stats(result))
+
+        def render(event: Event) -> list[dict[str, Any]]:
+            clock.seen()
+            if isinstance(event, TextDelta) and event.text:
+                return [shape(event.text, None, False)]
+            return []
+
+        def last(result: GenerationResult) -> list[dict[str, Any]]:
+            return [shape("", result, True) | clock.stats(result)]
+
+        def error_event(error: APIError) -> dict[str, Any]:
+            return ollama_error(renames.apply(error) if renames else error)
+
+        events = EventStream(request, ndjson=True, error_event=error_event)
+        return await stream(request, config, call, render, last_chunks=last, events=events)
+    except APIError as exc:
+        raise renames.apply(exc) if renames else exc
+    finally:
+        await _after(request, config, keep)
+
+
+async def _load_or_unload(request: web.Request, config: ModelConfig, body: dict[str, Any],
+                          reply: dict[str, Any]) -> web.Response:
+    """A request with nothing to answer loads the model (or, with keep_alive 0, unloads it)."""
+    keep = _keep_alive(body.get("keep_alive"))
+    if keep is not False and keep == 0:
+        await request.app[MANAGER].unload(config.name)
+        return web.json_response({**reply, "done_reason": "unload", "done": True})
+    await request.app[MANAGER].load(config)
+    await _after(request, config, keep)
+    return web.json_response({**reply, "done_reason": "load", "done": True})
+
+
+# -- /api/chat and /api/generate -------------------------------------------------------------
+
+@OLLAMA.post("/api/chat")
+@errors_as(ollama_error)
+@openapi.document("Ollama's chat: NDJSON stream by default", body=CHAT_BODY, json=openapi.ANY_OBJECT)
+async def ollama_chat(request: web.Request) -> web.StreamResponse:
+    clock = Clock()
+    body = await read_json(request, CHAT_BODY, _limits)
+    _refuse_unserved(body)
+    config = await _model(request, body["model"], CHAT)
+    stamp = {"model": body["model"], "created_at": _now()}
+    if not body.get("messages"):
+        return await _load_or_unload(request, config, body, {**stamp, "message": {"role": "assistant", "content": ""}})
+    renames = Renames({"max_tokens": "options.num_predict", "stop": "options.stop", "response_format": "format"})
+    translated: dict[str, Any] = {"model": config.name, "messages": _chat_messages(body["messages"], renames),
+                                  **_sampling(body.get("options") or {}, config)}
+    if body.get("tools"):
+        translated["tools"] = body["tools"]
+    if _format(body.get("format")):
+        translated["response_format"] = _format(body["format"])
+    config, call, _ = await chat.prepare(request, translated, renames, fit_max_tokens=True)
+
+    def shape(text: str, result: GenerationResult | None, done: bool) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        out = {**stamp, "created_at": _now(), "message": message, "done": done}
+        if result is not None:
+            calls = _calls(result)
+            if calls:
+                message["tool_calls"] = calls
+            out["done_reason"] = _done_reason(result)
+        return out
+
+    return await _answer(request, config, call, body, clock, shape, renames)
+
+
+@OLLAMA.post("/api/generate")
+@errors_as(ollama_error)
+@openapi.document("Ollama's generate: NDJSON stream by default", body=GENERATE_BODY, json=openapi.ANY_OBJECT)
+async def ollama_generate(request: web.Request) -> web.StreamResponse:
+    clock = Clock()
+    body = await read_json(request, GENERATE_BODY, _limits)
+    _refuse_unserved(body)
+    raw = bool(body.get("raw"))
+    config = await _model(request, body["model"], COMPLETION if raw else CHAT)
+    stamp = {"model": body["model"], "created_at": _now()}
+    if not body.get("prompt") and not body.get("images"):
+        return await _load_or_unload(request, config, body, {**stamp, "response": ""})
+    options = _sampling(body.get("options") or {}, config)
+    renames = Renames({"max_tokens": "options.num_predict", "stop": "options.stop", "response_format": "format",
+                       "messages": "prompt"})
+    if raw:
+        if body.get("images") or body.get("system") or body.get("format"):
+            field_ = next(k for k in ("images", "system", "format") if body.get(k))
+            raise InvalidRequest(f"{field_}: not served with raw (the prompt is sent as it is).", param=field_,
+                                 code="unsupported_parameter")
+        limits.check_fits([body["prompt"]], config, request.app[SETTINGS].context_size, "prompt")
+        generation = Generation(sampling=Sampling(**{k: options.get(k) for k in _SAMPLING_OPTIONS}),
+                                max_tokens=options.get("max_tokens"), stop=tuple(options.get("stop") or ()),
+                                fit_max_tokens=True)
+        call: Any = CompletionRequest(prompts=(body["prompt"],), generation=generation)
+    else:
+        messages: list[dict[str, Any]] = []
+        if body.get("system"):
+            messages.append({"role": "system", "content": body["system"]})
+            renames.add("messages[0]", "system")
+        user: dict[str, Any] = {"role": "user", "content": body.get("prompt") or ""}
+        if body.get("images"):
+            user["images"] = body["images"]
+        for i in range(len(body.get("images") or [])):
+            renames.add(f"messages[{len(messages)}].content[{i + 1}]", f"images[{i}]")
+        renames.add(f"messages[{len(messages)}]", "prompt")
+        messages += _chat_messages([user], Renames())
+        translated: dict[str, Any] = {"model": config.name, "messages": messages, **options}
+        if _format(body.get("format")):
+            translated["response_format"] = _format(body["format"])
+        config, call, _ = await chat.prepare(request, translated, renames, fit_max_tokens=True)
+
+    def shape(text: str, result: GenerationResult | None, done: bool) -> dict[str, Any]:
+        out = {**stamp, "created_at": _now(), "response": text, "done": done}
+        if result is not None:
+            out["done_reason"] = _done_reason(result)
+        return out
+
+    return await _answer(request, config, call, body, clock, shape, renames)
+
+
+def _limits(body: dict[str, Any], settings: Any) -> None:
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    limits.refuse("messages", len(messages), settings.max_messages, "--max-messages", "messages", "too_many_messages")
+    tools = body.get("tools") if isinstance(body.get("tools"), list) else []
+    limits.refuse("tools", len(tools), settings.max_tools, "--max-tools", "tools", "too_many_tools")
+    options = body.get("options") if isinstance(body.get("options"), dict) else {}
+    stops = options.get("stop") if isinstance(options.get("stop"), list) else []
+    limits.refuse("stop words", len(stops), settings.max_stop_words, "--max-stop-words", "options.stop",
+                  "too_many_stop_words")
+
+
+# -- embeddings --------------------------------------------------------------------------------
+
+async def _embed(request: web.Request, body: dict[str, Any], inputs: list[str], clock: Clock,
+                 truncate: bool = True, dimensions: int | None = None) -> tuple[ModelConfig, Embeddings]:
+    config = await _model(request, body["model"], EMBEDDINGS)
+    keep = _keep_alive(body.get("keep_alive"))
+    try:
+        await _load(request, config, clock)
+        answer = await one(request, config, EmbedRequest(inputs=tuple(inputs), dimensions=dimensions,
+                                                         truncate=truncate), Embeddings)
+    finally:
+        await _after(request, config, keep)
+    return config, answer
+
+
+def _rows(answer: Embeddings) -> list[list[float]]:
+    values = array.array("f")
+    values.frombytes(answer.data)
+    return [values[i * answer.dim:(i + 1) * answer.dim].tolist() for i in range(answer.rows)]
+
+
+@OLLAMA.post("/api/embed")
+@errors_as(ollama_error)
+@openapi.document("Ollama's embeddings of one text or a list", body=EMBED_BODY, json=openapi.ANY_OBJECT)
+async def ollama_embed(request: web.Request) -> web.Response:
+    clock = Clock()
+    body = await read_json(request, EMBED_BODY, limits.check_embeddings)
+    inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
+    _, answer = await _embed(request, body, inputs, clock, body.get("truncate") is not False, body.get("dimensions"))
+    end = time.perf_counter()
+    return web.json_response({"model": body["model"], "embeddings": _rows(answer),
+                              "total_duration": _ns(end - clock.start), "load_duration": _ns(clock.load),
+                              "prompt_eval_count": answer.prompt_tokens})
+
+
+@OLLAMA.post("/api/embeddings")
+@errors_as(ollama_error)
+@openapi.document("Ollama's older embedding of one prompt", body=EMBEDDINGS_BODY,
+                  json=openapi.obj(embedding={"type": "array", "items": openapi.NUMBER}))
+async def ollama_embeddings(request: web.Request) -> web.Response:
+    body = await read_json(request, EMBEDDINGS_BODY)
+    if not body.get("prompt"):
+        await _model(request, body["model"], EMBEDDINGS)
+        return web.json_response({"embedding": []})
+    _, answer = await _embed(request, body, [body["prompt"]], Clock())
+    return web.json_response({"embedding": _rows(answer)[0]})
