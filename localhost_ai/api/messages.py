@@ -32,6 +32,10 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: 
                 504: "timeout_error"}
 
 
+ANTHROPIC_ERROR = openapi.obj(["type", "error"], type={"const": "error"},
+                              error=openapi.obj(["type", "message"], type=_STRING, message=_STRING))
+
+
 def anthropic_error(error: APIError) -> dict[str, Any]:
     """Anthropic's error body: `{"type": "error", "error": {"type", "message"}}`.  It has no
     `param`: the field at fault leads the message, as Anthropic writes it, when not named in it."""
@@ -312,7 +316,7 @@ async def _prepare(request: web.Request, body: dict[str, Any]) -> tuple[Any, ...
 
 
 @OPENAI.post("/messages")
-@errors_as(anthropic_error)
+@errors_as(anthropic_error, ANTHROPIC_ERROR)
 @openapi.document("A message from a model (Anthropic's Messages API), streamed in its events when asked",
                   body=MESSAGES_BODY, json=openapi.ANY_OBJECT, stream=True)
 async def create_message(request: web.Request) -> web.StreamResponse:
@@ -351,7 +355,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 
 
 @OPENAI.post("/messages/count_tokens")
-@errors_as(anthropic_error)
+@errors_as(anthropic_error, ANTHROPIC_ERROR)
 @openapi.document("The input tokens a Messages API request would read", body=COUNT_BODY,
                   json=openapi.obj(input_tokens=openapi.INTEGER))
 async def count_tokens(request: web.Request) -> web.Response:

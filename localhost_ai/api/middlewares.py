@@ -34,11 +34,12 @@ def error_response(error: APIError, shape: ErrorBody | None = None) -> web.Respo
     return web.json_response(shape(error) if shape else error.body(), status=error.status, headers=error.headers)
 
 
-def errors_as(shape: ErrorBody) -> Callable[[Handler], Handler]:
-    """A handler whose API has its own error shape (Anthropic's): every error on its route,
-    the key's and the body's included, is answered in it."""
+def errors_as(shape: ErrorBody, schema: dict[str, Any]) -> Callable[[Handler], Handler]:
+    """A handler whose API has its own error shape (Anthropic's, Ollama's): every error on
+    its route, the key's and the body's included, is answered in it; `schema` documents it."""
     def mark(handler: Handler) -> Handler:
         handler.error_shape = shape  # type: ignore[attr-defined]
+        handler.error_schema = schema  # type: ignore[attr-defined]
         return handler
     return mark
 

@@ -9,6 +9,7 @@ import array
 import datetime
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from localhost_ai.api.generation import one, stream
 from localhost_ai.api.keys import MANAGER, REGISTRY, SETTINGS
 from localhost_ai.api.middlewares import errors_as
 from localhost_ai.api.routes import Surface
+from localhost_ai.api.schemas import TOOL
 from localhost_ai.api.sse import EventStream
 from localhost_ai.api.translate import Renames, text_part, tool_call
 from localhost_ai.api.validation import read_json
@@ -30,9 +32,11 @@ from localhost_ai.contract.events import Embeddings, Event, TextDelta
 from localhost_ai.contract.generate import CompletionRequest, Generation, Sampling
 from localhost_ai.contract.results import GenerationResult
 from localhost_ai.errors import APIError, InvalidRequest
-from localhost_ai.settings import parse_duration
 
 OLLAMA = Surface()  # Ollama's routes, under /api
+
+
+OLLAMA_ERROR = openapi.obj(["error"], error={"type": "string"})
 
 
 def ollama_error(error: APIError) -> dict[str, Any]:
@@ -73,7 +77,7 @@ _GENERATION = {"model": _MODEL, "options": _OPTIONS, "format": _FORMAT, "stream"
                "keep_alive": _KEEP_ALIVE, "think": _nullable({"anyOf": [{"type": "boolean"}, _STRING]})}
 CHAT_BODY = {"type": "object", "required": ["model"], "properties": {
     **_GENERATION, "messages": _nullable({"type": "array", "items": _MESSAGE}),
-    "tools": _nullable({"type": "array", "items": {"type": "object"}})}}
+    "tools": _nullable({"type": "array", "items": TOOL})}}
 GENERATE_BODY = {"type": "object", "required": ["model"], "properties": {
     **_GENERATION, "prompt": _nullable(_STRING), "system": _nullable(_STRING), "template": _nullable(_STRING),
     "raw": _nullable({"type": "boolean"}), "images": _IMAGES, "suffix": _nullable(_STRING),
@@ -106,33 +110,39 @@ async def _model(request: web.Request, name: str, capability: str) -> ModelConfi
     return await registry.find(name, capability)
 
 
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_FOR_EVER = 10 * 365 * 86400.0  # longer than this is for ever
+
+
 def _keep_alive(value: Any) -> float | None | bool:
-    """Seconds; None for ever (a negative value); False when the request sets none."""
+    """Seconds; None for ever (a negative value); False when the request sets none.  A
+    number is seconds; a string a number or a Go duration ("5m", "1h30m", "-1m"), as Ollama
+    reads it."""
     if value is None:
         return False
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     else:
         text = str(value).strip()
+        sign, rest = (-1.0, text[1:]) if text.startswith("-") else (1.0, text)
         try:
-            seconds = -1.0 if text.startswith("-") else parse_duration(text)
+            seconds = sign * float(rest)
         except ValueError:
-            raise InvalidRequest(f"keep_alive: {text!r} is not a duration (e.g. 300, \"5m\", \"1h\", \"-1\").",
-                                 param="keep_alive", code="invalid_value") from None
-    if not math.isfinite(seconds):
-        raise InvalidRequest("keep_alive must be a finite number.", param="keep_alive", code="invalid_value")
-    return None if seconds < 0 else seconds
+            pieces = _GO_DURATION.findall(rest)
+            if not rest or "".join(n + u for n, u in pieces) != rest:
+                raise InvalidRequest(f"keep_alive: {text!r} is not a duration (e.g. 300, \"5m\", \"1h30m\", \"-1\").",
+                                     param="keep_alive", code="invalid_value") from None
+            seconds = sign * sum(float(n) * _GO_UNITS[u] for n, u in pieces)
+    if math.isnan(seconds):
+        raise InvalidRequest("keep_alive must be a number of seconds.", param="keep_alive", code="invalid_value")
+    return None if seconds < 0 or seconds > _FOR_EVER else seconds
 
 
 async def _after(request: web.Request, config: ModelConfig, keep: float | None | bool) -> None:
-    """Apply keep_alive once the answer is out: 0 unloads now."""
-    manager = request.app[MANAGER]
-    if keep is False:
-        return
-    if keep == 0:
-        await manager.unload(config.name)
-    else:
-        manager.keep_alive(config.name, keep)  # type: ignore[arg-type]
+    """Apply keep_alive once the answer is out (0: unloaded as soon as no call runs on it)."""
+    if keep is not False:
+        request.app[MANAGER].keep_alive(config.name, keep)  # type: ignore[arg-type]
 
 
 def _sampling(options: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
@@ -200,11 +210,10 @@ def _chat_messages(messages: list[dict[str, Any]], renames: Renames) -> list[dic
             pending = [(c["id"], c["function"]["name"]) for c in calls]
         if role == "tool":
             wanted = message.get("tool_name")
-            match = next((p for p in pending if p[1] == wanted), None) if wanted else None
-            match = match or (pending[0] if pending else None)
+            match = next((p for p in pending if p[1] == wanted), None) if wanted else (pending[0] if pending else None)
             if match is not None:
                 pending.remove(match)
-            item["tool_call_id"] = match[0] if match else f"call_{wanted or m}"
+            item["tool_call_id"] = match[0] if match else f"call_{wanted or m}"  # a result of no call of that turn
         renames.add(f"messages[{len(out)}]", f"messages[{m}]")
         out.append(item)
     return out
@@ -317,8 +326,9 @@ async def _load_or_unload(request: web.Request, config: ModelConfig, body: dict[
 # -- /api/chat and /api/generate -------------------------------------------------------------
 
 @OLLAMA.post("/api/chat")
-@errors_as(ollama_error)
-@openapi.document("Ollama's chat: NDJSON stream by default", body=CHAT_BODY, json=openapi.ANY_OBJECT)
+@errors_as(ollama_error, OLLAMA_ERROR)
+@openapi.document("Ollama's chat: NDJSON stream by default", body=CHAT_BODY, json=openapi.ANY_OBJECT,
+                  other=openapi.NDJSON)
 async def ollama_chat(request: web.Request) -> web.StreamResponse:
     clock = Clock()
     body = await read_json(request, CHAT_BODY, _limits)
@@ -350,8 +360,9 @@ async def ollama_chat(request: web.Request) -> web.StreamResponse:
 
 
 @OLLAMA.post("/api/generate")
-@errors_as(ollama_error)
-@openapi.document("Ollama's generate: NDJSON stream by default", body=GENERATE_BODY, json=openapi.ANY_OBJECT)
+@errors_as(ollama_error, OLLAMA_ERROR)
+@openapi.document("Ollama's generate: NDJSON stream by default", body=GENERATE_BODY, json=openapi.ANY_OBJECT,
+                  other=openapi.NDJSON)
 async def ollama_generate(request: web.Request) -> web.StreamResponse:
     clock = Clock()
     body = await read_json(request, GENERATE_BODY, _limits)
@@ -433,7 +444,7 @@ def _rows(answer: Embeddings) -> list[list[float]]:
 
 
 @OLLAMA.post("/api/embed")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("Ollama's embeddings of one text or a list", body=EMBED_BODY, json=openapi.ANY_OBJECT)
 async def ollama_embed(request: web.Request) -> web.Response:
     clock = Clock()
@@ -447,7 +458,7 @@ async def ollama_embed(request: web.Request) -> web.Response:
 
 
 @OLLAMA.post("/api/embeddings")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("Ollama's older embedding of one prompt", body=EMBEDDINGS_BODY,
                   json=openapi.obj(embedding={"type": "array", "items": openapi.NUMBER}))
 async def ollama_embeddings(request: web.Request) -> web.Response:

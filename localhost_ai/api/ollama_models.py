@@ -21,7 +21,7 @@ from localhost_ai import __version__
 from localhost_ai.api import openapi
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, REGISTRY, SETTINGS
 from localhost_ai.api.middlewares import errors_as
-from localhost_ai.api.ollama import OLLAMA, ollama_error
+from localhost_ai.api.ollama import OLLAMA, OLLAMA_ERROR, ollama_error
 from localhost_ai.api.sse import EventStream
 from localhost_ai.api.validation import read_json
 from localhost_ai.backends import backend_options
@@ -107,14 +107,14 @@ def _tag(config: ModelConfig) -> dict[str, Any]:
 
 
 @OLLAMA.get("/api/version")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("The Ollama API version this server follows", json=openapi.obj(version=openapi.STRING))
 async def ollama_version(request: web.Request) -> web.Response:
     return web.json_response({"version": OLLAMA_VERSION, "server": f"localhost-ai {__version__}"})
 
 
 @OLLAMA.get("/api/tags")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("Every model, in Ollama's shape", json=openapi.ANY_OBJECT)
 async def ollama_tags(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
@@ -162,7 +162,7 @@ def _show(config: ModelConfig) -> dict[str, Any]:
 
 
 @OLLAMA.post("/api/show")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("A model's details, template, parameters and capabilities", body=_NAMED, json=openapi.ANY_OBJECT)
 async def ollama_show(request: web.Request) -> web.Response:
     body = await read_json(request, _NAMED)
@@ -170,18 +170,18 @@ async def ollama_show(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(_show, config))
 
 
-async def _any_model(request: web.Request, name: str) -> ModelConfig:
+async def _any_model(request: web.Request, name: str, param: str = "model") -> ModelConfig:
     registry = request.app[REGISTRY]
     config = await registry.lookup(name)
     if config is None and name.endswith(":latest"):
         config = await registry.lookup(name.removesuffix(":latest"))
     if config is None:
-        raise NotFound(f"model '{name}' not found", param="model", code="model_not_found")
+        raise NotFound(f"model '{name}' not found", param=param, code="model_not_found")
     return config
 
 
 @OLLAMA.get("/api/ps")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("The loaded models: memory and when they are unloaded", json=openapi.ANY_OBJECT)
 async def ollama_ps(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
@@ -199,9 +199,9 @@ async def ollama_ps(request: web.Request) -> web.Response:
 # -- pull, delete, copy, create -----------------------------------------------------------------
 
 @OLLAMA.post("/api/pull")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("Install a model from the gallery, with Ollama's progress objects", body=PULL_BODY,
-                  json=openapi.ANY_OBJECT)
+                  json=openapi.ANY_OBJECT, other=openapi.NDJSON)
 async def ollama_pull(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, PULL_BODY)
     name = (body.get("model") or body["name"]).removesuffix(":latest")
@@ -211,8 +211,9 @@ async def ollama_pull(request: web.Request) -> web.StreamResponse:
     if body.get("stream", True) is False:
         while not job.processed:
             await asyncio.sleep(0.1)
-        if job.error:
-            raise APIError(job.error, status=500, type="server_error", code="pull_failed")
+        if job.error or job.cancelled:
+            raise APIError(job.error or "the install was cancelled", status=500, type="server_error",
+                           code="pull_failed")
         return web.json_response({"status": "success"})
     events = EventStream(request, ndjson=True)
     await events.open()
@@ -225,13 +226,14 @@ async def ollama_pull(request: web.Request) -> web.StreamResponse:
             if sent.get(spec.filename) != (done, total):
                 sent[spec.filename] = (done, total)
                 digest = f"sha256:{spec.sha256}" if spec.sha256 else spec.filename
-                await events.send({"status": f"pulling {(spec.sha256 or spec.filename)[:12]}", "digest": digest,
-                                   "total": total or done, "completed": done})
+                progress = {"status": f"pulling {(spec.sha256 or spec.filename)[:12]}", "digest": digest,
+                            "completed": done}
+                await events.send({**progress, "total": total} if total else progress)
         if processed:
             break
         await asyncio.sleep(0.1)
-    if job.error:
-        await events.send({"error": job.error})
+    if job.error or job.cancelled:
+        await events.send({"error": job.error or "the install was cancelled"})
         await events.close()
         return events.response
     return await _statuses(events, "verifying sha256 digest", "writing manifest", "success")
@@ -246,7 +248,7 @@ async def _statuses(events: EventStream, *statuses: str) -> web.StreamResponse:
 
 
 @OLLAMA.delete("/api/delete")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("Delete a model and the files its install wrote", body=_NAMED, json=openapi.ANY_OBJECT)
 async def ollama_delete(request: web.Request) -> web.Response:
     body = await read_json(request, _NAMED)
@@ -263,37 +265,50 @@ async def ollama_delete(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
-def _definition(config: ModelConfig) -> dict[str, Any]:
+def _definition(config: ModelConfig, param: str) -> dict[str, Any]:
     """A new YAML's content for a model like `config`: its own file's, without its install
-    record (the files stay the first model's), or for a bare file, one that names it."""
-    data = copy.deepcopy(config.raw) if config.raw else {}
-    if not data:
-        data = {"backend": config.backend, "parameters": {"model": config.model_path.name}}
+    record (the files stay the first model's)."""
+    if not config.raw or config.source == config.model_path:
+        # A YAML naming a bare file would claim it: the bare model would be gone from the list.
+        raise InvalidRequest(f"{param}: '{config.name}' is a bare weights file; write a YAML for it first.",
+                             param=param, code="bare_model")
+    data = copy.deepcopy(config.raw)
     data.pop("installed_files", None)
     return data
 
 
-def _write_yaml(models_path: Path, name: str, data: dict[str, Any]) -> None:
-    check_name(name, "model")
+async def _write_yaml(request: web.Request, name: str, data: dict[str, Any], param: str) -> None:
+    """A new model's YAML: never over a model of that name (a YAML's or a bare file's)."""
+    check_name(name, param)
+    if await request.app[REGISTRY].lookup(name) is not None:
+        raise InvalidRequest(f"{param}: a model named '{name}' exists already.", param=param, code="model_exists")
+    await asyncio.to_thread(_write_new, request.app[SETTINGS].models_path, name, data, param)
+    await request.app[REGISTRY].update(missed=True)
+
+
+def _write_new(models_path: Path, name: str, data: dict[str, Any], param: str) -> None:
     target = models_path / f"{name}.yaml"
-    existing = {n: p for n, p, _ in model_files(models_path)}
-    if name in existing or target.exists():
-        raise InvalidRequest(f"a model named '{name}' exists already.", param="model", code="model_exists")
+    if name in {n for n, _, _ in model_files(models_path)}:
+        raise InvalidRequest(f"{param}: a model named '{name}' exists already.", param=param, code="model_exists")
     handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".yaml.tmp", dir=models_path)
-    with os.fdopen(handle, "w") as out:
-        out.write(yaml.safe_dump({**data, "name": name}, sort_keys=False, allow_unicode=True))
-    os.replace(temporary, target)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(yaml.safe_dump({**data, "name": name}, sort_keys=False, allow_unicode=True))
+        os.link(temporary, target)  # fails if the file is there: two creates never overwrite each other
+    except FileExistsError:
+        raise InvalidRequest(f"{param}: {target.name} exists already.", param=param, code="model_exists") from None
+    finally:
+        os.unlink(temporary)
 
 
 @OLLAMA.post("/api/copy")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("A second name for a model: a YAML file naming the same files", body=COPY_BODY,
                   json=openapi.ANY_OBJECT)
 async def ollama_copy(request: web.Request) -> web.Response:
     body = await read_json(request, COPY_BODY)
-    config = await _any_model(request, body["source"])
-    await asyncio.to_thread(_write_yaml, request.app[SETTINGS].models_path, body["destination"], _definition(config))
-    await request.app[REGISTRY].update(missed=True)
+    config = await _any_model(request, body["source"], "source")
+    await _write_yaml(request, body["destination"], _definition(config, "source"), "destination")
     return web.json_response({})
 
 
@@ -304,28 +319,31 @@ _CREATE_PARAMETERS = {"temperature": "temperature", "top_p": "top_p", "top_k": "
 
 
 @OLLAMA.post("/api/create")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("A model from another one with its own system prompt and parameters, written as a YAML file",
-                  body=CREATE_BODY, json=openapi.ANY_OBJECT)
+                  body=CREATE_BODY, json=openapi.ANY_OBJECT, other=openapi.NDJSON)
 async def ollama_create(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, CREATE_BODY)
     for key in ("files", "adapters", "quantize", "messages"):
         if body.get(key):
-            raise APIError(f"{key}: creating a model from uploaded files, adapters, a quantisation or messages is not "
-                           "served here; create it from an existing model with 'from'.", status=501,
-                           type="invalid_request_error", code="not_implemented")
+            raise InvalidRequest(f"{key}: creating a model from uploaded files, adapters, a quantisation or messages "
+                                 "is not served here; create it from an existing model with 'from'.", param=key,
+                                 code="unsupported_parameter")
     if not body.get("from"):
         raise InvalidRequest("from: the model to start from is required.", param="from",
                              code="missing_required_parameter")
     if body.get("template"):
         raise InvalidRequest("template: Ollama's Go templates are not rendered by this server yet; set a Jinja chat "
                              "template in the model's YAML.", param="template", code="unsupported_parameter")
-    config = await _any_model(request, body["from"])
-    data = _definition(config)
+    config = await _any_model(request, body["from"], "from")
+    data = _definition(config, "from")
     parameters = dict(data.get("parameters") or {})
     for key, value in (body.get("parameters") or {}).items():
         if key == "stop":
-            data["stopwords"] = [value] if isinstance(value, str) else list(value)
+            if not (isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise InvalidRequest("parameters.stop must be a string or a list of strings.",
+                                     param="parameters.stop", code="invalid_value")
+            data["stopwords"] = [value] if isinstance(value, str) else value
         elif key == "num_ctx":
             data["context_size"] = value
         elif key in _CREATE_PARAMETERS:
@@ -342,8 +360,7 @@ async def ollama_create(request: web.Request) -> web.StreamResponse:
     if problem is not None:
         raise InvalidRequest(f"the model would be invalid at '{problem.dotted}' ({problem.error.message}).",
                              param=problem.dotted or "parameters", code="invalid_config")
-    await asyncio.to_thread(_write_yaml, request.app[SETTINGS].models_path, body["model"], data)
-    await request.app[REGISTRY].update(missed=True)
+    await _write_yaml(request, body["model"], data, "model")
     if body.get("stream", True) is False:
         return web.json_response({"status": "success"})
     events = EventStream(request, ndjson=True)
@@ -352,7 +369,7 @@ async def ollama_create(request: web.Request) -> web.StreamResponse:
 
 
 @OLLAMA.post("/api/push")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("Not served: models are not pushed anywhere from here", body=_NAMED, json=openapi.ANY_OBJECT)
 async def ollama_push(request: web.Request) -> web.Response:
     raise APIError("pushing models is not served here.", status=501, type="invalid_request_error",
@@ -361,7 +378,7 @@ async def ollama_push(request: web.Request) -> web.Response:
 
 @OLLAMA.get("/api/blobs/{digest}")
 @OLLAMA.post("/api/blobs/{digest}")
-@errors_as(ollama_error)
+@errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("Not served: blob uploads (Ollama's way to create models from files)", json=openapi.ANY_OBJECT)
 async def ollama_blobs(request: web.Request) -> web.Response:
     raise APIError("blob uploads are not served here: create models from existing ones with 'from'.", status=501,

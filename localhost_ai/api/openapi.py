@@ -100,6 +100,7 @@ STATUS = obj(["model", "state"], model=STRING, state={"enum": ["unloaded", "star
 # One server-sent event: `data:` holds a JSON chunk of the non-streamed shape's kind, the last `[DONE]`.
 SSE = {"type": "object", "required": ["data"], "properties": {"data": STRING, "event": STRING}}
 TEXT = {"type": "string"}
+NDJSON = {"application/x-ndjson": ANY_OBJECT}  # one JSON object per line (Ollama's streams)
 
 
 # -- the document -------------------------------------------------------------------------
@@ -107,7 +108,7 @@ TEXT = {"type": "string"}
 _PATH_PARAMETER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
 
-def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
+def _operation(method: str, path: str, op: Operation, error: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"summary": op.summary, "operationId": f"{method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', path)}"}
     parameters = [{"name": name, "in": "path", "required": True, "schema": STRING}
                   for name in _PATH_PARAMETER.findall(path)]
@@ -121,7 +122,7 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
     content = {kind: {"schema": schema} for kind, schema in op.answers.items()}
     out["responses"] = {
         "200": {"description": "OK", **({"content": content} if content else {})},
-        "default": {"description": "An error, in OpenAI's shape", "content": {"application/json": {"schema": ERROR}}},
+        "default": {"description": "An error, in the API's own shape", "content": {"application/json": {"schema": error}}},
     }
     return out
 
@@ -136,7 +137,8 @@ def build(app: web.Application) -> dict[str, Any]:
         if op is None:
             raise RuntimeError(f"{route.method} {route.resource.canonical} has no OpenAPI description")
         path = _PATH_PARAMETER.sub(lambda m: "{" + m.group(1) + "}", route.resource.canonical)
-        paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, path, op)
+        error = getattr(route.handler, "error_schema", ERROR)  # an API with its own error shape (errors_as)
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, path, op, error)
     return {
         "openapi": "3.1.0",
         "info": {"title": "localhost-ai", "version": __version__,

@@ -53,12 +53,12 @@ def _key(path: Path) -> tuple[str, int, int]:
 
 
 def _value(field_: Any) -> Any:
+    if len(field_.data) > 64:
+        return None  # the vocabulary, merges and the like: left out (and not read), as Ollama leaves them out
     try:
         value = field_.contents()
     except Exception:  # a type the reader cannot turn into Python
         return None
-    if isinstance(value, list) and len(value) > 64:
-        return None  # the vocabulary, merges and the like: left out, as Ollama leaves them out
     if isinstance(value, str) and len(value) > _MAX_STRING:
         return None
     return value
@@ -120,7 +120,11 @@ def known_digest(path: Path) -> str | None:
         if _hashing:
             return None
         _hashing.add(key)
-    threading.Thread(target=_hash, args=(path, key), name="model-digest", daemon=True).start()
+    try:
+        threading.Thread(target=_hash, args=(path, key), name="model-digest", daemon=True).start()
+    except RuntimeError:  # no thread to be had now: the next ask tries again
+        with _lock:
+            _hashing.discard(key)
     return None
 
 

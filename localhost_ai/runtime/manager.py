@@ -126,9 +126,11 @@ class ModelManager:
         return status
 
     def keep_alive(self, name: str, seconds: float | None) -> None:
-        """Unload the model after `seconds` idle (None: never), instead of --idle-timeout,
-        until it is unloaded (Ollama's keep_alive)."""
-        self._keep[name] = seconds
+        """Unload the model after `seconds` idle (None: never; 0: as soon as no call runs on
+        it), instead of --idle-timeout, until it is unloaded (Ollama's keep_alive).  A model
+        not loaded (its load failed, or it went since) keeps nothing."""
+        if name in self._workers:
+            self._keep[name] = seconds
 
     def idle_limit(self, name: str) -> float | None:
         return self._keep[name] if name in self._keep else (self.options.idle_timeout or None)
@@ -212,6 +214,7 @@ class ModelManager:
     def _on_exit(self, worker: WorkerClient) -> None:
         if self._workers.get(worker.name) is worker:
             del self._workers[worker.name]
+            self._keep.pop(worker.name, None)
         if not worker.expected_exit:
             self._died.add(worker.name)
             metrics.WORKER_DEATHS.labels(worker.name).inc()

@@ -119,6 +119,18 @@ def test_a_tool_round_trip(server):
                            "content": "21 C and sunny"}
     answer = client(server).chat(model="gemma", messages=conversation, stream=False)
     assert answer.done and answer.message.role == "assistant"
+    # Two calls answered in the other order: each result is tied to its call by tool_name.
+    calls = [{"function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}},
+             {"function": {"name": "get_time", "arguments": {"city": "Paris"}}}]
+    with pytest.raises(ollama.ResponseError) as probe:
+        client(server).chat(model="probe", stream=False, messages=[
+            {"role": "user", "content": "Weather and time in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": calls},
+            {"role": "tool", "content": "12:00", "tool_name": "get_time"},
+            {"role": "tool", "content": "21 C", "tool_name": "get_weather"}])
+    messages, _ = probed(probe.value.error)
+    ids = {c["function"]["name"]: c["id"] for c in messages[1]["tool_calls"]}
+    assert (messages[2]["tool_call_id"], messages[3]["tool_call_id"]) == (ids["get_time"], ids["get_weather"])
 
 
 def test_generate_streamed_plain_and_raw(server):
@@ -153,6 +165,18 @@ def test_ps_and_keep_alive(server):
     assert "gemma" not in {m.model for m in client(server).ps().models}
     assert client(server).generate(model="gemma").done_reason == "load"
     assert "gemma" in {m.model for m in client(server).ps().models}
+    # Durations: a load is measured as a load.
+    assert client(server).generate(model="gemma", keep_alive="-1").done_reason == "load"  # for ever
+    client(server).generate(model="gemma", keep_alive=0)
+    loaded = client(server).chat(model="gemma", messages=QUESTION, stream=False, keep_alive="1h30m")
+    assert loaded.load_duration > 0 and loaded.load_duration + loaded.prompt_eval_duration <= loaded.total_duration
+    left = {m.model: m for m in client(server).ps().models}["gemma"].expires_at.timestamp() - time.time()
+    assert 5000 < left <= 5400
+    client(server).chat(model="gemma", messages=QUESTION, stream=False, keep_alive=1e20)  # for ever, not an error
+    assert client(server).ps().models[0].expires_at.year > 2100
+    # keep_alive 0 on an answer: unloaded once no call runs on it.
+    client(server).chat(model="gemma", messages=QUESTION, stream=False, keep_alive=0)
+    server.wait_for(lambda: "gemma" not in {m.model for m in client(server).ps().models}, timeout=10)
 
 
 def test_pull_from_the_gallery_with_progress_then_delete(server, gemma_gguf):
@@ -197,11 +221,17 @@ def test_copy_and_create(server):
     ("/api/chat", {"model": "gemma", "messages": [{"role": "user", "content": "x", "images": ["AAAA"]}]}, 400,
      "messages[0].images[0]"),
     ("/api/generate", {"model": "gemma", "prompt": "x", "template": "{{ .Prompt }}"}, 400, "template"),
+    ("/api/chat", {"model": "gemma", "messages": QUESTION, "tools": [{}]}, 400, "tools"),
+    ("/api/chat", {"model": "gemma", "messages": QUESTION, "tools": [{"type": "function", "function": {"name": 5}}]},
+     400, "tools[0].function.name"),
+    ("/api/chat", {"model": "gemma", "messages": QUESTION, "keep_alive": "-garbage"}, 400, "keep_alive"),
+    ("/api/create", {"model": "x", "from": "gemma", "parameters": {"stop": 5}}, 400, "parameters.stop"),
+    ("/api/create", {"model": "x", "from": "nope"}, 404, "nope"),
     ("/api/generate", {"model": "minilm", "prompt": "x"}, 400, "model"),
     ("/api/embed", {"model": "gemma", "input": "x"}, 400, "model"),
     ("/api/show", {"model": "nope"}, 404, "nope"),
     ("/api/copy", {"source": "gemma", "destination": "gemma"}, 400, "exists"),
-    ("/api/create", {"model": "x", "from": "gemma", "files": {"a.gguf": "sha256:00"}}, 501, "files"),
+    ("/api/create", {"model": "x", "from": "gemma", "files": {"a.gguf": "sha256:00"}}, 400, "files"),
     ("/api/push", {"model": "gemma"}, 501, "push"),
     ("/api/blobs/sha256:00", None, 501, "blob"),
 ])

@@ -396,3 +396,13 @@ def test_the_responses_and_messages_apis_send_images_too(server, media_folder):
             "type": "base64", "media_type": "image/png", "data": base64.b64encode(picture).decode()}}]}])
     assert message.content[0].text == reply
     assert message.usage.input_tokens + message.usage.cache_read_input_tokens == usage["prompt_tokens"]
+
+
+def test_ollama_chat_sends_images_too(server, media_folder):
+    import ollama
+
+    picture = (media_folder / "img1.png").read_bytes()
+    reply, usage = answer(server, "vision", image(data_url(picture)))
+    chat = ollama.Client(host=server.url).chat(model="vision", stream=False, messages=[
+        {"role": "user", "content": QUESTION["text"], "images": [picture]}])
+    assert chat.message.content == reply and chat.prompt_eval_count == usage["prompt_tokens"]
