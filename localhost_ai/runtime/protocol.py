@@ -71,7 +71,8 @@ def _sizes(header: bytes) -> tuple[int, int]:
 
 
 async def read_frame(reader: Any) -> dict[str, Any] | None:
-    """Read one frame from an asyncio StreamReader; None at end of stream."""
+    """Read one frame from an asyncio StreamReader; None at end of stream (a process that
+    died with its socket unread ends it with a reset: its exit says why, not this read)."""
     import asyncio
 
     try:
@@ -79,7 +80,7 @@ async def read_frame(reader: Any) -> dict[str, Any] | None:
         body_len, blob_len = _sizes(header)
         body = await reader.readexactly(body_len)
         blob = await reader.readexactly(blob_len) if blob_len else b""
-    except asyncio.IncompleteReadError:
+    except (asyncio.IncompleteReadError, ConnectionResetError):
         return None
     return decode(body, blob)
 
