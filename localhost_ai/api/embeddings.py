@@ -53,6 +53,13 @@ def _inputs(value: object) -> list:
     return list(value)  # type: ignore[arg-type]
 
 
+def vectors(answer: Embeddings) -> list[list[float]]:
+    """The rows as lists of floats (the worker sends little-endian float32; this host is little-endian)."""
+    values = array.array("f")
+    values.frombytes(answer.data)
+    return [values[i * answer.dim:(i + 1) * answer.dim].tolist() for i in range(answer.rows)]
+
+
 @OPENAI.post("/embeddings")
 @openapi.document("Embeddings of texts or token ids", body=EMBEDDINGS_SCHEMA, json=openapi.EMBEDDINGS)
 async def embeddings(request: web.Request) -> web.Response:
@@ -62,18 +69,13 @@ async def embeddings(request: web.Request) -> web.Response:
                         truncate=body.get("truncate", True) is not False)
     answer = await one(request, config, call, Embeddings)
     data, rows, dim = answer.data, answer.rows, answer.dim
-    as_base64 = body.get("encoding_format") == "base64"
-    values = array.array("f")
-    if not as_base64:
-        values.frombytes(data)  # little-endian float32 from the worker; this host is little-endian
-    width = dim * 4
-    items = []
-    for index in range(rows):
-        if as_base64:
-            embedding: object = base64.b64encode(data[index * width:(index + 1) * width]).decode()
-        else:
-            embedding = values[index * dim:(index + 1) * dim].tolist()
-        items.append({"object": "embedding", "index": index, "embedding": embedding})
+    if body.get("encoding_format") == "base64":
+        width = dim * 4
+        embeddings: list[object] = [base64.b64encode(data[i * width:(i + 1) * width]).decode() for i in range(rows)]
+    else:
+        embeddings = list(vectors(answer))
+    items = [{"object": "embedding", "index": index, "embedding": embedding}
+             for index, embedding in enumerate(embeddings)]
     tokens = answer.prompt_tokens
     return web.json_response({
         "object": "list",

@@ -20,8 +20,9 @@ from localhost_ai.errors import APIError, BackendError
 E = TypeVar("E")
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+def new_id(prefix: str, sep: str = "-") -> str:
+    """`chatcmpl-...` as OpenAI's older APIs spell ids; `sep="_"` for `resp_...`, `msg_...`."""
+    return f"{prefix}{sep}{uuid.uuid4().hex[:24]}"
 
 
 def created() -> int:
@@ -37,10 +38,14 @@ def usage(counts: Usage) -> dict[str, Any]:
     return out
 
 
-async def generate(request: web.Request, config: ModelConfig, call: Request) -> GenerationResult:
+async def generate(request: web.Request, config: ModelConfig, call: Request,
+                   seen: Callable[[Event], None] | None = None) -> GenerationResult:
+    """The call's events gathered into one result; `seen` is told of each as it comes."""
     result = GenerationResult()
     async with request.app[MANAGER].call(config, call) as events:
         async for event in events:
+            if seen is not None:
+                seen(event)
             result.take(event)
     return result
 

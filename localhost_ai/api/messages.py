@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from typing import Any
 
 from aiohttp import web
 
 from localhost_ai.api import chat, limits, openapi
-from localhost_ai.api.generation import generate, stream
+from localhost_ai.api.generation import generate, new_id, stream
 from localhost_ai.api.middlewares import REQUEST_ID, errors_as
 from localhost_ai.api.routes import OPENAI
 from localhost_ai.api.schemas import FUNCTION_NAME, SAMPLING_VALUES, nullable
 from localhost_ai.api.sse import EventStream
-from localhost_ai.api.translate import Renames, function_tool, image_part, text_part, tool_call
+from localhost_ai.api.translate import Renames, arguments_object, function_tool, image_part, text_part, tool_call
 from localhost_ai.api.validation import read_json
 from localhost_ai.config.sampling import MAX_TOKENS_SCHEMA
 from localhost_ai.contract.events import Event, TextDelta, ToolArgumentsDelta, ToolCallStart, Usage
@@ -233,19 +232,6 @@ def chat_body(body: dict[str, Any]) -> tuple[dict[str, Any], Renames]:
 
 # -- the answer --------------------------------------------------------------------------------
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:24]}"
-
-
-def _input(block: Any) -> dict[str, Any]:
-    """A call's arguments as the object Anthropic's tool_use carries."""
-    try:
-        value = json.loads(block or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _stop(result: GenerationResult, stop_sequences: list[str]) -> tuple[str, str | None]:
     reason = result.reason(0)
     if reason == "tool_calls":
@@ -268,13 +254,11 @@ class Blocks:
 
     def __init__(self) -> None:
         self.blocks: list[dict[str, Any]] = []
-        self.arguments: list[str] = []  # each tool_use block's JSON text, as it streams
         self.open = False
 
     def _start(self, block: dict[str, Any]) -> list[dict[str, Any]]:
         events = self.close()
         self.blocks.append(block)
-        self.arguments.append("")
         self.open = True
         return events + [{"type": "content_block_start", "index": len(self.blocks) - 1, "content_block": block}]
 
@@ -296,7 +280,6 @@ class Blocks:
         if isinstance(event, ToolCallStart):
             return self._start({"type": "tool_use", "id": event.id, "name": event.name, "input": {}})
         if isinstance(event, ToolArgumentsDelta) and event.text:
-            self.arguments[index] += event.text
             return [{"type": "content_block_delta", "index": index,
                      "delta": {"type": "input_json_delta", "partial_json": event.text}}]
         return []
@@ -304,7 +287,7 @@ class Blocks:
 
 def _content(result: GenerationResult) -> list[dict[str, Any]]:
     content: list[dict[str, Any]] = [{"type": "text", "text": result.text(0)}] if result.text(0) else []
-    return content + [{"type": "tool_use", "id": c.id, "name": c.name, "input": _input(c.arguments)}
+    return content + [{"type": "tool_use", "id": c.id, "name": c.name, "input": arguments_object(c.arguments)}
                       for c in result.calls.get(0) or []]
 
 
@@ -323,7 +306,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, MESSAGES_BODY, _limits)
     config, call, renames = await _prepare(request, body)
     stops = body.get("stop_sequences") or []
-    message = {"id": new_id("msg"), "type": "message", "role": "assistant", "model": config.name}
+    message = {"id": new_id("msg", "_"), "type": "message", "role": "assistant", "model": config.name}
     try:
         if body.get("stream"):
             blocks = Blocks()

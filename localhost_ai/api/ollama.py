@@ -5,7 +5,7 @@ api/chat.prepare); errors come as Ollama's `{"error": "..."}`."""
 
 from __future__ import annotations
 
-import array
+import dataclasses
 import datetime
 import json
 import math
@@ -17,19 +17,22 @@ from typing import Any
 from aiohttp import web
 
 from localhost_ai.api import chat, limits, openapi
-from localhost_ai.api.generation import one, stream
+from localhost_ai.api.embeddings import vectors
+from localhost_ai.api.generation import generate, one, stream
 from localhost_ai.api.keys import MANAGER, REGISTRY, SETTINGS
 from localhost_ai.api.middlewares import errors_as
 from localhost_ai.api.routes import Surface
 from localhost_ai.api.schemas import TOOL
+from localhost_ai.api.schemas import nullable as _nullable
 from localhost_ai.api.sse import EventStream
-from localhost_ai.api.translate import Renames, text_part, tool_call
+from localhost_ai.api.translate import Renames, arguments_object, text_part, tool_call
+from localhost_ai.api.validation import generation as read_generation
 from localhost_ai.api.validation import read_json
 from localhost_ai.config import CHAT, COMPLETION, EMBEDDINGS, ModelConfig
-from localhost_ai.config.sampling import sampling_schemas
+from localhost_ai.config.sampling import SAMPLING_KEYS, sampling_schemas
 from localhost_ai.contract.embed import EmbedRequest
 from localhost_ai.contract.events import Embeddings, Event, TextDelta
-from localhost_ai.contract.generate import CompletionRequest, Generation, Sampling
+from localhost_ai.contract.generate import CompletionRequest
 from localhost_ai.contract.results import GenerationResult
 from localhost_ai.errors import APIError, InvalidRequest
 
@@ -45,10 +48,6 @@ def ollama_error(error: APIError) -> dict[str, Any]:
     if error.param and error.param not in message:
         message = f"{error.param}: {message}"
     return {"error": message}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}]}
 
 
 _STRING = {"type": "string"}
@@ -91,23 +90,27 @@ EMBEDDINGS_BODY = {"type": "object", "required": ["model"], "properties": {
 
 # Samplers Ollama has and this server does not (yet): refused unless at their neutral value.
 _NEUTRAL = {"mirostat": 0, "typical_p": 1.0, "tfs_z": 1.0, "repeat_last_n": 64}
-_SAMPLING_OPTIONS = ("temperature", "top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty",
-                     "repeat_penalty")
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+def iso_time(seconds: float | None = None) -> str:
+    """A time (now by default) as Ollama writes it: ISO 8601 in UTC, with a Z."""
+    moment = datetime.datetime.fromtimestamp(time.time() if seconds is None else seconds, datetime.timezone.utc)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+async def untagged(request: web.Request, name: str) -> str:
+    """The model's name as served: Ollama's clients may add the default tag, `:latest`."""
+    registry = request.app[REGISTRY]
+    if name.endswith(":latest") and await registry.lookup(name) is None \
+            and await registry.lookup(name.removesuffix(":latest")) is not None:
+        return name.removesuffix(":latest")
+    return name
 
 
 # -- what every generation route reads ------------------------------------------------------
 
 async def _model(request: web.Request, name: str, capability: str) -> ModelConfig:
-    """The model named; Ollama's clients may add the default tag, `:latest`."""
-    registry = request.app[REGISTRY]
-    if name.endswith(":latest") and await registry.lookup(name) is None \
-            and await registry.lookup(name.removesuffix(":latest")) is not None:
-        name = name.removesuffix(":latest")
-    return await registry.find(name, capability)
+    return await request.app[REGISTRY].find(await untagged(request, name), capability)
 
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -151,7 +154,7 @@ def _sampling(options: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
         if options.get(key) is not None and options[key] != neutral:
             raise InvalidRequest(f"options.{key}: this sampler is not served here (leave it out, or at {neutral}).",
                                  param=f"options.{key}", code="unsupported_parameter")
-    out = {key: options[key] for key in _SAMPLING_OPTIONS if options.get(key) is not None}
+    out = {key: options[key] for key in SAMPLING_KEYS if options.get(key) is not None}
     predict = options.get("num_predict")
     if predict == 0:
         raise InvalidRequest("options.num_predict: 0 generates nothing; use -1 (no limit) or a count.",
@@ -169,12 +172,21 @@ def _sampling(options: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
     return out
 
 
-def _format(value: Any) -> dict[str, Any] | None:
-    if not value:
-        return None
+# The chat body's fields, as Ollama's requests name them (in errors).
+_RENAMES = {"max_tokens": "options.num_predict", "stop": "options.stop", "response_format": "format"}
+
+
+def _chat_body(config: ModelConfig, messages: list[dict[str, Any]], body: dict[str, Any],
+               options: dict[str, Any]) -> dict[str, Any]:
+    """The chat route's body: the messages, the options read by _sampling, and `format` (json
+    or a JSON Schema) as a response format."""
+    out: dict[str, Any] = {"model": config.name, "messages": messages, **options}
+    value = body.get("format")
     if value == "json":
-        return {"type": "json_object"}
-    return {"type": "json_schema", "json_schema": {"name": "format", "schema": value}}
+        out["response_format"] = {"type": "json_object"}
+    elif value:
+        out["response_format"] = {"type": "json_schema", "json_schema": {"name": "format", "schema": value}}
+    return out
 
 
 def _refuse_unserved(body: dict[str, Any]) -> None:
@@ -256,28 +268,13 @@ async def _load(request: web.Request, config: ModelConfig, clock: Clock) -> None
     clock.called = time.perf_counter()
 
 
-async def _gather(request: web.Request, config: ModelConfig, call: Any, clock: Clock) -> GenerationResult:
-    result = GenerationResult()
-    async with request.app[MANAGER].call(config, call) as events:
-        async for event in events:
-            clock.seen()
-            result.take(event)
-    return result
-
-
 def _done_reason(result: GenerationResult) -> str:
     return "length" if result.reason(0) == "length" else "stop"
 
 
 def _calls(result: GenerationResult) -> list[dict[str, Any]]:
-    calls = []
-    for found in result.calls.get(0) or []:
-        try:
-            arguments = json.loads(found.arguments or "{}")
-        except ValueError:
-            arguments = {}
-        calls.append({"function": {"name": found.name, "arguments": arguments if isinstance(arguments, dict) else {}}})
-    return calls
+    return [{"function": {"name": found.name, "arguments": arguments_object(found.arguments)}}
+            for found in result.calls.get(0) or []]
 
 
 async def _answer(request: web.Request, config: ModelConfig, call: Any, body: dict[str, Any], clock: Clock,
@@ -288,7 +285,7 @@ async def _answer(request: web.Request, config: ModelConfig, call: Any, body: di
     try:
         await _load(request, config, clock)
         if body.get("stream", True) is False:
-            result = await _gather(request, config, call, clock)
+            result = await generate(request, config, call, clock.seen)
             return web.json_response(shape(result.text(0), result, True) | clock.stats(result))
 
         def render(event: Event) -> list[dict[str, Any]]:
@@ -334,21 +331,19 @@ async def ollama_chat(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, CHAT_BODY, _limits)
     _refuse_unserved(body)
     config = await _model(request, body["model"], CHAT)
-    stamp = {"model": body["model"], "created_at": _now()}
+    stamp = {"model": body["model"], "created_at": iso_time()}
     if not body.get("messages"):
         return await _load_or_unload(request, config, body, {**stamp, "message": {"role": "assistant", "content": ""}})
-    renames = Renames({"max_tokens": "options.num_predict", "stop": "options.stop", "response_format": "format"})
-    translated: dict[str, Any] = {"model": config.name, "messages": _chat_messages(body["messages"], renames),
-                                  **_sampling(body.get("options") or {}, config)}
+    renames = Renames(dict(_RENAMES))
+    translated = _chat_body(config, _chat_messages(body["messages"], renames), body,
+                            _sampling(body.get("options") or {}, config))
     if body.get("tools"):
         translated["tools"] = body["tools"]
-    if _format(body.get("format")):
-        translated["response_format"] = _format(body["format"])
     config, call, _ = await chat.prepare(request, translated, renames, fit_max_tokens=True)
 
     def shape(text: str, result: GenerationResult | None, done: bool) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": text}
-        out = {**stamp, "created_at": _now(), "message": message, "done": done}
+        out = {**stamp, "created_at": iso_time(), "message": message, "done": done}
         if result is not None:
             calls = _calls(result)
             if calls:
@@ -369,21 +364,18 @@ async def ollama_generate(request: web.Request) -> web.StreamResponse:
     _refuse_unserved(body)
     raw = bool(body.get("raw"))
     config = await _model(request, body["model"], COMPLETION if raw else CHAT)
-    stamp = {"model": body["model"], "created_at": _now()}
+    stamp = {"model": body["model"], "created_at": iso_time()}
     if not body.get("prompt") and not body.get("images"):
         return await _load_or_unload(request, config, body, {**stamp, "response": ""})
     options = _sampling(body.get("options") or {}, config)
-    renames = Renames({"max_tokens": "options.num_predict", "stop": "options.stop", "response_format": "format",
-                       "messages": "prompt"})
+    renames = Renames({**_RENAMES, "messages": "prompt"})
     if raw:
         if body.get("images") or body.get("system") or body.get("format"):
             field_ = next(k for k in ("images", "system", "format") if body.get(k))
             raise InvalidRequest(f"{field_}: not served with raw (the prompt is sent as it is).", param=field_,
                                  code="unsupported_parameter")
         limits.check_fits([body["prompt"]], config, request.app[SETTINGS].context_size, "prompt")
-        generation = Generation(sampling=Sampling(**{k: options.get(k) for k in _SAMPLING_OPTIONS}),
-                                max_tokens=options.get("max_tokens"), stop=tuple(options.get("stop") or ()),
-                                fit_max_tokens=True)
+        generation = dataclasses.replace(read_generation(options), fit_max_tokens=True)  # options: a chat body's fields
         call: Any = CompletionRequest(prompts=(body["prompt"],), generation=generation)
     else:
         messages: list[dict[str, Any]] = []
@@ -397,13 +389,11 @@ async def ollama_generate(request: web.Request) -> web.StreamResponse:
             renames.add(f"messages[{len(messages)}].content[{i + 1}]", f"images[{i}]")
         renames.add(f"messages[{len(messages)}]", "prompt")
         messages += _chat_messages([user], Renames())
-        translated: dict[str, Any] = {"model": config.name, "messages": messages, **options}
-        if _format(body.get("format")):
-            translated["response_format"] = _format(body["format"])
+        translated = _chat_body(config, messages, body, options)
         config, call, _ = await chat.prepare(request, translated, renames, fit_max_tokens=True)
 
     def shape(text: str, result: GenerationResult | None, done: bool) -> dict[str, Any]:
-        out = {**stamp, "created_at": _now(), "response": text, "done": done}
+        out = {**stamp, "created_at": iso_time(), "response": text, "done": done}
         if result is not None:
             out["done_reason"] = _done_reason(result)
         return out
@@ -437,12 +427,6 @@ async def _embed(request: web.Request, body: dict[str, Any], inputs: list[str], 
     return config, answer
 
 
-def _rows(answer: Embeddings) -> list[list[float]]:
-    values = array.array("f")
-    values.frombytes(answer.data)
-    return [values[i * answer.dim:(i + 1) * answer.dim].tolist() for i in range(answer.rows)]
-
-
 @OLLAMA.post("/api/embed")
 @errors_as(ollama_error, OLLAMA_ERROR)
 @openapi.document("Ollama's embeddings of one text or a list", body=EMBED_BODY, json=openapi.ANY_OBJECT)
@@ -452,7 +436,7 @@ async def ollama_embed(request: web.Request) -> web.Response:
     inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
     _, answer = await _embed(request, body, inputs, clock, body.get("truncate") is not False, body.get("dimensions"))
     end = time.perf_counter()
-    return web.json_response({"model": body["model"], "embeddings": _rows(answer),
+    return web.json_response({"model": body["model"], "embeddings": vectors(answer),
                               "total_duration": _ns(end - clock.start), "load_duration": _ns(clock.load),
                               "prompt_eval_count": answer.prompt_tokens})
 
@@ -467,4 +451,4 @@ async def ollama_embeddings(request: web.Request) -> web.Response:
         await _model(request, body["model"], EMBEDDINGS)
         return web.json_response({"embedding": []})
     _, answer = await _embed(request, body, [body["prompt"]], Clock())
-    return web.json_response({"embedding": _rows(answer)[0]})
+    return web.json_response({"embedding": vectors(answer)[0]})

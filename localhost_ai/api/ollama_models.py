@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime
 import json
 import os
 import tempfile
@@ -21,7 +20,8 @@ from localhost_ai import __version__
 from localhost_ai.api import openapi
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, REGISTRY, SETTINGS
 from localhost_ai.api.middlewares import errors_as
-from localhost_ai.api.ollama import OLLAMA, OLLAMA_ERROR, ollama_error
+from localhost_ai.api.ollama import OLLAMA, OLLAMA_ERROR, iso_time, ollama_error, untagged
+from localhost_ai.api.schemas import nullable as _nullable
 from localhost_ai.api.sse import EventStream
 from localhost_ai.api.validation import read_json
 from localhost_ai.backends import backend_options
@@ -35,10 +35,6 @@ from localhost_ai.gallery.install import check_name, delete_model, model_files
 
 # The Ollama API version this surface follows: tools compare it to decide what to send.
 OLLAMA_VERSION = "0.12.0"
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}]}
 
 
 _STRING = {"type": "string"}
@@ -55,10 +51,6 @@ CREATE_BODY = {"type": "object", "required": ["model"], "properties": {
     "files": _nullable({"type": "object"}), "adapters": _nullable({"type": "object"}),
     "quantize": _nullable(_STRING), "license": _nullable({"anyOf": [_STRING, {"type": "array"}]}),
     "stream": _nullable({"type": "boolean"})}}
-
-
-def _iso(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 # -- the models ----------------------------------------------------------------------------------
@@ -94,7 +86,7 @@ def _modified(config: ModelConfig) -> str:
         stamp = max(p.stat().st_mtime for p in [config.source, *_files(config)] if p.exists())
     except (OSError, ValueError):
         stamp = time.time()
-    return _iso(stamp)
+    return iso_time(stamp)
 
 
 def _digest(config: ModelConfig) -> str:
@@ -171,10 +163,7 @@ async def ollama_show(request: web.Request) -> web.Response:
 
 
 async def _any_model(request: web.Request, name: str, param: str = "model") -> ModelConfig:
-    registry = request.app[REGISTRY]
-    config = await registry.lookup(name)
-    if config is None and name.endswith(":latest"):
-        config = await registry.lookup(name.removesuffix(":latest"))
+    config = await request.app[REGISTRY].lookup(await untagged(request, name))
     if config is None:
         raise NotFound(f"model '{name}' not found", param=param, code="model_not_found")
     return config
@@ -191,7 +180,7 @@ async def ollama_ps(request: web.Request) -> web.Response:
         config = registry.get(worker.name) or worker.config
         expires = manager.expires_at(worker.name)
         models.append({**await asyncio.to_thread(_tag, config), "size": worker.memory() or 0, "size_vram": 0,
-                       "expires_at": _iso(expires) if expires is not None else "2318-01-01T00:00:00Z",
+                       "expires_at": iso_time(expires) if expires is not None else "2318-01-01T00:00:00Z",
                        "context_length": worker.config.context_size})
     return web.json_response({"models": models})
 

@@ -30,9 +30,6 @@ class ResponseStore:
         self._items: OrderedDict[str, Stored] = OrderedDict()
         self._bytes = 0
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def takes(self, size: int) -> bool:
         """Whether a response of `size` bytes would be kept."""
         return self.count > 0 and size <= self.size

@@ -10,17 +10,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import uuid
 from typing import Any, Callable
 
 from aiohttp import web
 
 from localhost_ai.api import chat, limits, openapi
-from localhost_ai.api.generation import created, generate, stream
+from localhost_ai.api.generation import created, generate, new_id, stream
 from localhost_ai.api.keys import RESPONSES
 from localhost_ai.api.response_store import Stored
 from localhost_ai.api.routes import OPENAI
-from localhost_ai.api.schemas import AUDIO_FORMATS, FUNCTION_NAME, SAMPLING_VALUES, nullable
+from localhost_ai.api.schemas import AUDIO_FORMATS, FUNCTION_NAME, SAMPLING_VALUES
+from localhost_ai.api.schemas import nullable as _nullable
 from localhost_ai.api.sse import EventStream
 from localhost_ai.api.translate import Renames, function_tool, image_part, text_part, tool_call
 from localhost_ai.api.validation import read_json
@@ -32,13 +32,6 @@ from localhost_ai.contract.results import GenerationResult
 from localhost_ai.errors import APIError, InvalidRequest
 from localhost_ai.settings import Settings
 
-
-_nullable = nullable
-
-
-def new_id(prefix: str) -> str:
-    """OpenAI's spelling of the Responses API's ids: `resp_...`, `msg_...`, `fc_...`."""
-    return f"{prefix}_{uuid.uuid4().hex}"
 
 
 _STRING = {"type": "string"}
@@ -198,7 +191,7 @@ def normalise(input_value: Any) -> list[dict[str, Any]]:
         if kind == "message":
             item["content"] = _parts(raw["content"])
             item.setdefault("status", "completed")
-        item["id"] = raw.get("id") or new_id({"message": "msg", "function_call": "fc"}.get(kind, "item"))
+        item["id"] = raw.get("id") or new_id({"message": "msg", "function_call": "fc"}.get(kind, "item"), "_")
         out.append(item)
     return out
 
@@ -319,7 +312,7 @@ class Output:
     def text(self, delta: str) -> list[dict[str, Any]]:
         events = []
         if self.open is None or self.open["type"] != "message":
-            events += self._add({"id": new_id("msg"), "type": "message", "status": "in_progress", "role": "assistant",
+            events += self._add({"id": new_id("msg", "_"), "type": "message", "status": "in_progress", "role": "assistant",
                                  "content": []})
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             self.open["content"].append(part)
@@ -332,7 +325,7 @@ class Output:
         return events
 
     def call(self, call_id: str, name: str) -> list[dict[str, Any]]:
-        return self._add({"id": new_id("fc"), "type": "function_call", "status": "in_progress", "call_id": call_id,
+        return self._add({"id": new_id("fc", "_"), "type": "function_call", "status": "in_progress", "call_id": call_id,
                           "name": name, "arguments": ""})
 
     def arguments(self, delta: str) -> list[dict[str, Any]]:
@@ -389,7 +382,7 @@ class Answer:
         sampling = call.generation.sampling.resolve(config)
         text_format = (body.get("text") or {}).get("format") or {"type": "text"}
         self.fields: dict[str, Any] = {
-            "id": new_id("resp"), "object": "response", "created_at": created(), "status": "in_progress",
+            "id": new_id("resp", "_"), "object": "response", "created_at": created(), "status": "in_progress",
             "background": False, "error": None, "incomplete_details": None,
             "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
             "model": config.name, "output": [], "parallel_tool_calls": body.get("parallel_tool_calls") is not False,

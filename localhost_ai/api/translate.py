@@ -5,6 +5,7 @@ from, so an error names the client's own field (`input[2].content[0]`, not `mess
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,16 @@ def image_part(url: str, detail: str | None = None) -> dict[str, Any]:
 
 def tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def arguments_object(arguments: str | None) -> dict[str, Any]:
+    """A call's arguments (JSON text, as the model wrote them) as the object Anthropic's
+    `tool_use.input` and Ollama's `tool_calls` carry; {} for what is not a JSON object."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def function_tool(name: str, description: str | None, parameters: Any) -> dict[str, Any]:

@@ -10,6 +10,12 @@ from typing import Callable, Generic, TypeVar
 T = TypeVar("T")
 
 
+def version_key(path: Path) -> tuple[str, int, int]:
+    """A file's version: its path, size and modification time."""
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 class FileCache(Generic[T]):
     def __init__(self, read: Callable[[Path], T]) -> None:
         self.read = read
@@ -17,8 +23,7 @@ class FileCache(Generic[T]):
         self._lock = threading.Lock()
 
     def __call__(self, path: Path) -> T:
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        key = version_key(path)
         with self._lock:
             if key in self._values:
                 return self._values[key]

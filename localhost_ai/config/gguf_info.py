@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localhost_ai.config.filecache import FileCache
+from localhost_ai.config.filecache import FileCache, version_key
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,6 @@ class GGUFInfo:
 _digests: dict[tuple[str, int, int], str] = {}
 _hashing: set[tuple[str, int, int]] = set()
 _lock = threading.Lock()
-
-
-def _key(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return str(path), stat.st_size, stat.st_mtime_ns
 
 
 def _value(field_: Any) -> Any:
@@ -111,7 +106,7 @@ def known_digest(path: Path) -> str | None:
     """The file's sha256 when it has been computed; else None, and it is computed in the
     background (one file at a time), for the next ask."""
     try:
-        key = _key(path)
+        key = version_key(path)
     except OSError:
         return None
     with _lock:

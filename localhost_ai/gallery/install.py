@@ -419,13 +419,7 @@ def _installed(data: dict[str, Any]) -> set[str]:
 
 def _files_of(data: dict[str, Any]) -> set[str]:
     """Every file a model's YAML names: its record, and its weights."""
-    names = _installed(data)
-    model = (data.get("parameters") or {}).get("model") if isinstance(data.get("parameters"), dict) else None
-    if isinstance(model, str):
-        names.add(model)
-    if isinstance(data.get("mmproj"), str):
-        names.add(data["mmproj"])
-    return names
+    return _installed(data) | {holder[key] for holder, key in _file_fields(data)}
 
 
 def delete_model(models_path: Path, name: str) -> list[str]:

@@ -161,9 +161,9 @@ class ModelManager:
     async def _ensure(self, config: ModelConfig) -> WorkerClient:
         """The model's ready worker; started once however many calls wait for it."""
         worker = self._workers.get(config.name)
+        if self.is_ready(config):
+            return worker  # type: ignore[return-value]
         if worker is not None and worker.state == "ready":
-            if worker.config.fingerprint == config.fingerprint:
-                return worker
             log.info("model %s: its definition changed; reloading", config.name)
             await self.unload(config.name)
         task = self._loading.get(config.name)
