@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from typing import Any, Iterable, Iterator
 
 from localhost_ai.backends.tool_prompt import ToolUse
@@ -33,14 +34,27 @@ UNENFORCEABLE = frozenset({
 })
 
 
+# An integer's bounds are enforced: its grammar spells out the digits in range.
+INTEGER_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
 def _unenforceable(schema: Any, path: str) -> Iterator[str]:
     if schema is False and not path.endswith((".additionalProperties", ".items")):
         yield f"a false schema (no value is valid) at {path}"
     if not isinstance(schema, dict):
         return
+    integer = schema.get("type") == "integer"
     for key in schema:
-        if key in UNENFORCEABLE:
+        if key in UNENFORCEABLE and not (integer and key in INTEGER_BOUNDS):
             yield f"'{key}' at {path}"
+    if integer and any(key in schema for key in INTEGER_BOUNDS):
+        try:
+            low, high = integer_range(schema)
+        except (TypeError, ValueError, OverflowError):
+            yield f"bounds that are not numbers at {path}"
+        else:
+            if low is not None and high is not None and low > high:
+                yield f"bounds no integer meets at {path}"
     ref = schema.get("$ref")
     if isinstance(ref, str) and not ref.startswith("#"):
         yield f"the non-local $ref '{ref}' at {path}"
@@ -65,10 +79,90 @@ def check_enforceable(schema: Any, what: str, param: str) -> None:
             param=param, code="unsupported_schema")
 
 
+def integer_range(schema: dict[str, Any]) -> tuple[int | None, int | None]:
+    """The least and greatest integer the schema's bounds allow (None: unbounded)."""
+    lows, highs = [], []
+    if schema.get("minimum") is not None:
+        lows.append(math.ceil(schema["minimum"]))
+    if schema.get("exclusiveMinimum") is not None:
+        lows.append(math.floor(schema["exclusiveMinimum"]) + 1)
+    if schema.get("maximum") is not None:
+        highs.append(math.floor(schema["maximum"]))
+    if schema.get("exclusiveMaximum") is not None:
+        highs.append(math.ceil(schema["exclusiveMaximum"]) - 1)
+    return (max(lows) if lows else None), (min(highs) if highs else None)
+
+
+def _digits_between(low: str, high: str) -> list[str]:
+    """GBNF sequences matching exactly the numbers from `low` to `high`, two digit strings
+    of one length (leading zeros allowed: these are the tails of longer numbers)."""
+    if low == high:
+        return [f'"{low}"']
+    if len(low) == 1:
+        return [f"[{low}-{high}]"]
+    rest = len(low) - 1
+    if low[0] == high[0]:
+        return [f'"{low[0]}" {tail}' for tail in _digits_between(low[1:], high[1:])]
+    out = []
+    first, last = int(low[0]), int(high[0])
+    if low[1:] != "0" * rest:  # low's own first digit, from low's tail up
+        out += [f'"{low[0]}" {tail}' for tail in _digits_between(low[1:], "9" * rest)]
+        first += 1
+    if high[1:] != "9" * rest:
+        last -= 1
+    if first <= last:  # whole runs in between: any tail
+        out.append(f"[{first}-{last}] [0-9]{{{rest}}}")
+    if high[1:] != "9" * rest:  # high's own first digit, up to high's tail
+        out += [f'"{high[0]}" {tail}' for tail in _digits_between("0" * rest, high[1:])]
+    return out
+
+
+# An unbounded integer has at most 16 digits, as in llama.cpp's own grammar for integers
+# (without a limit a model can write zeros until it runs out of tokens).
+MAX_INTEGER = 10 ** 16 - 1
+
+
+def _naturals(low: int, high: int) -> list[str]:
+    """GBNF sequences for the integers from `low` (at least 0) to `high`, written without
+    leading zeros."""
+    out = []
+    if low == 0:
+        out.append('"0"')
+        low = 1
+    if low > high:
+        return out
+    length, top = len(str(low)), len(str(high))
+    for size in range(length, top + 1):
+        start = str(low) if size == length else "1" + "0" * (size - 1)
+        end = str(high) if size == top else "9" * size
+        out += _digits_between(start, end)
+    return out
+
+
+def integer_grammar(low: int | None, high: int | None) -> str:
+    """A GBNF body for the integers from `low` to `high` (None: up to 16 digits that way)."""
+    low = -MAX_INTEGER if low is None else low
+    high = max(MAX_INTEGER, low) if high is None else high
+    alternatives = []
+    if high >= 0:  # the integers at or above zero
+        alternatives += _naturals(max(low, 0), high)
+    if low < 0:  # the negative ones, as "-" and their magnitude
+        alternatives += [f'"-" ({alt})' for alt in _naturals(max(-high, 1), -low)]
+    return "(" + " | ".join(f"({alt})" for alt in alternatives) + ") space"
+
+
 def _converter() -> Any:
     from llama_cpp import llama_grammar
 
-    converter = llama_grammar.SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    class Converter(llama_grammar.SchemaConverter):
+        def visit(self, schema: dict[str, Any], name: str) -> str:
+            if isinstance(schema, dict) and schema.get("type") == "integer" and "enum" not in schema \
+                    and "const" not in schema and any(schema.get(key) is not None for key in INTEGER_BOUNDS):
+                rule_name = name + "-" if name in llama_grammar.RESERVED_NAMES else name or "root"
+                return self._add_rule(rule_name, integer_grammar(*integer_range(schema)))
+            return super().visit(schema, name)
+
+    converter = Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     converter._add_rule("space", llama_grammar.SPACE_RULE)
     return converter
 

@@ -368,8 +368,10 @@ def test_nexa_function_calling_endpoint(tools_server):
 
 INVALID = [
     ("not a schema", {"tools": [tool("T", {"type": "strang"})]}, "tools[0].function.parameters"),
-    ("unenforceable keyword", {"tools": [tool("T", {"type": "object", "properties": {"a": {"type": "integer", "minimum": 3}}})]},
+    ("unenforceable keyword", {"tools": [tool("T", {"type": "object", "properties": {"a": {"type": "number", "minimum": 3}}})]},
      "tools[0].function.parameters"),
+    ("integer bounds no integer meets", {"tools": [tool("T", {"type": "object", "properties": {
+        "a": {"type": "integer", "minimum": 3.5, "exclusiveMaximum": 4}}})]}, "tools[0].function.parameters"),
     ("not keyword", {"tools": [tool("T", {"type": "object", "properties": {"a": {"not": {"type": "string"}}}})]},
      "tools[0].function.parameters"),
     ("root not an object", {"tools": [tool("T", {"type": "string"})]}, "tools[0].function.parameters"),
