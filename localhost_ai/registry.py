@@ -34,8 +34,9 @@ class Registry:
     brings it up to date with `update`, off the event loop (a stat per file, and reading
     the files again only when one changed), on a timer and before a request is routed."""
 
-    def __init__(self, models_path: Path, min_interval: float = 0.5) -> None:
+    def __init__(self, models_path: Path, min_interval: float = 0.5, require_model: bool = False) -> None:
         self.models_path = models_path
+        self.require_model = require_model  # a request that names no model is refused (--require-model)
         self.min_interval = min_interval
         self._lock = threading.Lock()
         self._scanning: asyncio.Lock | None = None
@@ -186,6 +187,9 @@ class Registry:
 
     def resolve(self, name: str | None, capability: str) -> ModelConfig:
         """The model a request names, or with no name the only model that can serve it."""
+        if not name and self.require_model:
+            raise InvalidRequest("You must provide a model parameter (this server runs with --require-model).",
+                                 param="model", code="missing_required_parameter")
         if name:
             config = self._models.get(name)
             if config is None:

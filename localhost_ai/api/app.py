@@ -26,6 +26,7 @@ from localhost_ai.api import (  # noqa: F401  (each declares its routes on its s
     rerank,
     responses,
     speech,
+    tokenize,
 )
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, PRELOAD, REGISTRY, RESPONSES, SETTINGS
 from localhost_ai.api.middlewares import (
@@ -112,7 +113,7 @@ def create_app(settings: Settings, placement: Placement | None = None) -> web.Ap
         middlewares.append(auth_middleware(settings.api_keys))
     app = web.Application(middlewares=middlewares, client_max_size=settings.upload_limit_mb * 1024 * 1024)
     app[SETTINGS] = settings
-    app[REGISTRY] = Registry(settings.models_path)
+    app[REGISTRY] = Registry(settings.models_path, require_model=settings.require_model)
     app[MANAGER] = ModelManager(ManagerOptions(
         threads=settings.threads,
         context_size=settings.context_size,

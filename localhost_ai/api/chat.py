@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from localhost_ai.api import limits, schemas
-from localhost_ai.api.generation import created, generate, new_id, stream, usage
+from localhost_ai.api.generation import PendingLogprobs, created, generate, new_id, stream, usage
 from localhost_ai.api.keys import REGISTRY, SETTINGS
 from localhost_ai.api.media import check_media, media_refs, read_media
 from localhost_ai.api import openapi
@@ -18,10 +18,19 @@ from localhost_ai.api.tools import tool_fields
 from localhost_ai.api.validation import generation, off_loop, read_json
 from localhost_ai.api.translate import Renames
 from localhost_ai.config import CHAT, ModelConfig
-from localhost_ai.contract.events import Event, Finish, FinishReason, TextDelta, ToolArgumentsDelta, ToolCallStart
-from localhost_ai.contract.generate import ChatRequest, Message, Part, TextPart, ToolCall
+from localhost_ai.contract.events import (
+    Event,
+    Finish,
+    FinishReason,
+    Logprobs as LogprobsEvent,
+    TextDelta,
+    TokenLogprob,
+    ToolArgumentsDelta,
+    ToolCallStart,
+)
+from localhost_ai.contract.generate import ChatRequest, Logprobs, Message, Part, TextPart, ToolCall
 from localhost_ai.contract.results import CallResult, GenerationResult
-from localhost_ai.errors import APIError
+from localhost_ai.errors import APIError, InvalidRequest
 
 
 class ChatShape:
@@ -149,15 +158,22 @@ async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) 
         return {"id": response_id, "object": obj, "created": stamp, "model": config.name,
                 "system_fingerprint": f"fp_{config.fingerprint}", "choices": choices, **extra}
 
+    wanted = call.generation.logprobs is not None
+
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         extra = {"usage": None} if include_usage else {}
+        pending = PendingLogprobs()
 
         def chunk(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            logprobs = chat_logprobs(pending.take(index)) if wanted else None
+            choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             return wrap("chat.completion.chunk", [choice], **extra)
 
         def render(event: Event) -> list[dict[str, Any]]:
+            if isinstance(event, LogprobsEvent):
+                pending.add(event)
+                return []
             if isinstance(event, TextDelta) and event.text:
                 return [chunk(event.index, {"content": event.text}, None)]
             if isinstance(event, (ToolCallStart, ToolArgumentsDelta)):
@@ -173,14 +189,48 @@ async def _answer(request: web.Request, body: dict[str, Any], shape: ChatShape) 
                             usage_chunk=(lambda u: wrap("chat.completion.chunk", [], usage=usage(u))) if include_usage else None)
 
     result = await generate(request, config, call)
-    choices = [{"index": i, "message": _reply(result, i, shape), "logprobs": None,
+    choices = [{"index": i, "message": _reply(result, i, shape),
+                "logprobs": chat_logprobs(result.logprobs.get(i, [])) if wanted else None,
                 "finish_reason": shape.finish_reason(result.reason(i))} for i in range(n)]
     return web.json_response(wrap("chat.completion", choices, usage=usage(result.usage)))
+
+
+def token_logprob(entry: TokenLogprob, with_bytes: bool = True) -> dict[str, Any]:
+    """A token's log-probability in OpenAI's shape (chat's ChatCompletionTokenLogprob, the
+    Responses API's LogProb; without bytes, its stream events' ResponseLogProb)."""
+    def one(token: str, logprob: float | None, raw: list[int]) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, **({"bytes": raw} if with_bytes else {})}
+
+    return {**one(entry.token, entry.logprob, entry.bytes),
+            "top_logprobs": [one(a.token, a.logprob, a.bytes) for a in entry.top]}
+
+
+def chat_logprobs(entries: list[TokenLogprob]) -> dict[str, Any]:
+    """OpenAI's chat logprobs object."""
+    return {"content": [token_logprob(e) for e in entries], "refusal": None}
+
+
+def _refuse_unserved(body: dict[str, Any]) -> None:
+    for field, why in schemas.UNSERVED_CHAT_FIELDS.items():
+        if body.get(field) is not None:
+            raise InvalidRequest(f"'{field}' is not served here: {why}.", param=field, code="unsupported_parameter")
+    if "audio" in (body.get("modalities") or []):
+        raise InvalidRequest("'modalities': answers are text only; speech is POST /v1/audio/speech.",
+                             param="modalities", code="unsupported_parameter")
+
+
+def logprobs_of(body: dict[str, Any]) -> Logprobs | None:
+    top = body.get("top_logprobs")
+    if top is not None and not body.get("logprobs"):
+        raise InvalidRequest("'top_logprobs' needs 'logprobs' set to true.", param="top_logprobs",
+                             code="invalid_value")
+    return Logprobs(top=top or 0) if body.get("logprobs") else None
 
 
 def _chat_request(body: dict[str, Any], config: Any, default_context: int,
                   media: dict[tuple[int, int], Part]) -> tuple[ChatRequest, bool]:
     """The contract's request, and whether its tools came as the older `functions`."""
+    _refuse_unserved(body)
     texts = limits.strings([_text_only(body["messages"]), body.get("tools"), body.get("functions")])
     limits.check_fits(texts, config, default_context, "messages")
     limits.check_grammar_bounds(body, config)
@@ -189,7 +239,7 @@ def _chat_request(body: dict[str, Any], config: Any, default_context: int,
     for (m, p), part in media.items():
         by_message.setdefault(m, {})[p] = part
     call = ChatRequest(messages=tuple(_message(raw, by_message.get(m, {})) for m, raw in enumerate(body["messages"])),
-                       generation=generation(body),
+                       generation=generation(body, logprobs_of(body)),
                        tools=fields.tools, tool_choice=fields.tool_choice, forced_tool=fields.forced_tool,
                        parallel_tool_calls=fields.parallel, response_format=fields.response_format)
     return call, fields.legacy

@@ -13,7 +13,7 @@ from localhost_ai.api.keys import MANAGER
 from localhost_ai.api.sse import EventStream
 from localhost_ai.config import ModelConfig
 from localhost_ai.contract import Request
-from localhost_ai.contract.events import Event, Usage
+from localhost_ai.contract.events import Event, Logprobs, TokenLogprob, Usage
 from localhost_ai.contract.results import GenerationResult
 from localhost_ai.errors import APIError, BackendError
 
@@ -36,6 +36,20 @@ def usage(counts: Usage) -> dict[str, Any]:
     if counts.cached_tokens is not None:
         out["prompt_tokens_details"] = {"cached_tokens": counts.cached_tokens}
     return out
+
+
+class PendingLogprobs:
+    """Log-probabilities kept until the next chunk of their choice carries them (a choice's
+    Logprobs events come before the text that holds their tokens)."""
+
+    def __init__(self) -> None:
+        self.held: dict[int, list[TokenLogprob]] = {}
+
+    def add(self, event: Logprobs) -> None:
+        self.held.setdefault(event.index, []).extend(event.tokens)
+
+    def take(self, index: int) -> list[TokenLogprob]:
+        return self.held.pop(index, [])
 
 
 async def generate(request: web.Request, config: ModelConfig, call: Request,

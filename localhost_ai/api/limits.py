@@ -28,7 +28,8 @@ def _items(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def check_stop(body: dict[str, Any], limits: Settings) -> None:
+def check_text(body: dict[str, Any], limits: Settings) -> None:
+    """What every text route counts: its stop words."""
     for field in ("stop", "stop_words"):
         refuse("stop words", len(_items(body.get(field))), limits.max_stop_words, "--max-stop-words", field,
                 "too_many_stop_words")
@@ -41,7 +42,7 @@ def check_chat(body: dict[str, Any], limits: Settings) -> None:
     refuse("content parts", parts, limits.max_content_parts, "--max-content-parts", "messages", "too_many_parts")
     for field in ("tools", "functions"):
         refuse("tools", len(_items(body.get(field))), limits.max_tools, "--max-tools", field, "too_many_tools")
-    check_stop(body, limits)
+    check_text(body, limits)
     for schema, param in _schemas(body):
         size = len(json.dumps(schema))
         if size > limits.max_schema_size:

@@ -18,20 +18,21 @@ from aiohttp import web
 
 from localhost_ai.api import chat, limits, openapi
 from localhost_ai.api.embeddings import vectors
-from localhost_ai.api.generation import generate, one, stream
+from localhost_ai.api.chat import token_logprob
+from localhost_ai.api.generation import PendingLogprobs, generate, one, stream
 from localhost_ai.api.keys import MANAGER, REGISTRY, SETTINGS
 from localhost_ai.api.middlewares import errors_as
 from localhost_ai.api.routes import Surface
-from localhost_ai.api.schemas import TOOL
+from localhost_ai.api.schemas import MAX_LOGPROBS, TOOL
 from localhost_ai.api.schemas import nullable as _nullable
 from localhost_ai.api.sse import EventStream
 from localhost_ai.api.translate import Renames, arguments_object, text_part, tool_call
 from localhost_ai.api.validation import generation as read_generation
 from localhost_ai.api.validation import read_json
 from localhost_ai.config import CHAT, COMPLETION, EMBEDDINGS, ModelConfig
-from localhost_ai.config.sampling import SAMPLING_KEYS, sampling_schemas
+from localhost_ai.config.sampling import SAMPLING_KEYS, removed_problem, sampling_schemas
 from localhost_ai.contract.embed import EmbedRequest
-from localhost_ai.contract.events import Embeddings, Event, TextDelta
+from localhost_ai.contract.events import Embeddings, Event, Logprobs as LogprobsEvent, TextDelta, TokenLogprob
 from localhost_ai.contract.generate import CompletionRequest
 from localhost_ai.contract.results import GenerationResult
 from localhost_ai.errors import APIError, InvalidRequest
@@ -58,8 +59,7 @@ _OPTIONS = _nullable({"type": "object", "properties": {
     "num_predict": {"type": "integer", "minimum": -2},
     "num_ctx": {"type": "integer", "minimum": 1},
     "stop": {"anyOf": [_STRING, {"type": "array", "items": _STRING}]},
-    "mirostat": {"type": "integer"}, "typical_p": {"type": "number"}, "tfs_z": {"type": "number"},
-    "repeat_last_n": {"type": "integer"}, "penalize_newline": {"type": "boolean"},
+    "penalize_newline": {"type": "boolean"},
 }})
 _FORMAT = _nullable({"anyOf": [{"enum": ["", "json"]}, {"type": "object"}]})
 _IMAGES = _nullable({"type": "array", "items": {"type": "string", "minLength": 1}})
@@ -73,6 +73,8 @@ _MESSAGE = {
                    "tool_name": _nullable(_STRING), "thinking": _nullable(_STRING)},
 }
 _GENERATION = {"model": _MODEL, "options": _OPTIONS, "format": _FORMAT, "stream": _nullable({"type": "boolean"}),
+               "logprobs": _nullable({"type": "boolean"}),
+               "top_logprobs": _nullable({"type": "integer", "minimum": 0, "maximum": MAX_LOGPROBS}),
                "keep_alive": _KEEP_ALIVE, "think": _nullable({"anyOf": [{"type": "boolean"}, _STRING]})}
 CHAT_BODY = {"type": "object", "required": ["model"], "properties": {
     **_GENERATION, "messages": _nullable({"type": "array", "items": _MESSAGE}),
@@ -87,10 +89,6 @@ EMBED_BODY = {"type": "object", "required": ["model", "input"], "properties": {
     "options": _OPTIONS, "keep_alive": _KEEP_ALIVE}}
 EMBEDDINGS_BODY = {"type": "object", "required": ["model"], "properties": {
     "model": _MODEL, "prompt": _nullable(_STRING), "options": _OPTIONS, "keep_alive": _KEEP_ALIVE}}
-
-# Samplers Ollama has and this server does not (yet): refused unless at their neutral value.
-_NEUTRAL = {"mirostat": 0, "typical_p": 1.0, "tfs_z": 1.0, "repeat_last_n": 64}
-
 
 def iso_time(seconds: float | None = None) -> str:
     """A time (now by default) as Ollama writes it: ISO 8601 in UTC, with a Z."""
@@ -150,10 +148,10 @@ async def _after(request: web.Request, config: ModelConfig, keep: float | None |
 
 def _sampling(options: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
     """`options` as the chat body's fields; what this server does not do is refused."""
-    for key, neutral in _NEUTRAL.items():
-        if options.get(key) is not None and options[key] != neutral:
-            raise InvalidRequest(f"options.{key}: this sampler is not served here (leave it out, or at {neutral}).",
-                                 param=f"options.{key}", code="unsupported_parameter")
+    removed = removed_problem(options)
+    if removed is not None:
+        key, why = removed
+        raise InvalidRequest(f"options.{key}: {why}.", param=f"options.{key}", code="unsupported_parameter")
     out = {key: options[key] for key in SAMPLING_KEYS if options.get(key) is not None}
     predict = options.get("num_predict")
     if predict == 0:
@@ -187,6 +185,11 @@ def _chat_body(config: ModelConfig, messages: list[dict[str, Any]], body: dict[s
     elif value:
         out["response_format"] = {"type": "json_schema", "json_schema": {"name": "format", "schema": value}}
     return out
+
+
+def _logprobs(body: dict[str, Any]) -> dict[str, Any]:
+    """`logprobs` and `top_logprobs` as the chat body's fields."""
+    return {key: body[key] for key in ("logprobs", "top_logprobs") if body.get(key) is not None}
 
 
 def _refuse_unserved(body: dict[str, Any]) -> None:
@@ -282,20 +285,29 @@ async def _answer(request: web.Request, config: ModelConfig, call: Any, body: di
     """Run the call, streamed as NDJSON (the default) or as one object; `shape(text, result,
     done)` writes one object of the route's."""
     keep = _keep_alive(body.get("keep_alive"))
+    wanted = call.generation.logprobs is not None
+    pending = PendingLogprobs()
+
+    def logprobs(entries: list[TokenLogprob]) -> dict[str, Any]:
+        return {"logprobs": [token_logprob(e) for e in entries]} if wanted else {}
+
     try:
         await _load(request, config, clock)
         if body.get("stream", True) is False:
             result = await generate(request, config, call, clock.seen)
-            return web.json_response(shape(result.text(0), result, True) | clock.stats(result))
+            return web.json_response(shape(result.text(0), result, True) | logprobs(result.logprobs.get(0, []))
+                                     | clock.stats(result))
 
         def render(event: Event) -> list[dict[str, Any]]:
             clock.seen()
-            if isinstance(event, TextDelta) and event.text:
-                return [shape(event.text, None, False)]
+            if isinstance(event, LogprobsEvent):
+                pending.add(event)
+            elif isinstance(event, TextDelta) and event.text:
+                return [shape(event.text, None, False) | logprobs(pending.take(0))]
             return []
 
         def last(result: GenerationResult) -> list[dict[str, Any]]:
-            return [shape("", result, True) | clock.stats(result)]
+            return [shape("", result, True) | logprobs(pending.take(0)) | clock.stats(result)]
 
         def error_event(error: APIError) -> dict[str, Any]:
             return ollama_error(renames.apply(error) if renames else error)
@@ -336,7 +348,7 @@ async def ollama_chat(request: web.Request) -> web.StreamResponse:
         return await _load_or_unload(request, config, body, {**stamp, "message": {"role": "assistant", "content": ""}})
     renames = Renames(dict(_RENAMES))
     translated = _chat_body(config, _chat_messages(body["messages"], renames), body,
-                            _sampling(body.get("options") or {}, config))
+                            _sampling(body.get("options") or {}, config) | _logprobs(body))
     if body.get("tools"):
         translated["tools"] = body["tools"]
     config, call, _ = await chat.prepare(request, translated, renames, fit_max_tokens=True)
@@ -375,7 +387,8 @@ async def ollama_generate(request: web.Request) -> web.StreamResponse:
             raise InvalidRequest(f"{field_}: not served with raw (the prompt is sent as it is).", param=field_,
                                  code="unsupported_parameter")
         limits.check_fits([body["prompt"]], config, request.app[SETTINGS].context_size, "prompt")
-        generation = dataclasses.replace(read_generation(options), fit_max_tokens=True)  # options: a chat body's fields
+        generation = dataclasses.replace(read_generation(options, chat.logprobs_of(_logprobs(body))),
+                                         fit_max_tokens=True)  # options: a chat body's fields
         call: Any = CompletionRequest(prompts=(body["prompt"],), generation=generation)
     else:
         messages: list[dict[str, Any]] = []
@@ -389,7 +402,7 @@ async def ollama_generate(request: web.Request) -> web.StreamResponse:
             renames.add(f"messages[{len(messages)}].content[{i + 1}]", f"images[{i}]")
         renames.add(f"messages[{len(messages)}]", "prompt")
         messages += _chat_messages([user], Renames())
-        translated = _chat_body(config, messages, body, options)
+        translated = _chat_body(config, messages, body, options | _logprobs(body))
         config, call, _ = await chat.prepare(request, translated, renames, fit_max_tokens=True)
 
     def shape(text: str, result: GenerationResult | None, done: bool) -> dict[str, Any]:

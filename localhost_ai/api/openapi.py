@@ -62,11 +62,23 @@ MODEL_LIST = obj(object={"const": "list"}, data={"type": "array", "items": MODEL
 FINISH = {"enum": ["stop", "length", "tool_calls", "function_call", None]}
 _CALL = obj(["id", "type", "function"], id=STRING, type={"const": "function"},
             function=obj(name=STRING, arguments=STRING))
+_TOP = obj(["token", "logprob", "bytes"], token=STRING, logprob=NUMBER, bytes={"type": "array", "items": INTEGER})
+CHAT_LOGPROBS = {"anyOf": [{"type": "null"}, obj(["content"], refusal={"type": "null"}, content={
+    "type": "array", "items": obj(["token", "logprob", "bytes", "top_logprobs"], token=STRING, logprob=NUMBER,
+                                  bytes={"type": "array", "items": INTEGER},
+                                  top_logprobs={"type": "array", "items": _TOP})})]}
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+COMPLETION_LOGPROBS = {"anyOf": [{"type": "null"}, obj(
+    ["tokens", "token_logprobs", "top_logprobs", "text_offset"], tokens={"type": "array", "items": STRING},
+    token_logprobs={"type": "array", "items": _NULLABLE_NUMBER},
+    top_logprobs={"type": "array", "items": {"anyOf": [{"type": "null"}, {
+        "type": "object", "additionalProperties": NUMBER}]}},
+    text_offset={"type": "array", "items": INTEGER})]}
 CHAT_COMPLETION = obj(
     ["id", "object", "created", "model", "choices", "usage"], id=STRING, object={"const": "chat.completion"},
     created=INTEGER, model=STRING, system_fingerprint=STRING, usage=USAGE,
     choices={"type": "array", "items": obj(
-        ["index", "message", "finish_reason"], index=INTEGER, finish_reason=FINISH, logprobs={"type": "null"},
+        ["index", "message", "finish_reason"], index=INTEGER, finish_reason=FINISH, logprobs=CHAT_LOGPROBS,
         message=obj(["role", "content"], role={"const": "assistant"}, content=NULLABLE_STRING,
                     refusal={"type": "null"}, tool_calls={"type": "array", "items": _CALL},
                     function_call=obj(name=STRING, arguments=STRING)))})
@@ -74,7 +86,7 @@ TEXT_COMPLETION = obj(
     ["id", "object", "created", "model", "choices", "usage"], id=STRING, object={"const": "text_completion"},
     created=INTEGER, model=STRING, usage=USAGE,
     choices={"type": "array", "items": obj(["index", "text", "finish_reason"], index=INTEGER, text=STRING,
-                                           finish_reason=FINISH, logprobs={"type": "null"})})
+                                           finish_reason=FINISH, logprobs=COMPLETION_LOGPROBS)})
 EDIT = obj(["object", "choices", "usage"], id=STRING, object={"const": "edit"}, created=INTEGER, model=STRING,
            usage=USAGE, choices={"type": "array", "items": obj(["index", "text"], index=INTEGER, text=STRING,
                                                               finish_reason=FINISH)})

@@ -15,7 +15,8 @@ from typing import Any, Callable
 from aiohttp import web
 
 from localhost_ai.api import chat, limits, openapi
-from localhost_ai.api.generation import created, generate, new_id, stream
+from localhost_ai.api.chat import token_logprob
+from localhost_ai.api.generation import PendingLogprobs, created, generate, new_id, stream
 from localhost_ai.api.keys import RESPONSES
 from localhost_ai.api.response_store import Stored
 from localhost_ai.api.routes import OPENAI
@@ -26,7 +27,15 @@ from localhost_ai.api.translate import Renames, function_tool, image_part, text_
 from localhost_ai.api.validation import read_json
 from localhost_ai.config import ModelConfig
 from localhost_ai.config.sampling import MAX_TOKENS_SCHEMA
-from localhost_ai.contract.events import Event, TextDelta, ToolArgumentsDelta, ToolCallStart, Usage
+from localhost_ai.contract.events import (
+    Event,
+    Logprobs as LogprobsEvent,
+    TextDelta,
+    TokenLogprob,
+    ToolArgumentsDelta,
+    ToolCallStart,
+    Usage,
+)
 from localhost_ai.contract.generate import ChatRequest
 from localhost_ai.contract.results import GenerationResult
 from localhost_ai.errors import APIError, InvalidRequest
@@ -149,12 +158,10 @@ def _refuse_unserved(body: dict[str, Any]) -> None:
         if reasoning.get(key) is not None:
             raise InvalidRequest(f"'reasoning.{key}': reasoning settings and summaries are not served here.",
                                  param=f"reasoning.{key}", code="unsupported_parameter")
-    if body.get("include"):
-        raise InvalidRequest(f"'include': {body['include'][0]!r} is not served here; leave 'include' out.",
+    others = [item for item in body.get("include") or [] if item != LOGPROBS_INCLUDE]
+    if others:
+        raise InvalidRequest(f"'include': {others[0]!r} is not served here; only {LOGPROBS_INCLUDE!r} is.",
                              param="include", code="unsupported_parameter")
-    if body.get("top_logprobs"):
-        raise InvalidRequest("'top_logprobs': log-probabilities are not served on this route yet.",
-                             param="top_logprobs", code="unsupported_parameter")
     verbosity = ((body.get("text") or {}).get("verbosity"))
     if verbosity not in (None, "medium"):
         raise InvalidRequest(f"'text.verbosity': {verbosity!r} is not served here (only \"medium\").",
@@ -256,6 +263,15 @@ def chat_messages(items: list[dict[str, Any]], instructions: str | None, carried
     return messages
 
 
+# What `include` may ask for: the output text's log-probabilities.
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
+def wants_logprobs(body: dict[str, Any]) -> bool:
+    """Asked with `include`, or by asking for alternatives (`top_logprobs`), which is acted on too."""
+    return LOGPROBS_INCLUDE in (body.get("include") or []) or body.get("top_logprobs") is not None
+
+
 def chat_body(body: dict[str, Any], items: list[dict[str, Any]], carried: int) -> tuple[dict[str, Any], Renames]:
     """The request as a chat body, and where each of its parts came from."""
     renames = Renames({"messages": "input", "max_tokens": "max_output_tokens", "response_format": "text.format"})
@@ -275,6 +291,8 @@ def chat_body(body: dict[str, Any], items: list[dict[str, Any]], carried: int) -
         renames.add("tool_choice", "tool_choice")
     if body.get("parallel_tool_calls") is not None:
         out["parallel_tool_calls"] = body["parallel_tool_calls"]
+    if wants_logprobs(body):
+        out["logprobs"], out["top_logprobs"] = True, body.get("top_logprobs") or 0
     text_format = (body.get("text") or {}).get("format") or {"type": "text"}
     if text_format["type"] == "json_schema":
         out["response_format"] = {"type": "json_schema", "json_schema": {
@@ -296,6 +314,8 @@ class Output:
         self.items: list[dict[str, Any]] = []
         self.open: dict[str, Any] | None = None
         self.sequence = 0
+        self.pending = PendingLogprobs()  # the next text's tokens' log-probabilities
+        self.entries: list[TokenLogprob] = []  # the open message's
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         payload = {"type": kind, **fields, "sequence_number": self.sequence}
@@ -319,9 +339,14 @@ class Output:
             events.append(self.event("response.content_part.added", item_id=self.open["id"],
                                      output_index=len(self.items) - 1, content_index=0, part=copy.deepcopy(part)))
         if delta:
-            self.open["content"][0]["text"] += delta
+            entries = self.pending.take(0)
+            part = self.open["content"][0]
+            part["text"] += delta
+            part["logprobs"] += [token_logprob(e) for e in entries]
+            self.entries += entries
             events.append(self.event("response.output_text.delta", item_id=self.open["id"],
-                                     output_index=len(self.items) - 1, content_index=0, delta=delta, logprobs=[]))
+                                     output_index=len(self.items) - 1, content_index=0, delta=delta,
+                                     logprobs=[token_logprob(e, with_bytes=False) for e in entries]))
         return events
 
     def call(self, call_id: str, name: str) -> list[dict[str, Any]]:
@@ -344,8 +369,12 @@ class Output:
         events = []
         if item["type"] == "message":
             part = item["content"][0]
+            rest = self.pending.take(0)
+            part["logprobs"] += [token_logprob(e) for e in rest]
+            entries, self.entries = self.entries + rest, []
             events.append(self.event("response.output_text.done", item_id=item["id"], output_index=index,
-                                     content_index=0, text=part["text"], logprobs=[]))
+                                     content_index=0, text=part["text"],
+                                     logprobs=[token_logprob(e, with_bytes=False) for e in entries]))
             events.append(self.event("response.content_part.done", item_id=item["id"], output_index=index,
                                      content_index=0, part=copy.deepcopy(part)))
         else:
@@ -354,6 +383,9 @@ class Output:
         return events + [self.event("response.output_item.done", output_index=index, item=copy.deepcopy(item))]
 
     def take(self, event: Event) -> list[dict[str, Any]]:
+        if isinstance(event, LogprobsEvent):
+            self.pending.add(event)
+            return []
         if isinstance(event, TextDelta) and event.text:
             return self.text(event.text)
         if isinstance(event, ToolCallStart):
@@ -392,7 +424,7 @@ class Answer:
             "tool_choice": body.get("tool_choice") or "auto",
             "tools": [{"type": "function", "name": t["name"], "description": t.get("description"),
                        "parameters": t.get("parameters"), "strict": t.get("strict")} for t in body.get("tools") or []],
-            "top_p": sampling["top_p"], "truncation": "disabled",
+            "top_p": sampling["top_p"], "top_logprobs": body.get("top_logprobs"), "truncation": "disabled",
             "metadata": body.get("metadata") or {},
         }
         if body.get("user") is not None:
@@ -483,6 +515,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         result = await generate(request, config, call)
     except APIError as exc:
         raise renames.apply(exc)
+    answer.output.pending.add(LogprobsEvent(0, result.logprobs.get(0, [])))  # the message's text takes them
     for event in _replay(result):
         answer.output.take(event)
     answer.complete(result)

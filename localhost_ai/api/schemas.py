@@ -16,6 +16,8 @@ _nullable = nullable
 
 
 MAX_N = 8
+MAX_LOGIT_BIAS = 1024  # tokens one request may bias
+MAX_LOGPROBS = 20  # alternatives reported per token (OpenAI's top_logprobs limit)
 
 _STOP = _nullable({
     "anyOf": [
@@ -41,8 +43,24 @@ SAMPLING: dict[str, Any] = {
         "type": "object",
         "properties": {"include_usage": _nullable({"type": "boolean"})},
     }),
+    # Ignored by design: who the end user is, and OpenAI's account-side knobs.
     "user": _nullable({"type": "string"}),
+    "safety_identifier": _nullable({"type": "string"}),
+    "metadata": _nullable({"type": "object", "additionalProperties": {"type": "string"}}),
+    "store": _nullable({"type": "boolean"}),
+    "service_tier": _nullable({"type": "string"}),
+    "prompt_cache_key": _nullable({"type": "string"}),
+    "prompt_cache_retention": _nullable({"type": "string"}),
+    # Token ids (as strings: JSON's keys) to a bias added to their logits; -100 bans one.
+    "logit_bias": _nullable({
+        "type": "object",
+        "propertyNames": {"pattern": "^(0|[1-9][0-9]{0,8})$"},
+        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+        "maxProperties": MAX_LOGIT_BIAS,
+    }),
 }
+
+_TOKEN_ID = {"type": "integer", "minimum": 0}
 
 _TEXT_PART = {"required": ["text"], "properties": {"text": {"type": "string"}}}
 _IMAGE_PART = {
@@ -169,14 +187,20 @@ COMPLETION = {
     "required": ["prompt"],
     "properties": {
         **SAMPLING,
+        # A text, several texts, token ids, or several lists of token ids (OpenAI's four shapes).
         "prompt": {
             "anyOf": [
                 {"type": "string"},
                 {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_N},
+                {"type": "array", "items": _TOKEN_ID, "minItems": 1},
+                {"type": "array", "items": {"type": "array", "items": _TOKEN_ID, "minItems": 1},
+                 "minItems": 1, "maxItems": MAX_N},
             ]
         },
+        # 0 scores the prompt alone, with echo (the log-likelihood evaluation tools ask for).
+        "max_tokens": _nullable({**MAX_TOKENS_SCHEMA, "minimum": 0}),
         "echo": _nullable({"type": "boolean"}),
-        "logprobs": {"type": "null"},
+        "logprobs": _nullable({"type": "integer", "minimum": 0, "maximum": MAX_LOGPROBS}),
         "suffix": {"type": "null"},
         "best_of": _nullable({"type": "integer", "minimum": 1, "maximum": 1}),
     },
@@ -189,9 +213,19 @@ CHAT = {
         **SAMPLING,
         **TOOL_FIELDS,
         "messages": {"type": "array", "items": MESSAGE, "minItems": 1},
-        "logprobs": _nullable({"const": False}),
-        "top_logprobs": {"type": "null"},
+        "logprobs": _nullable({"type": "boolean"}),
+        "top_logprobs": _nullable({"type": "integer", "minimum": 0, "maximum": MAX_LOGPROBS}),
+        "modalities": _nullable({"type": "array", "items": {"enum": ["text", "audio"]}}),
     },
+}
+
+# OpenAI's chat fields this server does not act on, refused when set (api/chat.py says why).
+UNSERVED_CHAT_FIELDS = {
+    "audio": "answers are text; speech is POST /v1/audio/speech",
+    "prediction": "predicted outputs are not served",
+    "web_search_options": "there is no web search here",
+    "reasoning_effort": "no model here is served with a reasoning budget",
+    "verbosity": "no model here is served with a verbosity setting",
 }
 
 # Nexa's /v1/function-calling: a chat request whose tools are required.

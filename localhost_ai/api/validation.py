@@ -13,9 +13,9 @@ from aiohttp import web
 
 from localhost_ai.api.bodies import Limits, parse
 from localhost_ai.api.keys import SETTINGS
-from localhost_ai.config.sampling import SAMPLING_KEYS
-from localhost_ai.contract.generate import Generation, Sampling
-from localhost_ai.errors import APIError, BackendError
+from localhost_ai.config.sampling import SAMPLING_KEYS, removed_problem
+from localhost_ai.contract.generate import Generation, Logprobs, Sampling
+from localhost_ai.errors import APIError, BackendError, InvalidRequest
 
 
 T = TypeVar("T")
@@ -77,14 +77,27 @@ def _stop_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def generation(body: dict[str, Any]) -> Generation:
+def generation(body: dict[str, Any], logprobs: Logprobs | None = None) -> Generation:
     """The generation fields of a checked text request; absent ones are left to the model.
     Nexa's `max_new_tokens` and `stop_words` are aliases of `max_tokens` and `stop`."""
+    removed = removed_problem(body)
+    if removed is not None:
+        raise InvalidRequest(f"'{removed[0]}': {removed[1]}.", param=removed[0], code="unsupported_parameter")
+    if body.get("stream_options") is not None and not body.get("stream"):
+        raise InvalidRequest("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                             param="stream_options", code="invalid_value")
+    values = {key: body.get(key) for key in SAMPLING_KEYS}
+    if values["dry_sequence_breakers"] is not None:
+        values["dry_sequence_breakers"] = tuple(values["dry_sequence_breakers"])
+    bias = tuple((int(token), float(value)) for token, value in (body.get("logit_bias") or {}).items())
+    maximum = next((body[key] for key in ("max_tokens", "max_completion_tokens", "max_new_tokens")
+                    if body.get(key) is not None), None)
     return Generation(
-        sampling=Sampling(**{key: body.get(key) for key in SAMPLING_KEYS}),
-        max_tokens=body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_new_tokens"),
+        sampling=Sampling(**values, logit_bias=bias),
+        max_tokens=maximum,
         stop=tuple(_stop_list(body.get("stop")) + _stop_list(body.get("stop_words"))),
         n=body.get("n") or 1,
+        logprobs=logprobs,
     )
 
 

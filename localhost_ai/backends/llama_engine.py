@@ -41,7 +41,9 @@ class Media(Protocol):
 @dataclass
 class Sequence:
     """One generation: the prompt's tokens in, sampled tokens out on `output` as
-    ("token", id), then ("end", "stop" | "length") or ("error", exception).
+    ("token", (id, its Scored or None)), then ("end", "stop" | "length") or ("error", exception).
+    With `score_prompt`, each prompt token after the first is scored first, as
+    ("prompt", [Scored, ...]) for each chunk read.  A budget of 0 reads the prompt only.
     `tokens` are token ids, and for media (key, i) for its i-th cell; `media` maps the
     index where each media run starts to its Media.  A prompt ends with a text token."""
 
@@ -51,6 +53,7 @@ class Sequence:
     control: Any  # CallControl: set when the caller has gone
     media: dict[int, Media] = field(default_factory=dict)
     reuse: bool = True
+    score_prompt: bool = False  # needs every prompt token decoded: no cached prefix is reused
     output: "queue.Queue[tuple[str, Any]]" = field(default_factory=queue.Queue)
     stopped: bool = False  # the caller has what it wants (a stop word)
     cached: int = 0  # prompt tokens found in the slot's cells
@@ -311,16 +314,22 @@ class Engine:
             left = len(reading.tokens) - reading.position
             upto = min((start for start in reading.media if start > reading.position), default=len(reading.tokens))
             prompt_tokens = min(upto - reading.position, self.chunk)
+            start = reading.position
             for i in range(prompt_tokens):
                 last = i == prompt_tokens - 1 and prompt_tokens == left
-                self._add(i, reading.tokens[reading.position + i], reading.n_past + i, reading.slot.seq_id, last)
+                self._add(i, reading.tokens[start + i], reading.n_past + i, reading.slot.seq_id,
+                          last or reading.score_prompt)
             reading.slot.extend(reading.tokens[reading.position:reading.position + prompt_tokens], reading.n_past,
                                 reading.n_past + prompt_tokens)
             reading.position += prompt_tokens
             reading.n_past += prompt_tokens
             self.stats.prompt_tokens_evaluated += prompt_tokens
             self._decode(prompt_tokens)
-            if prompt_tokens == left:
+            if reading.score_prompt:
+                self._score_prompt(reading, start, prompt_tokens)
+            if prompt_tokens == left and reading.budget == 0:
+                self._finish(reading, "length")
+            elif prompt_tokens == left:
                 self._sample([(reading, prompt_tokens - 1)])
         stats = self.stats
         stats.steps += 1
@@ -353,6 +362,18 @@ class Engine:
         self.stats.media_decoded += 1
         return media.n_tokens
 
+    def _score_prompt(self, reading: Sequence, start: int, rows: int) -> None:
+        """Each decoded row's logits score the prompt token after it."""
+        sampler = reading.sampler
+        scored = []
+        for i in range(rows):
+            following = start + i + 1
+            if following >= len(reading.tokens):
+                break
+            logits = sampler.logits(self.ctx, i)
+            scored.append(sampler.score(logits, reading.tokens[following], sampler.top_logprobs or 0))
+        reading.output.put(("prompt", scored))
+
     def _decode(self, n: int) -> None:
         self.batch.n_tokens = n
         result = self.lib.llama_decode(self.ctx, self.batch)
@@ -373,7 +394,7 @@ class Engine:
                 continue
             sequence.generated += 1
             self.stats.tokens_generated += 1
-            sequence.output.put(("token", token))
+            sequence.output.put(("token", (token, sequence.sampler.last)))
             if sequence.generated >= sequence.budget:
                 self._finish(sequence, "length")
             else:

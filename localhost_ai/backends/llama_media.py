@@ -70,6 +70,7 @@ class Prompt:
     media: dict[int, MediaRun] = field(default_factory=dict)
     chunks: Any = None
     mtmd: Any = None
+    added_bos: bool = True
 
     def close(self) -> None:
         if self.chunks is not None:

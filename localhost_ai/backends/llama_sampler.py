@@ -19,66 +19,102 @@ _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float3
 # On a grammar rejection the grammar is first tried on this many best candidates only.
 SHORTLIST = 256
 
-# How many recent tokens the repeat/frequency/presence penalties look at (llama.cpp's default).
-PENALTY_WINDOW = 64
+# The most log-probabilities of alternatives a request may ask for at each token.
+MAX_TOP_LOGPROBS = 20
 
-
-def _init_penalties(llama_cpp: Any) -> Any:
-    """llama.cpp's `llama_sampler_init_penalties(int32 last_n, float repeat, float freq,
-    float present)`, declared here: the binding still declares an older signature with a
-    leading n_vocab, which only works where ints and floats travel in separate registers."""
-    global _PENALTIES
-    if _PENALTIES is None:
-        prototype = ctypes.CFUNCTYPE(llama_cpp.llama_sampler_chain_init.restype, ctypes.c_int32, ctypes.c_float, ctypes.c_float, ctypes.c_float)
-        _PENALTIES = prototype(("llama_sampler_init_penalties", llama_cpp.llama_cpp._lib))
-    return _PENALTIES
-
-
-_PENALTIES: Any = None
+# A bias of -100 (the lowest) bans its token, as OpenAI documents it: the logit becomes -inf.
+BAN = -100.0
 
 
 class GrammarError(ValueError):
     """llama.cpp refused the grammar text."""
 
 
+Scored = tuple[float, list[int], list[float]]  # a token's log-probability; the top alternatives' ids and theirs
+
+
 class Sampler:
-    """Penalties, top-k, top-p, min-p, temperature and a seeded draw (or greedy at
-    temperature 0), plus a grammar when one is given.  Free it with close()."""
+    """llama.cpp's own samplers in llama.cpp's order: penalties, DRY, top-n-sigma, top-k,
+    typical-p, top-p, min-p, XTC, temperature and a seeded draw (greedy at temperature 0),
+    or Mirostat in place of the truncations; the logit bias before them all, and a grammar
+    when one is given.  With `top_logprobs` set, each pick is scored as `last`.  Free it
+    with close()."""
 
     def __init__(self, llama_cpp: Any, vocab: Any, n_vocab: int, settings: dict[str, Any], seed: int,
-                 grammar: str | None = None) -> None:
+                 grammar: str | None = None, logit_bias: tuple[tuple[int, float], ...] = (),
+                 top_logprobs: int | None = None, context: int = 4096) -> None:
         self._lib = llama_cpp
         self.chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         self.grammar = None
+        self.n_vocab = n_vocab
         add = lambda sampler: llama_cpp.llama_sampler_chain_add(self.chain, sampler)  # noqa: E731
-        penalised = settings["repeat_penalty"] != 1.0 or settings["frequency_penalty"] or settings["presence_penalty"]
+        seed = min(seed & 0xFFFFFFFF, 0xFFFFFFFE)  # 0xFFFFFFFF is llama.cpp's "pick a random seed"
+        temperature = settings["temperature"]
+        window = settings["repeat_last_n"]
+        window = context if window < 0 else window
+        penalised = window > 0 and (settings["repeat_penalty"] != 1.0 or settings["frequency_penalty"] != 0
+                                    or settings["presence_penalty"] != 0)
         if penalised:
-            add(_init_penalties(llama_cpp)(
-                PENALTY_WINDOW, settings["repeat_penalty"], settings["frequency_penalty"], settings["presence_penalty"]))
-        if settings["temperature"] <= 0:
-            add(llama_cpp.llama_sampler_init_greedy())
+            add(llama_cpp.llama_sampler_init_penalties(n_vocab, window, settings["repeat_penalty"],
+                                                       settings["frequency_penalty"], settings["presence_penalty"]))
+        dry = settings["dry_multiplier"] > 0
+        if dry:
+            breakers = [b.encode("utf-8") for b in settings["dry_sequence_breakers"]]
+            array = (ctypes.c_char_p * max(1, len(breakers)))(*breakers)
+            last_n = context if settings["dry_penalty_last_n"] < 0 else settings["dry_penalty_last_n"]
+            add(llama_cpp.llama_sampler_init_dry(vocab, settings["dry_multiplier"], settings["dry_base"],
+                                                 settings["dry_allowed_length"], last_n, array, len(breakers)))
+        mirostat = settings["mirostat"]
+        typical = settings["typical_p"] < 1.0
+        xtc = settings["xtc_probability"] > 0 and settings["xtc_threshold"] <= 0.5  # above 0.5 XTC does nothing
+        sigma = settings["top_n_sigma"] > 0
+        if mirostat:
+            add(llama_cpp.llama_sampler_init_temp(temperature))
+            tau, eta = settings["mirostat_tau"], settings["mirostat_eta"]
+            add(llama_cpp.llama_sampler_init_mirostat(n_vocab, seed, tau, eta, 100) if mirostat == 1
+                else llama_cpp.llama_sampler_init_mirostat_v2(seed, tau, eta))
         else:
-            add(llama_cpp.llama_sampler_init_top_k(settings["top_k"]))
-            add(llama_cpp.llama_sampler_init_top_p(settings["top_p"], 1))
-            add(llama_cpp.llama_sampler_init_min_p(settings["min_p"], 1))
-            add(llama_cpp.llama_sampler_init_temp(settings["temperature"]))
-            # 0xFFFFFFFF is llama.cpp's "pick a random seed".
-            add(llama_cpp.llama_sampler_init_dist(min(seed & 0xFFFFFFFF, 0xFFFFFFFE)))
+            # At temperature 0 what keeps the best token (top-k, top-p, min-p, top-n-sigma)
+            # changes nothing and is left out; what may remove it is kept.
+            if sigma and temperature > 0:
+                add(llama_cpp.llama_sampler_init_top_n_sigma(settings["top_n_sigma"]))
+            if temperature > 0:
+                add(llama_cpp.llama_sampler_init_top_k(settings["top_k"]))
+            if typical:
+                add(llama_cpp.llama_sampler_init_typical(settings["typical_p"], 1))
+            if temperature > 0:
+                add(llama_cpp.llama_sampler_init_top_p(settings["top_p"], 1))
+                add(llama_cpp.llama_sampler_init_min_p(settings["min_p"], 1))
+            if xtc:
+                add(llama_cpp.llama_sampler_init_xtc(settings["xtc_probability"], settings["xtc_threshold"], 1, seed))
+            if temperature <= 0:
+                add(llama_cpp.llama_sampler_init_greedy())
+            else:
+                add(llama_cpp.llama_sampler_init_temp(temperature))
+                add(llama_cpp.llama_sampler_init_dist(seed))
         if grammar is not None:
             self.grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
             if not self.grammar:
                 self.grammar = None
                 self.close()
                 raise GrammarError("llama.cpp could not parse the grammar")
-        self.n_vocab = n_vocab
-        # Greedy with no penalties is the arg-max, which needs no copy of the logits.
-        self._argmax = settings["temperature"] <= 0 and not penalised
+        # Greedy with nothing that changes the best token is the arg-max, which needs no copy of the logits.
+        self._argmax = temperature <= 0 and not (penalised or dry or typical or xtc or mirostat)
         # A shortlist pick equals a full pick when it holds as many allowed tokens as the
-        # chain keeps (one when greedy, top_k otherwise).
+        # chain keeps (one when greedy, top_k otherwise), and nothing in the chain reads the
+        # whole distribution (typical-p, XTC, top-n-sigma and Mirostat do).
         top_k = settings["top_k"]
-        self._needed = 1 if settings["temperature"] <= 0 else (top_k if 0 < top_k <= SHORTLIST else None)
+        self._needed = 1 if temperature <= 0 else (top_k if 0 < top_k <= SHORTLIST else None)
         if settings["presence_penalty"] < 0 or settings["frequency_penalty"] < 0 or settings["repeat_penalty"] < 1:
             self._needed = None  # penalties that raise logits could lift a token into the shortlist
+        if typical or xtc or sigma or mirostat:
+            self._needed = None
+        self._bias_ids = np.array([token for token, _ in logit_bias], dtype=np.int64)
+        self._bias = np.array([-np.inf if bias <= BAN else bias for _, bias in logit_bias], dtype=np.float32)
+        self._biased = np.zeros(n_vocab, dtype=np.float32) if logit_bias else None
+        self.top_logprobs = top_logprobs
+        self.last: Scored | None = None
+        self._scratch: np.ndarray | None = None
         self._shortlist = np.zeros(min(SHORTLIST, n_vocab), dtype=_TOKEN_DATA)
         self._short = self._view(self._shortlist)
         self._ids = np.arange(n_vocab, dtype=np.int32)
@@ -93,10 +129,38 @@ class Sampler:
         data = cells.ctypes.data_as(ctypes.POINTER(lib.llama_token_data))
         return lib.llama_token_data_array(data=data, size=len(cells), selected=-1, sorted=False)
 
+    def logits(self, ctx: Any, index: int) -> np.ndarray:
+        """Batch row `index`'s logits, with the logit bias added (a view of llama.cpp's
+        buffer when there is none: read it before the next decode)."""
+        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
+        if self._biased is None:
+            return logits
+        np.copyto(self._biased, logits)
+        self._biased[self._bias_ids] += self._bias
+        return self._biased
+
+    def score(self, logits: np.ndarray, token: int, top: int) -> Scored:
+        """`token`'s log-probability under `logits` (a log-softmax over the whole vocabulary),
+        and the `top` most likely tokens' ids and log-probabilities, most likely first."""
+        peak = float(logits.max())
+        if self._scratch is None:
+            self._scratch = np.empty(self.n_vocab, dtype=np.float32)
+        np.subtract(logits, peak, out=self._scratch)
+        np.exp(self._scratch, out=self._scratch)
+        norm = peak + float(np.log(self._scratch.sum(dtype=np.float64)))
+        ids: list[int] = []
+        values: list[float] = []
+        if top:
+            best = np.argpartition(logits, -top)[-top:]
+            best = best[np.argsort(-logits[best], kind="stable")]
+            ids = best.tolist()
+            values = (logits[best].astype(np.float64) - norm).tolist()
+        return float(logits[token]) - norm, ids, values
+
     def sample(self, ctx: Any, index: int = -1) -> int:
         """Pick the next token from the logits of batch row `index` and accept it."""
         lib = self._lib
-        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
+        logits = self.logits(ctx, index)
         token = int(np.argmax(logits)) if self._argmax else self._pick(logits, constrained=False)
         if self.grammar is not None and not self._allowed(token, logits):
             self.grammar_rejections += 1
@@ -106,6 +170,8 @@ class Sampler:
         if self.grammar is not None:
             lib.llama_sampler_accept(self.grammar, token)
         lib.llama_sampler_accept(self.chain, token)
+        if self.top_logprobs is not None:
+            self.last = self.score(logits, token, self.top_logprobs)
         return token
 
     def _pick(self, logits: np.ndarray, constrained: bool) -> int:

@@ -12,13 +12,15 @@ from typing import Any, Generator, Iterator
 from localhost_ai.backends import llama_tools
 from localhost_ai.backends.base import Backend, CallControl, register
 from localhost_ai.backends.embedding_inputs import BatchingOptions, EmbeddingInputs
+from localhost_ai.backends.llama_logprobs import Report
 from localhost_ai.backends.optional import require
 from localhost_ai.backends.stops import StopMatcher
 from localhost_ai.backends.textgen import TextGeneration
 from localhost_ai.backends.tool_prompt import ToolUse
 from localhost_ai.config import option
 from localhost_ai.contract.embed import EmbedRequest
-from localhost_ai.contract.events import Event, Finish, TextDelta, Usage
+from localhost_ai.contract.events import Event, Finish, TextDelta, Tokens, Usage
+from localhost_ai.contract.tokenize import DetokenizeRequest, TokenizeRequest
 from localhost_ai.contract.generate import ChatRequest, CompletionRequest, EditRequest, Generation, Part, ResponseFormat
 from localhost_ai.errors import BackendError, InvalidRequest
 
@@ -31,6 +33,7 @@ class Prompt:
 
     tokens: list[int]
     media: dict[int, Any] = field(default_factory=dict)
+    added_bos: bool = True  # the tokenizer put the BOS in front (a prompt of token ids has what it was given)
 
     def close(self) -> None:
         pass
@@ -69,6 +72,7 @@ class LlamaCppBackend(Backend):
     def load(self) -> None:
         (llama_cpp,) = require("The llama-cpp backend", "llama", "llama_cpp")
         self._llama_cpp = llama_cpp
+        self._pieces: dict[int, bytes] = {}
         self.n_ctx = self.config.context_size or 2048
         embeddings = self.config.embeddings
         # A generative model decodes in the engine's own context; Llama's is then only
@@ -184,6 +188,18 @@ class LlamaCppBackend(Backend):
     def op_chat(self, request: ChatRequest, cancel: CallControl) -> Iterator[Event]:
         return self.text.chat(request, cancel)
 
+    def op_tokenize(self, request: TokenizeRequest, cancel: CallControl) -> Iterator[Event]:
+        """llama.cpp's /tokenize: special tokens written in the text are read as themselves."""
+        self._refuse_if_surely_too_long(request.content, "content")
+        tokens = self.llm.tokenize(request.content.encode("utf-8"), add_bos=request.add_special,
+                                   special=request.parse_special)
+        pieces = [list(self.piece(t)) for t in tokens] if request.with_pieces else None
+        yield Tokens(tokens, pieces)
+
+    def op_detokenize(self, request: DetokenizeRequest, cancel: CallControl) -> Iterator[Event]:
+        self._check_ids(request.tokens, "tokens")
+        yield Tokens(list(request.tokens), text=self._echo_text(list(request.tokens)))
+
     def check_constraints(self, request: ChatRequest) -> None:
         llama_tools.check_request(request.tools, request.response_format)
 
@@ -250,16 +266,19 @@ class LlamaCppBackend(Backend):
         default = self.config.parameters.get("max_tokens")
         return min(default, room) if default else room
 
-    def decode(self, prompts: list[str], generation: Generation, cancel: CallControl, *, stops: list[str],
-               echo: bool = False, lstrip: bool = False, grammar: str | None = None,
-               param: str = "messages", media: tuple[Part, ...] = ()) -> Iterator[Event]:
+    def decode(self, prompts: list[str | tuple[int, ...]], generation: Generation, cancel: CallControl, *,
+               stops: list[str], echo: bool = False, lstrip: bool = False, grammar: str | None = None,
+               param: str = "messages", media: tuple[Part, ...] = (), listed: bool = False) -> Iterator[Event]:
         """`lstrip`: a chat answer starts at its first visible character (templates end
         with 'Answer:' or a newline, and the model's first token carries the space).
-        `media`: the image and audio parts that the one prompt's markers stand for."""
+        `media`: the image and audio parts that the one prompt's markers stand for.
+        A prompt of token ids is read as it is; `listed`: the request's prompts were a list
+        (an error names `prompt[i]`)."""
         n = generation.n
         sampling = generation.sampling.resolve(self.config)
+        self._check_bias(generation.sampling.logit_bias)
         tokenized = [self._tokenize_media(prompts[0], media, param)] if media else \
-            [Prompt(self._tokenize(p, param)) for p in prompts]
+            [self._prompt(p, f"{param}[{i}]" if listed else param) for i, p in enumerate(prompts)]
         running = None
         try:
             if not all(p.tokens for p in tokenized):
@@ -271,10 +290,9 @@ class LlamaCppBackend(Backend):
             for p_index, (text, prompt, budget) in enumerate(zip(prompts, tokenized, budgets)):
                 for copy in range(n):
                     index = p_index * n + copy
-                    if echo:
-                        yield TextDelta(index, text)
+                    echoed = (text if isinstance(text, str) else self._echo_text(prompt.tokens)) if echo else None
                     sequence = running = self._sequence(prompt, budget, sampling, stops, index, cancel, lstrip,
-                                                        grammar)
+                                                        grammar, generation, echoed)
                     while True:
                         try:
                             yield next(sequence)
@@ -295,6 +313,44 @@ class LlamaCppBackend(Backend):
                 running.close()
             for prompt in tokenized:
                 prompt.close()
+
+    def _prompt(self, prompt: str | tuple[int, ...], param: str) -> "Prompt":
+        if isinstance(prompt, str):
+            return Prompt(self._tokenize(prompt, param))
+        self._check_ids(prompt, param)
+        return Prompt(list(prompt), added_bos=False)
+
+    def _check_ids(self, tokens: tuple[int, ...] | list[int], param: str) -> None:
+        n_vocab = self.llm.n_vocab()
+        for j, token in enumerate(tokens):
+            if not 0 <= token < n_vocab:
+                raise InvalidRequest(f"'{param}[{j}]': token id {token} is not in this model's vocabulary "
+                                     f"(0 to {n_vocab - 1}).", param=f"{param}[{j}]", code="invalid_token")
+
+    def _check_bias(self, bias: tuple[tuple[int, float], ...]) -> None:
+        n_vocab = self.llm.n_vocab()
+        for token, _ in bias:
+            if not 0 <= token < n_vocab:
+                raise InvalidRequest(f"'logit_bias': token id {token} is not in this model's vocabulary "
+                                     f"(0 to {n_vocab - 1}).", param="logit_bias", code="invalid_token")
+
+    def piece(self, token: int) -> bytes:
+        """A token's bytes as log-probabilities and /tokenize show it (control tokens as their text)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self.llm.detokenize([token], special=True)
+        return piece
+
+    def _echo_pieces(self, tokens: list[int], added_bos: bool) -> list[bytes]:
+        """Each prompt token's bytes as the echoed text spells it: the BOS this server put in
+        front spells nothing."""
+        pieces = [self.piece(t) for t in tokens]
+        if added_bos and tokens and tokens[0] == self.llm.token_bos():
+            pieces[0] = b""
+        return pieces
+
+    def _echo_text(self, tokens: list[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
 
     def count(self, prompt: str, media: tuple[Part, ...], param: str) -> int:
         tokenized = self._tokenize_media(prompt, media, param) if media else Prompt(self._tokenize(prompt, param))
@@ -320,11 +376,14 @@ class LlamaCppBackend(Backend):
                 if not self.engine.alive:
                     raise BackendError(f"Model '{self.config.name}': the decoding thread has stopped.") from None
 
-    def _sampler(self, sampling: dict[str, Any], seed: int, grammar: str | None) -> Any:
+    def _sampler(self, sampling: dict[str, Any], seed: int, grammar: str | None, generation: Generation) -> Any:
         from localhost_ai.backends.llama_sampler import GrammarError, Sampler  # numpy: not at server start
 
+        logprobs = generation.logprobs
         try:
-            return Sampler(self._llama_cpp, self.llm._model.vocab, self.llm.n_vocab(), sampling, seed, grammar)
+            return Sampler(self._llama_cpp, self.llm._model.vocab, self.llm.n_vocab(), sampling, seed, grammar,
+                           logit_bias=generation.sampling.logit_bias,
+                           top_logprobs=logprobs.top if logprobs is not None else None, context=self.n_ctx)
         except GrammarError as exc:
             raise InvalidRequest(f"Model '{self.config.name}': {exc}", code="invalid_grammar") from None
 
@@ -338,17 +397,24 @@ class LlamaCppBackend(Backend):
         cancel: CallControl,
         lstrip: bool = False,
         grammar: str | None = None,
-    ) -> Generator[TextDelta, None, tuple[int, str, int, str | None]]:
+        generation: Generation = Generation(),
+        echo: str | None = None,
+    ) -> Generator[Event, None, tuple[int, str, int, str | None]]:
         """Generate one sequence in the engine; return (tokens produced, finish reason,
         prompt tokens found cached, the stop word that ended it).  A seeded request reads its whole prompt afresh rather
         than reuse cached cells (which shifts logits in the last bits); what else shares its
-        batches can still shift them, so repeats are likely, not certain."""
+        batches can still shift them, so repeats are likely, not certain.  `echo`: the prompt's
+        text, sent first (after its tokens' log-probabilities, when the prompt is scored)."""
         from localhost_ai.backends.llama_engine import Sequence
 
         seed = sampling["seed"]
         seeded = seed is not None and seed >= 0
-        sampler = self._sampler(sampling, seed if seeded else random.getrandbits(31), grammar)
-        sequence = Sequence(prompt.tokens, sampler, budget, cancel, media=prompt.media, reuse=not seeded)
+        wanted = generation.logprobs
+        score_prompt = wanted is not None and wanted.prompt and echo is not None
+        sampler = self._sampler(sampling, seed if seeded else random.getrandbits(31), grammar, generation)
+        sequence = Sequence(prompt.tokens, sampler, budget, cancel, media=prompt.media,
+                            reuse=not seeded and not score_prompt, score_prompt=score_prompt)
+        report = Report(index, self.piece, len(echo) if echo is not None else 0) if wanted is not None else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         matcher = StopMatcher(stops)
         produced = 0
@@ -358,10 +424,20 @@ class LlamaCppBackend(Backend):
         except RuntimeError as exc:
             sampler.close()
             raise BackendError(f"Model '{self.config.name}': {exc}") from None
+        if echo is not None and not score_prompt:
+            yield TextDelta(index, echo)
+        scores: list[Any] = []
         ended = False
         try:
             while True:
                 kind, value = self._next(sequence)
+                if kind == "prompt":
+                    scores.extend(value)
+                    continue
+                if score_prompt and echo is not None:  # the prompt is read: its tokens, then its text
+                    yield report.prompt(prompt.tokens, scores, self._echo_pieces(prompt.tokens, prompt.added_bos))
+                    yield TextDelta(index, echo)
+                    echo = None
                 ended = kind in ("end", "error")
                 if kind == "end":
                     finish = "stop" if matcher.stopped or value == "stop" else value
@@ -370,9 +446,16 @@ class LlamaCppBackend(Backend):
                     raise BackendError(f"Model '{self.config.name}': decoding failed: {value}")
                 if sequence.stopped:
                     continue  # tokens decoded before the engine saw the stop
+                token, scored = value
                 produced += 1
-                piece = self.llm.detokenize([value])  # each token's bytes; the decoder joins them
-                text = matcher.feed(decoder.decode(piece))
+                piece = self.llm.detokenize([token])  # each token's bytes; the decoder joins them
+                decoded = decoder.decode(piece)
+                text = matcher.feed(decoded)
+                if report is not None:
+                    report.add(token, scored, len(decoded))
+                    released = report.release(len(text), matcher.stopped)
+                    if released is not None:
+                        yield released
                 if lstrip and text:
                     text = text.lstrip()
                     lstrip = not text
@@ -392,6 +475,10 @@ class LlamaCppBackend(Backend):
         if not matcher.stopped:
             tail = matcher.feed(decoder.decode(b"", final=True))
             tail += "" if matcher.stopped else matcher.flush()
+            if report is not None:
+                released = report.release(len(tail), matcher.stopped, final=not matcher.stopped)
+                if released is not None:
+                    yield released
             tail = tail.lstrip() if lstrip else tail
             if tail:
                 yield TextDelta(index, tail)

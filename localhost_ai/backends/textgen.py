@@ -50,13 +50,15 @@ class TextModel(Protocol):
     def grammar(self, use: ToolUse | None, response_format: ResponseFormat | None) -> Any:
         """A constraint that makes the model write the calls or the format (None: none)."""
 
-    def decode(self, prompts: list[str], generation: Generation, cancel: CallControl, *, stops: list[str],
-               echo: bool = False, lstrip: bool = False, grammar: Any = None,
-               param: str = "messages", media: tuple[Part, ...] = ()) -> Iterator[Event]:
-        """Each prompt `generation.n` times: text deltas, a finish for each choice, then usage.
-        `lstrip`: a choice starts at its first visible character; `param`: the request field
-        the prompts came from, named when one is too long; `media`: the image and audio
-        parts the (one) prompt's markers stand for, in order."""
+    def decode(self, prompts: list[str | tuple[int, ...]], generation: Generation, cancel: CallControl, *,
+               stops: list[str], echo: bool = False, lstrip: bool = False, grammar: Any = None,
+               param: str = "messages", media: tuple[Part, ...] = (), listed: bool = False) -> Iterator[Event]:
+        """Each prompt `generation.n` times: text deltas (after the log-probabilities of
+        their tokens, when asked), a finish for each choice, then usage.  A prompt of token
+        ids is read as it is.  `lstrip`: a choice starts at its first visible character;
+        `param`: the request field the prompts came from, named when one is too long
+        (`param[i]` when `listed`); `media`: the image and audio parts the (one) prompt's
+        markers stand for, in order."""
 
     def count(self, prompt: str, media: tuple[Part, ...], param: str) -> int:
         """The prompt's tokens (its media's included), as `decode` would read them."""
@@ -119,9 +121,11 @@ class TextGeneration:
         return list(generation.stop) + list(self.config.stopwords) + list(extra or [])
 
     def completion(self, request: CompletionRequest, cancel: CallControl) -> Iterator[Event]:
-        prompts = [self._render(self.completion_template, input=p) for p in request.prompts]
+        # Token ids are the prompt itself: no template is put around them.
+        prompts = [self._render(self.completion_template, input=p) if isinstance(p, str) else p
+                   for p in request.prompts]
         return self.model.decode(prompts, request.generation, cancel, stops=self._stops(request.generation),
-                                 echo=request.echo, param="prompt")
+                                 echo=request.echo, param="prompt", listed=request.listed)
 
     def edit(self, request: EditRequest, cancel: CallControl) -> Iterator[Event]:
         prompt = self._render(self.edit_template, instruction=request.instruction, input=request.input)

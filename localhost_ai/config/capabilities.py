@@ -19,6 +19,7 @@ IMAGE = "image"
 SPEECH = "speech"
 VISION = "vision"  # chat reads images (a projector that encodes them)
 AUDIO_INPUT = "audio"  # chat reads audio
+TOKENIZE = "tokenize"  # text to the model's token ids and back
 _MEDIA_CAPABILITY = {"image": VISION, "audio": AUDIO_INPUT}  # what a projector reads -> what chat can do
 
 
@@ -41,7 +42,7 @@ def _rule(default: set[str], embeddings: set[str] | None = None, rerank: set[str
 # The built-in backends; a plugin declares its own when it registers.
 TABLE: dict[str, CapabilityRule] = {
     # A llama.cpp context made for embeddings pools its output; it is not used for generation.
-    "llama-cpp": _rule({CHAT, COMPLETION, EDIT}, embeddings={EMBEDDINGS}, grammars=True),
+    "llama-cpp": _rule({CHAT, COMPLETION, EDIT, TOKENIZE}, embeddings={EMBEDDINGS, TOKENIZE}, grammars=True),
     "sentence-transformers": _rule({EMBEDDINGS}, rerank={RERANK}),
     "whisper": _rule({TRANSCRIPTION}),
     "faster-whisper": _rule({TRANSCRIPTION}),

@@ -44,7 +44,7 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
                 "additionalProperties": True,
                 "properties": {
                     "model": {"type": "string", "minLength": 1},
-                    **sampling_schemas(),
+                    **sampling_schemas(removed_off_only=True),
                     "max_tokens": MAX_TOKENS_SCHEMA,
                 },
             },

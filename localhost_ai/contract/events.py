@@ -46,6 +46,33 @@ class Finish:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    token: str  # its text; a piece of a UTF-8 character is written as \\x escapes
+    bytes: list[int]
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    bytes: list[int]
+    logprob: float | None  # None: the prompt's first token, which nothing predicts
+    offset: int  # where its text starts in the choice's text (the echoed prompt's included)
+    top: list[Alternative] = field(default_factory=list)  # the most likely at its place, most likely first
+
+
+@dataclass(frozen=True)
+class Logprobs:
+    """Log-probabilities of a choice's tokens, in order.  They come before the text that
+    holds those tokens; a token held back (a stop word may begin with it) comes with the
+    text that releases it, and one that only made up the stop word never comes."""
+
+    KIND: ClassVar[str] = "logprobs"
+    index: int
+    tokens: list[TokenLogprob]
+
+
+@dataclass(frozen=True)
 class Usage:
     KIND: ClassVar[str] = "usage"
     prompt_tokens: int
@@ -69,6 +96,16 @@ class Scores:
     KIND: ClassVar[str] = "scores"
     scores: list[float]
     prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A tokenization: the ids, each one's bytes when asked; or a detokenization's text."""
+
+    KIND: ClassVar[str] = "tokens"
+    tokens: list[int]
+    pieces: list[list[int]] | None = None
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,8 +153,8 @@ class Audio:
     format: str = "pcm"
 
 
-Event = Union[TextDelta, ToolCallStart, ToolArgumentsDelta, Finish, Usage, Embeddings, Scores, Transcription, Images,
-              Audio]
+Event = Union[TextDelta, ToolCallStart, ToolArgumentsDelta, Finish, Logprobs, Usage, Embeddings, Scores, Tokens,
+              Transcription, Images, Audio]
 _BY_KIND: dict[str, Any] = {cls.KIND: cls for cls in Event.__args__}  # type: ignore[attr-defined]
 
 

@@ -91,12 +91,36 @@ class Sampling:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
+    typical_p: float | None = None
+    mirostat: int | None = None
+    mirostat_tau: float | None = None
+    mirostat_eta: float | None = None
+    top_n_sigma: float | None = None
+    xtc_probability: float | None = None
+    xtc_threshold: float | None = None
+    dry_multiplier: float | None = None
+    dry_base: float | None = None
+    dry_allowed_length: int | None = None
+    dry_penalty_last_n: int | None = None
+    dry_sequence_breakers: tuple[str, ...] | None = None
+    # (token id, a bias added to its logit); -100 bans the token.  Per request only.
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
     def resolve(self, config: ModelConfig) -> dict[str, Any]:
         """Each value from the request, else the model's YAML `parameters`, else the default."""
         own = {key: getattr(self, key) for key in SAMPLING_KEYS}
         yaml = config.parameters
         return {key: own[key] if own[key] is not None else yaml.get(key, SAMPLING_DEFAULTS[key]) for key in SAMPLING_KEYS}
+
+
+@dataclass(frozen=True)
+class Logprobs:
+    """What a request asks of log-probabilities: each generated token's own, and this many
+    of the most likely alternatives at its place (0 to 20)."""
+
+    top: int = 0
+    prompt: bool = False  # the prompt's tokens too (a completion's `echo`)
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,7 @@ class Generation:
     # max_tokens is a ceiling (Anthropic's and the Responses API's): cut to what the context
     # has room for, rather than refused when the prompt leaves less.
     fit_max_tokens: bool = False
+    logprobs: Logprobs | None = None  # None: none reported
 
 
 @dataclass(frozen=True)
@@ -135,9 +160,10 @@ class ChatRequest:
 @dataclass(frozen=True)
 class CompletionRequest:
     OP: ClassVar[str] = "completion"
-    prompts: tuple[str, ...]
+    prompts: tuple[str | tuple[int, ...], ...]  # texts, or token ids read as they are
     generation: Generation = field(default_factory=Generation)
     echo: bool = False
+    listed: bool = False  # the request gave its prompts as a list: errors name `prompt[i]`
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from localhost_ai.contract.events import Event, Finish, FinishReason, TextDelta, ToolArgumentsDelta, ToolCallStart, Usage
+from localhost_ai.contract.events import (
+    Event,
+    Finish,
+    FinishReason,
+    Logprobs,
+    TextDelta,
+    TokenLogprob,
+    ToolArgumentsDelta,
+    ToolCallStart,
+    Usage,
+)
 
 
 @dataclass
@@ -21,6 +31,7 @@ class GenerationResult:
     calls: dict[int, list[CallResult]] = field(default_factory=dict)
     usage: Usage = field(default_factory=lambda: Usage(0, 0))
     stops: dict[int, str] = field(default_factory=dict)  # the stop word that ended a choice
+    logprobs: dict[int, list[TokenLogprob]] = field(default_factory=dict)
 
     def take(self, event: Event) -> None:
         if isinstance(event, TextDelta):
@@ -34,6 +45,8 @@ class GenerationResult:
             self.calls.setdefault(event.index, []).append(CallResult(event.id, event.name))
         elif isinstance(event, ToolArgumentsDelta):
             self.calls[event.index][event.call].arguments += event.text
+        elif isinstance(event, Logprobs):
+            self.logprobs.setdefault(event.index, []).extend(event.tokens)
         elif isinstance(event, Usage):
             self.usage = event
 

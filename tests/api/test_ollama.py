@@ -133,6 +133,29 @@ def test_a_tool_round_trip(server):
     assert (messages[2]["tool_call_id"], messages[3]["tool_call_id"]) == (ids["get_time"], ids["get_weather"])
 
 
+def test_logprobs_and_samplers_through_the_ollama_client(server):
+    asked = {"logprobs": True, "top_logprobs": 2, "options": {"seed": 5, "num_predict": 6}}
+    whole = client(server).chat(model="gemma", messages=QUESTION, stream=False, **asked)
+    assert whole.logprobs and all(len(entry.top_logprobs) == 2 for entry in whole.logprobs)
+    assert "".join(entry.token for entry in whole.logprobs).strip() == whole.message.content.strip()
+    openai = server.client().chat.completions.create(model="gemma", messages=QUESTION, seed=5, max_tokens=6,
+                                                     logprobs=True, top_logprobs=2)
+    assert [(e.token, e.logprob) for e in whole.logprobs] == \
+        [(e.token, e.logprob) for e in openai.choices[0].logprobs.content]
+    parts = list(client(server).chat(model="gemma", messages=QUESTION, stream=True, **asked))
+    assert [e.logprob for p in parts for e in p.logprobs or []] == [e.logprob for e in whole.logprobs]
+    raw = client(server).generate(model="gemma", prompt="The capital of France is", raw=True, stream=False,
+                                  **asked)
+    assert "".join(entry.token for entry in raw.logprobs) == raw.response
+    # Ollama's samplers act: Mirostat aiming at no surprise is greedy whatever the seed.
+    greedy = client(server).generate(model="gemma", prompt="Once upon a time", raw=True,
+                                     options={"temperature": 0, "num_predict": 8}).response
+    for seed in (1, 2):
+        options = {"temperature": 0.9, "seed": seed, "mirostat": 2, "mirostat_tau": 0.01, "num_predict": 8}
+        assert client(server).generate(model="gemma", prompt="Once upon a time", raw=True,
+                                       options=options).response == greedy
+
+
 def test_generate_streamed_plain_and_raw(server):
     whole = client(server).generate(model="gemma", prompt="What is the capital of France?", stream=False)
     assert "Paris" in whole.response and whole.done_reason == "stop"
@@ -216,7 +239,8 @@ def test_copy_and_create(server):
     ("/api/chat", {"model": "nope", "messages": QUESTION}, 404, "nope"),
     ("/api/chat", {"model": "gemma", "messages": "hello"}, 400, "messages"),
     ("/api/chat", {"model": "gemma", "messages": QUESTION, "think": True}, 400, "think"),
-    ("/api/chat", {"model": "gemma", "messages": QUESTION, "options": {"mirostat": 2}}, 400, "options.mirostat"),
+    ("/api/chat", {"model": "gemma", "messages": QUESTION, "options": {"tfs_z": 0.95}}, 400, "options.tfs_z"),
+    ("/api/chat", {"model": "gemma", "messages": QUESTION, "options": {"mirostat": 3}}, 400, "options.mirostat"),
     ("/api/chat", {"model": "gemma", "messages": QUESTION, "options": {"num_ctx": 100000}}, 400, "options.num_ctx"),
     ("/api/chat", {"model": "gemma", "messages": [{"role": "user", "content": "x", "images": ["AAAA"]}]}, 400,
      "messages[0].images[0]"),

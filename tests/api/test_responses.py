@@ -69,6 +69,27 @@ def test_json_schema_output_validates(server):
     assert answer.text.format.type == "json_schema"
 
 
+def test_logprobs_of_the_output_text(server):
+    body = {"input": QUESTION, "temperature": 0, "seed": 3, "max_output_tokens": 8, "top_logprobs": 2,
+            "include": ["message.output_text.logprobs"]}
+    part = create(server, **body)["output"][0]["content"][0]
+    assert part["logprobs"] and all(len(entry["top_logprobs"]) == 2 for entry in part["logprobs"])
+    assert "".join(entry["token"] for entry in part["logprobs"]).strip() == part["text"].strip()
+    # The same tokens as on the chat route, and streamed with each delta.
+    chat = server.post("/v1/chat/completions", json={
+        "model": "gemma", "messages": [{"role": "user", "content": QUESTION}], "temperature": 0, "seed": 3,
+        "max_tokens": 8, "logprobs": True, "top_logprobs": 2}).json()
+    assert chat["choices"][0]["logprobs"]["content"] == part["logprobs"]
+    streamed = events(server, **body)
+    deltas = [entry for e in streamed if e["type"] == "response.output_text.delta" for entry in e["logprobs"]]
+    assert [(d["token"], d["logprob"]) for d in deltas] == [(p["token"], p["logprob"]) for p in part["logprobs"]]
+    done = next(e for e in streamed if e["type"] == "response.completed")["response"]
+    assert done["output"][0]["content"][0]["logprobs"] == part["logprobs"] and done["top_logprobs"] == 2
+    # top_logprobs alone asks for them too (0: the tokens' own only).
+    alone = create(server, input=QUESTION, max_output_tokens=3, top_logprobs=0)["output"][0]["content"][0]
+    assert alone["logprobs"] and all(entry["top_logprobs"] == [] for entry in alone["logprobs"])
+
+
 def test_max_output_tokens_is_a_ceiling(server):
     raw = create(server, input=QUESTION, instructions="Answer in one word.", max_output_tokens=100_000)
     assert raw["status"] == "completed" and "Paris" in raw["output"][0]["content"][0]["text"]
@@ -198,7 +219,8 @@ def test_an_agent_with_one_function_tool_runs_to_completion(server):
 @pytest.mark.parametrize("body, param", [
     ({"input": QUESTION, "tools": [{"type": "web_search"}]}, "tools[0].type"),
     ({"input": QUESTION, "background": True}, "background"),
-    ({"input": QUESTION, "include": ["message.output_text.logprobs"]}, "include"),
+    ({"input": QUESTION, "include": ["reasoning.encrypted_content"]}, "include"),
+    ({"input": QUESTION, "top_logprobs": 21}, "top_logprobs"),
     ({"input": QUESTION, "reasoning": {"summary": "auto"}}, "reasoning.summary"),
     ({"input": QUESTION, "truncation": "auto"}, "truncation"),
     ({"input": [{"type": "reasoning", "summary": []}]}, "input[0].type"),

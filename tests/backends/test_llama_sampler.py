@@ -9,14 +9,14 @@ import pytest
 
 from localhost_ai.backends.llama_sampler import GrammarError, Sampler
 from localhost_ai.backends.llama_tools import response_format_grammar
+from localhost_ai.config.sampling import SAMPLING_DEFAULTS
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "kind": {"enum": ["capital", "port"]},
                                            "sights": {"type": "array", "items": {"type": "string"}, "maxItems": 2}},
           "required": ["city", "kind", "sights"]}
-GREEDY = dict(temperature=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0, frequency_penalty=0.0,
-              presence_penalty=0.0)
+GREEDY = {**SAMPLING_DEFAULTS, "temperature": 0.0}
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,19 @@ from localhost_ai.contract import WireError, event_from_wire, event_to_wire, req
 from localhost_ai.contract import events as ev
 from localhost_ai.contract.embed import EmbedRequest
 from localhost_ai.contract.generate import (
-    AudioPart, ChatRequest, CompletionRequest, EditRequest, Generation, ImagePart, Message, ResponseFormat, Sampling,
-    TextPart, Tool, ToolCall,
+    AudioPart, ChatRequest, CompletionRequest, EditRequest, Generation, ImagePart, Logprobs, Message, ResponseFormat,
+    Sampling, TextPart, Tool, ToolCall,
 )
 from localhost_ai.contract.image import ImageRequest
 from localhost_ai.contract.rerank import RerankRequest
 from localhost_ai.contract.speech import SpeechRequest
+from localhost_ai.contract.tokenize import DetokenizeRequest, TokenizeRequest
 from localhost_ai.contract.transcribe import TranscribeRequest
 from localhost_ai.runtime.protocol import HEADER, decode, encode
 
-GENERATION = Generation(Sampling(temperature=0.2, seed=7), max_tokens=9, stop=("x",), n=2)
+GENERATION = Generation(Sampling(temperature=0.2, seed=7, mirostat=2, dry_sequence_breakers=("\n", ":"),
+                                 logit_bias=((5, -100.0), (7, 2.5))),
+                        max_tokens=9, stop=("x",), n=2, logprobs=Logprobs(top=3, prompt=True))
 REQUESTS = [
     ChatRequest(messages=(
         Message("system", (TextPart("be brief"),)),
@@ -31,6 +34,9 @@ REQUESTS = [
         tool_choice="required", forced_tool="f", parallel_tool_calls=False,
         response_format=ResponseFormat("json_schema", {"type": "object"}, "answer")),
     CompletionRequest(prompts=("a", "b"), generation=GENERATION, echo=True),
+    CompletionRequest(prompts=((2, 818, 5279), "text"), listed=True),
+    TokenizeRequest(content="hé <b>", add_special=True, with_pieces=True),
+    DetokenizeRequest(tokens=(2, 818)),
     EditRequest(instruction="fix", input="teh"),
     EmbedRequest(inputs=("text", [1, 2, 3]), dimensions=8, truncate=False),
     RerankRequest(query="q", documents=("a", "b")),
@@ -44,6 +50,10 @@ EVENTS = [
     ev.Embeddings(b"\0" * 16, 2, 2, 5), ev.Scores([0.5, -1.0], 7),
     ev.Transcription("transcribe", "hi", "en", 1.5, [ev.Segment(0, 0, 0.0, 1.5, "hi", [1, 2], 0.0, -0.2, 1.1, 0.01)]),
     ev.Images([b"png1", b"png2"], 42), ev.Audio(b"\0\0" * 8, 22050),
+    ev.Logprobs(0, [ev.TokenLogprob("<bos>", [60], None, 0),
+                    ev.TokenLogprob(" é", [32, 195, 169], -0.25, 5, [ev.Alternative(" é", [32, 195, 169], -0.25),
+                                                                     ev.Alternative("\\xe2", [226], -3.5)])]),
+    ev.Tokens([2, 818], [[], [84, 104, 101]]), ev.Tokens([2], text="<bos>"),
 ]
 
 
