@@ -43,7 +43,8 @@ class Sequence:
     """One generation: the prompt's tokens in, sampled tokens out on `output` as
     ("token", (id, its Scored or None)), then ("end", "stop" | "length") or ("error", exception).
     With `score_prompt`, each prompt token after the first is scored first, as
-    ("prompt", [Scored, ...]) for each chunk read.  A budget of 0 reads the prompt only.
+    ("prompt", [Scored, ...]) for each chunk read, and an end-of-generation token comes
+    as ("eog", (id, Scored)) before the end.  A budget of 0 reads the prompt only.
     `tokens` are token ids, and for media (key, i) for its i-th cell; `media` maps the
     index where each media run starts to its Media.  A prompt ends with a text token."""
 
@@ -390,6 +391,8 @@ class Engine:
                 self._finish(sequence, exc)
                 continue
             if self.lib.llama_vocab_is_eog(vocab, token):
+                if sequence.score_prompt:  # a scorer counts every position, the end's too
+                    sequence.output.put(("eog", (token, sequence.sampler.last)))
                 self._finish(sequence, "stop")
                 continue
             sequence.generated += 1

@@ -1,6 +1,7 @@
 """A sequence's log-probabilities as the contract's Logprobs events, released in step with
 its text: a token whose text the stop-word matcher holds back is reported when that text
-is sent, and one whose text only made up the stop word is never reported."""
+is sent, and one whose text only made up the stop word is never reported, unless every
+token is (`everything`: a prompt being scored, where a scorer counts positions)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ class Report:
     """One choice's tokens in order.  `piece(id)` is a token's bytes as logprobs show it;
     `offset`: characters of the choice's text before the first generated token (the echo)."""
 
-    def __init__(self, index: int, piece: Callable[[int], bytes], offset: int = 0) -> None:
+    def __init__(self, index: int, piece: Callable[[int], bytes], offset: int = 0, everything: bool = False) -> None:
         self.index = index
+        self.everything = everything
         self.piece = piece
         self.offset = offset
         self.decoded = 0  # characters the generated tokens have decoded to
@@ -63,7 +65,7 @@ class Report:
         while self.held:
             entry, start = self.held[0]
             end = self.held[1][1] if len(self.held) > 1 else self.decoded
-            if end <= self.released or final or (stopped and start < self.released):
+            if end <= self.released or final or (stopped and (start < self.released or self.everything)):
                 out.append(self.held.popleft()[0])
             else:
                 break

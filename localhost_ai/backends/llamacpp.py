@@ -19,8 +19,8 @@ from localhost_ai.backends.textgen import TextGeneration
 from localhost_ai.backends.tool_prompt import ToolUse
 from localhost_ai.config import option
 from localhost_ai.contract.embed import EmbedRequest
-from localhost_ai.contract.events import Event, Finish, TextDelta, Tokens, Usage
-from localhost_ai.contract.tokenize import DetokenizeRequest, TokenizeRequest
+from localhost_ai.contract.events import Event, Finish, TextDelta, TokenizerInfo, Tokens, Usage
+from localhost_ai.contract.tokenize import DetokenizeRequest, TokenizeRequest, TokenizerInfoRequest
 from localhost_ai.contract.generate import ChatRequest, CompletionRequest, EditRequest, Generation, Part, ResponseFormat
 from localhost_ai.errors import BackendError, InvalidRequest
 
@@ -199,6 +199,17 @@ class LlamaCppBackend(Backend):
     def op_detokenize(self, request: DetokenizeRequest, cancel: CallControl) -> Iterator[Event]:
         self._check_ids(request.tokens, "tokens")
         yield Tokens(list(request.tokens), text=self._echo_text(list(request.tokens)))
+
+    def op_tokenizer_info(self, request: TokenizerInfoRequest, cancel: CallControl) -> Iterator[Event]:
+        vocab = self.llm._model.vocab
+        lib = self._llama_cpp
+
+        def text(token: int) -> str | None:
+            return self.piece(token).decode("utf-8", errors="replace") if token >= 0 else None
+
+        template = None if self.config.embeddings else self.text.chat_template
+        yield TokenizerInfo(text(lib.llama_vocab_bos(vocab)), text(lib.llama_vocab_eos(vocab)),
+                            text(lib.llama_vocab_pad(vocab)), template, self.n_ctx)
 
     def check_constraints(self, request: ChatRequest) -> None:
         llama_tools.check_request(request.tools, request.response_format)
@@ -414,7 +425,8 @@ class LlamaCppBackend(Backend):
         sampler = self._sampler(sampling, seed if seeded else random.getrandbits(31), grammar, generation)
         sequence = Sequence(prompt.tokens, sampler, budget, cancel, media=prompt.media,
                             reuse=not seeded and not score_prompt, score_prompt=score_prompt)
-        report = Report(index, self.piece, len(echo) if echo is not None else 0) if wanted is not None else None
+        report = Report(index, self.piece, len(echo) if echo is not None else 0, everything=score_prompt) \
+            if wanted is not None else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         matcher = StopMatcher(stops)
         produced = 0
@@ -433,6 +445,10 @@ class LlamaCppBackend(Backend):
                 kind, value = self._next(sequence)
                 if kind == "prompt":
                     scores.extend(value)
+                    continue
+                if kind == "eog":  # a prompt being scored: the end's position counts too
+                    if not sequence.stopped:
+                        report.add(*value, chars=0)
                     continue
                 if score_prompt and echo is not None:  # the prompt is read: its tokens, then its text
                     yield report.prompt(prompt.tokens, scores, self._echo_pieces(prompt.tokens, prompt.added_bos))
@@ -472,14 +488,15 @@ class LlamaCppBackend(Backend):
                 except BackendError:
                     pass
             sampler.close()
+        tail = ""
         if not matcher.stopped:
             tail = matcher.feed(decoder.decode(b"", final=True))
             tail += "" if matcher.stopped else matcher.flush()
-            if report is not None:
-                released = report.release(len(tail), matcher.stopped, final=not matcher.stopped)
-                if released is not None:
-                    yield released
-            tail = tail.lstrip() if lstrip else tail
-            if tail:
-                yield TextDelta(index, tail)
+        if report is not None:
+            released = report.release(len(tail), matcher.stopped, final=not matcher.stopped)
+            if released is not None:
+                yield released
+        tail = tail.lstrip() if lstrip else tail
+        if tail:
+            yield TextDelta(index, tail)
         return produced, finish, sequence.cached, matcher.matched

@@ -12,12 +12,12 @@ from localhost_ai.contract.generate import ChatRequest, CompletionRequest, EditR
 from localhost_ai.contract.image import ImageRequest
 from localhost_ai.contract.rerank import RerankRequest
 from localhost_ai.contract.speech import SpeechRequest
-from localhost_ai.contract.tokenize import DetokenizeRequest, TokenizeRequest
+from localhost_ai.contract.tokenize import DetokenizeRequest, TokenizeRequest, TokenizerInfoRequest
 from localhost_ai.contract.transcribe import TranscribeRequest
 from localhost_ai.contract.wire import WireError, dump, load
 
 Request = Union[ChatRequest, CompletionRequest, EditRequest, EmbedRequest, RerankRequest, TranscribeRequest,
-                SpeechRequest, ImageRequest, TokenizeRequest, DetokenizeRequest]
+                SpeechRequest, ImageRequest, TokenizeRequest, DetokenizeRequest, TokenizerInfoRequest]
 REQUESTS: dict[str, Any] = {cls.OP: cls for cls in Request.__args__}  # type: ignore[attr-defined]
 
 

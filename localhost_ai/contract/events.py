@@ -109,6 +109,16 @@ class Tokens:
 
 
 @dataclass(frozen=True)
+class TokenizerInfo:
+    KIND: ClassVar[str] = "tokenizer_info"
+    bos_token: str | None
+    eos_token: str | None
+    pad_token: str | None
+    chat_template: str | None
+    max_length: int  # the context a prompt has
+
+
+@dataclass(frozen=True)
 class Segment:
     """One stretch of a transcription, in the shape of OpenAI's verbose_json."""
 
@@ -154,7 +164,7 @@ class Audio:
 
 
 Event = Union[TextDelta, ToolCallStart, ToolArgumentsDelta, Finish, Logprobs, Usage, Embeddings, Scores, Tokens,
-              Transcription, Images, Audio]
+              TokenizerInfo, Transcription, Images, Audio]
 _BY_KIND: dict[str, Any] = {cls.KIND: cls for cls in Event.__args__}  # type: ignore[attr-defined]
 
 

@@ -19,3 +19,10 @@ class TokenizeRequest:
 class DetokenizeRequest:
     OP: ClassVar[str] = "detokenize"
     tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TokenizerInfoRequest:
+    """The model's special tokens and chat template, as vLLM's /tokenizer_info gives them."""
+
+    OP: ClassVar[str] = "tokenizer_info"

@@ -194,6 +194,23 @@ def test_echo_with_no_new_tokens_scores_the_prompt(gemma_server, all_rows):
     assert all(text[o:].startswith(t) for o, t in zip(logprobs["text_offset"][1:], logprobs["tokens"][1:]))
 
 
+def test_a_scored_prompt_reports_every_position_after_it(gemma_server):
+    """lm-eval reads `token_logprobs[ctxlen:-1]`: with echo, the one token decoded after the
+    prompt is always there, even when it ends the text or is a stop word."""
+    prompt = gemma_server.post("/tokenize", json={"content": PROMPT, "add_special": True}).json()["tokens"]
+    eos = {"1": 100}  # Gemma's <eos>, forced
+    body = {"model": "gemma", "prompt": prompt, "max_tokens": 1, "logprobs": 1, "temperature": 0}
+    scored = gemma_server.post("/v1/completions", json={**body, "echo": True, "logit_bias": eos}).json()["choices"][0]
+    assert scored["finish_reason"] == "stop" and len(scored["logprobs"]["tokens"]) == len(prompt) + 1
+    assert scored["logprobs"]["tokens"][-1] == "<eos>" and scored["text"] == "<bos>" + PROMPT
+    plain = gemma_server.post("/v1/completions", json={**body, "logit_bias": eos}).json()["choices"][0]
+    assert plain["text"] == "" and plain["logprobs"]["tokens"] == []  # the end is not text
+    word = gemma_server.post("/v1/completions", json={**body, "echo": True}).json()["choices"][0]
+    stopped = gemma_server.post("/v1/completions", json={
+        **body, "echo": True, "stop": [word["logprobs"]["tokens"][-1]]}).json()["choices"][0]
+    assert stopped["finish_reason"] == "stop" and stopped["logprobs"]["tokens"] == word["logprobs"]["tokens"]
+
+
 def test_tool_calls_come_with_their_tokens_logprobs(gemma_server):
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]

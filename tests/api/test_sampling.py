@@ -168,7 +168,7 @@ def test_tokenize_and_detokenize_round_trip(gemma_server):
     text = "Naïve llamas 🦙 say 日本語 <start_of_turn>"
     plain = gemma_server.post("/tokenize", json={"content": text}).json()["tokens"]
     assert all(isinstance(t, int) for t in plain)
-    assert gemma_server.post("/detokenize", json={"tokens": plain}).json() == {"content": text}
+    assert gemma_server.post("/detokenize", json={"tokens": plain}).json()["content"] == text
     special = gemma_server.post("/tokenize", json={"content": text, "add_special": True}).json()["tokens"]
     assert special == [2] + plain  # Gemma's BOS
     pieces = gemma_server.post("/tokenize", json={"content": text, "with_pieces": True}).json()["tokens"]
@@ -180,6 +180,16 @@ def test_tokenize_and_detokenize_round_trip(gemma_server):
     assert local == {"tokens": plain}
     bad = gemma_server.post("/detokenize", json={"tokens": [1, 300000]})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "tokens[1]"
+    # vLLM's shape, which lm-evaluation-harness tokenizes with: its BOS by default, `prompt` back.
+    vllm = gemma_server.post("/tokenize", json={"prompt": text}).json()
+    assert vllm == {"tokens": special, "count": len(special)}
+    assert gemma_server.post("/tokenize", json={"prompt": text, "add_special_tokens": False}).json()["tokens"] == plain
+    assert gemma_server.post("/detokenize", json={"tokens": plain}).json()["prompt"] == text
+    info = gemma_server.get("/tokenizer_info").json()
+    assert (info["bos_token"], info["eos_token"], info["model_max_length"]) == ("<bos>", "<eos>", 1024)
+    assert "Question:" in info["chat_template"]  # the model's YAML template
+    for body in ({}, {"prompt": "a", "content": "a"}):
+        assert gemma_server.post("/tokenize", json=body).json()["error"]["param"] == "content"
 
 
 # -- token-id prompts, stream_options, --require-model ---------------------------------------

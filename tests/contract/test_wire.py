@@ -17,7 +17,7 @@ from localhost_ai.contract.generate import (
 from localhost_ai.contract.image import ImageRequest
 from localhost_ai.contract.rerank import RerankRequest
 from localhost_ai.contract.speech import SpeechRequest
-from localhost_ai.contract.tokenize import DetokenizeRequest, TokenizeRequest
+from localhost_ai.contract.tokenize import DetokenizeRequest, TokenizeRequest, TokenizerInfoRequest
 from localhost_ai.contract.transcribe import TranscribeRequest
 from localhost_ai.runtime.protocol import HEADER, decode, encode
 
@@ -37,6 +37,7 @@ REQUESTS = [
     CompletionRequest(prompts=((2, 818, 5279), "text"), listed=True),
     TokenizeRequest(content="hé <b>", add_special=True, with_pieces=True),
     DetokenizeRequest(tokens=(2, 818)),
+    TokenizerInfoRequest(),
     EditRequest(instruction="fix", input="teh"),
     EmbedRequest(inputs=("text", [1, 2, 3]), dimensions=8, truncate=False),
     RerankRequest(query="q", documents=("a", "b")),
@@ -54,6 +55,7 @@ EVENTS = [
                     ev.TokenLogprob(" é", [32, 195, 169], -0.25, 5, [ev.Alternative(" é", [32, 195, 169], -0.25),
                                                                      ev.Alternative("\\xe2", [226], -3.5)])]),
     ev.Tokens([2, 818], [[], [84, 104, 101]]), ev.Tokens([2], text="<bos>"),
+    ev.TokenizerInfo("<bos>", "<eos>", None, "{{ messages }}", 2048),
 ]
 
 
