@@ -51,7 +51,7 @@ async def test_nesting_is_capped_before_anything_walks_the_body(aiohttp_client, 
     response = await client.post("/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
     error = (await response.json())["error"]
     assert response.status == 400 and "256 levels" in error["message"]
-    shallow = b'{"model": "fake", "messages": [{"role": "user", "content": "hi"}], "user": "x", "metadata": {"a": [[[1]]]}}'
+    shallow = b'{"model": "fake", "messages": [{"role": "user", "content": "hi"}], "user": "x", "vendor_extra": {"a": [[[1]]]}}'
     response = await client.post("/v1/chat/completions", data=shallow, headers={"Content-Type": "application/json"})
     assert response.status == 200
 
