@@ -238,8 +238,10 @@ def _chat_request(body: dict[str, Any], config: Any, default_context: int,
     by_message: dict[int, dict[int, Part]] = {}
     for (m, p), part in media.items():
         by_message.setdefault(m, {})[p] = part
+    wanted = logprobs_of(body)
+    limits.check_logprobs(body.get("n") or 1, wanted.top if wanted else None, config, default_context, "top_logprobs")
     call = ChatRequest(messages=tuple(_message(raw, by_message.get(m, {})) for m, raw in enumerate(body["messages"])),
-                       generation=generation(body, logprobs_of(body)),
+                       generation=generation(body, wanted),
                        tools=fields.tools, tool_choice=fields.tool_choice, forced_tool=fields.forced_tool,
                        parallel_tool_calls=fields.parallel, response_format=fields.response_format)
     return call, fields.legacy

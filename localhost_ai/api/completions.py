@@ -57,6 +57,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
         raise InvalidRequest("max_tokens 0 generates nothing: it scores the prompt, with echo: true and logprobs.",
                              param="max_tokens", code="invalid_value")
     wanted = Logprobs(top=body["logprobs"], prompt=echo) if body.get("logprobs") is not None else None
+    limits.check_logprobs(len(prompts) * (body.get("n") or 1), body.get("logprobs"), config,
+                          request.app[SETTINGS].context_size, "logprobs")
     call = CompletionRequest(prompts=prompts, generation=generation(body, wanted), echo=echo, listed=listed)
     response_id, stamp = new_id("cmpl"), created()
 

@@ -114,3 +114,23 @@ def check_fits(texts: Iterable[str], config: ModelConfig, default_context: int, 
                 f"This request's text is over {limit:,} characters, more than model '{config.name}' can read: its "
                 f"context is {context:,} tokens (context_size), and no token holds more than {CHARS_PER_TOKEN} "
                 "characters on average.", param=param, code="context_length_exceeded")
+
+
+# Log-probability entries (each token and each alternative) one answer may carry, at most:
+# they are built into JSON on the event loop.
+MAX_LOGPROB_ENTRIES = 1 << 20
+
+
+def check_logprobs(choices: int, top: int | None, config: ModelConfig, default_context: int, param: str) -> None:
+    """`choices` answers of up to the context's tokens each, every token with `top` alternatives."""
+    if top is None:
+        return
+    context = config.context_size or default_context
+    entries = choices * (top + 1) * context
+    if entries > MAX_LOGPROB_ENTRIES:
+        raise InvalidRequest(
+            f"{choices} choices x {top + 1} log-probabilities x model '{config.name}''s {context:,}-token context "
+            f"could be {entries:,} entries, more than this server builds into one answer "
+            f"({MAX_LOGPROB_ENTRIES:,}); ask for fewer alternatives, fewer choices or fewer prompts.",
+            param=param, code="too_many_logprobs")
+

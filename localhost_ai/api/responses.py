@@ -350,6 +350,7 @@ class Output:
         return events
 
     def call(self, call_id: str, name: str) -> list[dict[str, Any]]:
+        self.pending.take(0)  # a call's tokens: the Responses API has no place for their log-probabilities
         return self._add({"id": new_id("fc", "_"), "type": "function_call", "status": "in_progress", "call_id": call_id,
                           "name": name, "arguments": ""})
 

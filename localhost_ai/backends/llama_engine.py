@@ -28,6 +28,10 @@ from typing import Any, Hashable, Protocol
 
 log = logging.getLogger(__name__)
 
+# Prompt rows scored in one step: each row's logits take n_vocab floats (1 MiB for Gemma 3's
+# 262,144-token vocabulary) in llama.cpp's output buffer.
+SCORED_CHUNK = 64
+
 
 class Media(Protocol):
     """A prompt's image or audio: `n_tokens` cells, decoded by `decode` at KV position
@@ -314,7 +318,8 @@ class Engine:
         elif reading is not None:
             left = len(reading.tokens) - reading.position
             upto = min((start for start in reading.media if start > reading.position), default=len(reading.tokens))
-            prompt_tokens = min(upto - reading.position, self.chunk)
+            # A scored prompt takes logits for every row: fewer rows a step keep that buffer small.
+            prompt_tokens = min(upto - reading.position, SCORED_CHUNK if reading.score_prompt else self.chunk)
             start = reading.position
             for i in range(prompt_tokens):
                 last = i == prompt_tokens - 1 and prompt_tokens == left

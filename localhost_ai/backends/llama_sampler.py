@@ -25,9 +25,16 @@ MAX_TOP_LOGPROBS = 20
 # A bias of -100 (the lowest) bans its token, as OpenAI documents it: the logit becomes -inf.
 BAN = -100.0
 
+# The log-probability reported for a banned token (JSON has no -inf); OpenAI's own floor.
+LOGPROB_FLOOR = -9999.0
+
 
 class GrammarError(ValueError):
     """llama.cpp refused the grammar text."""
+
+
+class NothingAllowed(ValueError):
+    """The logit bias bans every token the grammar allows next."""
 
 
 Scored = tuple[float, list[int], list[float]]  # a token's log-probability; the top alternatives' ids and theirs
@@ -50,10 +57,12 @@ class Sampler:
         add = lambda sampler: llama_cpp.llama_sampler_chain_add(self.chain, sampler)  # noqa: E731
         seed = min(seed & 0xFFFFFFFF, 0xFFFFFFFE)  # 0xFFFFFFFF is llama.cpp's "pick a random seed"
         temperature = settings["temperature"]
+        # A window longer than the context looks at nothing more (and llama.cpp allocates it whole).
         window = settings["repeat_last_n"]
-        window = context if window < 0 else window
+        window = context if window < 0 else min(window, context)
         penalised = window > 0 and (settings["repeat_penalty"] != 1.0 or settings["frequency_penalty"] != 0
                                     or settings["presence_penalty"] != 0)
+        self.window = window if penalised else 0  # the prompt tokens the penalties and DRY look back on
         if penalised:
             add(llama_cpp.llama_sampler_init_penalties(n_vocab, window, settings["repeat_penalty"],
                                                        settings["frequency_penalty"], settings["presence_penalty"]))
@@ -61,7 +70,8 @@ class Sampler:
         if dry:
             breakers = [b.encode("utf-8") for b in settings["dry_sequence_breakers"]]
             array = (ctypes.c_char_p * max(1, len(breakers)))(*breakers)
-            last_n = context if settings["dry_penalty_last_n"] < 0 else settings["dry_penalty_last_n"]
+            last_n = context if settings["dry_penalty_last_n"] < 0 else min(settings["dry_penalty_last_n"], context)
+            self.window = max(self.window, last_n)
             add(llama_cpp.llama_sampler_init_dry(vocab, settings["dry_multiplier"], settings["dry_base"],
                                                  settings["dry_allowed_length"], last_n, array, len(breakers)))
         mirostat = settings["mirostat"]
@@ -107,7 +117,7 @@ class Sampler:
         self._needed = 1 if temperature <= 0 else (top_k if 0 < top_k <= SHORTLIST else None)
         if settings["presence_penalty"] < 0 or settings["frequency_penalty"] < 0 or settings["repeat_penalty"] < 1:
             self._needed = None  # penalties that raise logits could lift a token into the shortlist
-        if typical or xtc or sigma or mirostat:
+        if typical or xtc or sigma or mirostat or dry:  # these read the whole distribution, or move logits
             self._needed = None
         self._bias_ids = np.array([token for token, _ in logit_bias], dtype=np.int64)
         self._bias = np.array([-np.inf if bias <= BAN else bias for _, bias in logit_bias], dtype=np.float32)
@@ -128,6 +138,16 @@ class Sampler:
         lib = self._lib
         data = cells.ctypes.data_as(ctypes.POINTER(lib.llama_token_data))
         return lib.llama_token_data_array(data=data, size=len(cells), selected=-1, sorted=False)
+
+    def prime(self, tokens: list[Any]) -> None:
+        """The prompt's last tokens into the penalties' and DRY's window (not the grammar's),
+        as llama.cpp's server does: a repeat of the prompt counts as a repeat.  Media cells
+        (not token ids) are left out."""
+        if self.window <= 0:
+            return
+        for token in tokens[-self.window:]:
+            if isinstance(token, int):
+                self._lib.llama_sampler_accept(self.chain, token)
 
     def logits(self, ctx: Any, index: int) -> np.ndarray:
         """Batch row `index`'s logits, with the logit bias added (a view of llama.cpp's
@@ -154,8 +174,8 @@ class Sampler:
             best = np.argpartition(logits, -top)[-top:]
             best = best[np.argsort(-logits[best], kind="stable")]
             ids = best.tolist()
-            values = (logits[best].astype(np.float64) - norm).tolist()
-        return float(logits[token]) - norm, ids, values
+            values = [max(value, LOGPROB_FLOOR) for value in (logits[best].astype(np.float64) - norm).tolist()]
+        return max(float(logits[token]) - norm, LOGPROB_FLOOR), ids, values
 
     def sample(self, ctx: Any, index: int = -1) -> int:
         """Pick the next token from the logits of batch row `index` and accept it."""
@@ -167,6 +187,10 @@ class Sampler:
             token = self._pick_from_shortlist(logits)
             if token is None:
                 token = self._pick(logits, constrained=True)
+            # With every allowed token banned, the pick is one the grammar refuses, and
+            # accepting it would abort llama.cpp.
+            if not np.isfinite(logits[token]) or not self._allowed(token, logits):
+                raise NothingAllowed("the logit bias bans every token the grammar allows next")
         if self.grammar is not None:
             lib.llama_sampler_accept(self.grammar, token)
         lib.llama_sampler_accept(self.chain, token)

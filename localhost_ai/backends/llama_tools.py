@@ -53,8 +53,14 @@ def _unenforceable(schema: Any, path: str) -> Iterator[str]:
         except (TypeError, ValueError, OverflowError):
             yield f"bounds that are not numbers at {path}"
         else:
-            if low is not None and high is not None and low > high:
-                yield f"bounds no integer meets at {path}"
+            low = -MAX_INTEGER if low is None else low
+            high = MAX_INTEGER if high is None else high
+            if max(low, -MAX_INTEGER) > min(high, MAX_INTEGER):
+                yield f"bounds no integer of at most 16 digits meets at {path}"
+            listed = schema["enum"] if isinstance(schema.get("enum"), list) else \
+                [schema["const"]] if "const" in schema else []
+            if any(not isinstance(v, (int, float)) or isinstance(v, bool) or not low <= v <= high for v in listed):
+                yield f"'enum' or 'const' values outside its bounds at {path}"
     ref = schema.get("$ref")
     if isinstance(ref, str) and not ref.startswith("#"):
         yield f"the non-local $ref '{ref}' at {path}"
@@ -140,9 +146,10 @@ def _naturals(low: int, high: int) -> list[str]:
 
 
 def integer_grammar(low: int | None, high: int | None) -> str:
-    """A GBNF body for the integers from `low` to `high` (None: up to 16 digits that way)."""
-    low = -MAX_INTEGER if low is None else low
-    high = max(MAX_INTEGER, low) if high is None else high
+    """A GBNF body for the integers from `low` to `high`, within 16 digits either way (None:
+    as far as that)."""
+    low = -MAX_INTEGER if low is None else max(low, -MAX_INTEGER)
+    high = MAX_INTEGER if high is None else min(high, MAX_INTEGER)
     alternatives = []
     if high >= 0:  # the integers at or above zero
         alternatives += _naturals(max(low, 0), high)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import ctypes
 import logging
 import queue
 import random
@@ -349,8 +350,19 @@ class LlamaCppBackend(Backend):
         """A token's bytes as log-probabilities and /tokenize show it (control tokens as their text)."""
         piece = self._pieces.get(token)
         if piece is None:
-            piece = self._pieces[token] = self.llm.detokenize([token], special=True)
+            piece = self._pieces[token] = self.token_bytes(token, special=True)
         return piece
+
+    def token_bytes(self, token: int, special: bool) -> bytes:
+        """A token's bytes, however long (llama-cpp-python's detokenize cuts them at 32)."""
+        lib = self._llama_cpp
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = lib.llama_token_to_piece(self.llm._model.vocab, token, buffer, size, 0, special)
+            if n >= 0:
+                return buffer.raw[:n]
+            size = -n
 
     def _echo_pieces(self, tokens: list[int], added_bos: bool) -> list[bytes]:
         """Each prompt token's bytes as the echoed text spells it: the BOS this server put in
@@ -417,12 +429,14 @@ class LlamaCppBackend(Backend):
         batches can still shift them, so repeats are likely, not certain.  `echo`: the prompt's
         text, sent first (after its tokens' log-probabilities, when the prompt is scored)."""
         from localhost_ai.backends.llama_engine import Sequence
+        from localhost_ai.backends.llama_sampler import NothingAllowed
 
         seed = sampling["seed"]
         seeded = seed is not None and seed >= 0
         wanted = generation.logprobs
         score_prompt = wanted is not None and wanted.prompt and echo is not None
         sampler = self._sampler(sampling, seed if seeded else random.getrandbits(31), grammar, generation)
+        sampler.prime(prompt.tokens)
         sequence = Sequence(prompt.tokens, sampler, budget, cancel, media=prompt.media,
                             reuse=not seeded and not score_prompt, score_prompt=score_prompt)
         report = Report(index, self.piece, len(echo) if echo is not None else 0, everything=score_prompt) \
@@ -450,8 +464,9 @@ class LlamaCppBackend(Backend):
                     if not sequence.stopped:
                         report.add(*value, chars=0)
                     continue
-                if score_prompt and echo is not None:  # the prompt is read: its tokens, then its text
-                    yield report.prompt(prompt.tokens, scores, self._echo_pieces(prompt.tokens, prompt.added_bos))
+                if score_prompt and echo is not None and kind != "error":  # the prompt is read: its tokens, then its text
+                    if len(scores) == len(prompt.tokens) - 1:  # (a cancelled read has no scores to give)
+                        yield report.prompt(prompt.tokens, scores, self._echo_pieces(prompt.tokens, prompt.added_bos))
                     yield TextDelta(index, echo)
                     echo = None
                 ended = kind in ("end", "error")
@@ -459,12 +474,15 @@ class LlamaCppBackend(Backend):
                     finish = "stop" if matcher.stopped or value == "stop" else value
                     break
                 if kind == "error":
+                    if isinstance(value, NothingAllowed):
+                        raise InvalidRequest(f"Model '{self.config.name}': {value}.", param="logit_bias",
+                                             code="invalid_value")
                     raise BackendError(f"Model '{self.config.name}': decoding failed: {value}")
                 if sequence.stopped:
                     continue  # tokens decoded before the engine saw the stop
                 token, scored = value
                 produced += 1
-                piece = self.llm.detokenize([token])  # each token's bytes; the decoder joins them
+                piece = self.token_bytes(token, special=False)  # each token's bytes; the decoder joins them
                 decoded = decoder.decode(piece)
                 text = matcher.feed(decoded)
                 if report is not None:

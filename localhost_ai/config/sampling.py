@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+INT32_MAX = 2**31 - 1  # llama.cpp reads these counts as int32
+
 # name -> (JSON Schema of its value, default when neither the request nor the YAML sets it).
 # The defaults are llama.cpp's own.
 SAMPLING: dict[str, tuple[dict[str, Any], Any]] = {
     "temperature": ({"type": "number", "minimum": 0, "maximum": 2}, 0.8),
     "top_p": ({"type": "number", "minimum": 0, "maximum": 1}, 0.95),
-    "top_k": ({"type": "integer", "minimum": 0}, 40),
+    "top_k": ({"type": "integer", "minimum": 0, "maximum": INT32_MAX}, 40),
     "min_p": ({"type": "number", "minimum": 0, "maximum": 1}, 0.05),
     "seed": ({"type": "integer"}, -1),
     "presence_penalty": ({"type": "number", "minimum": -2, "maximum": 2}, 0.0),
     "frequency_penalty": ({"type": "number", "minimum": -2, "maximum": 2}, 0.0),
     "repeat_penalty": ({"type": "number", "minimum": 0}, 1.0),
     # How many recent tokens the three penalties look at; 0 turns them off, -1 is the context.
-    "repeat_last_n": ({"type": "integer", "minimum": -1}, 64),
+    "repeat_last_n": ({"type": "integer", "minimum": -1, "maximum": INT32_MAX}, 64),
     "typical_p": ({"type": "number", "minimum": 0, "maximum": 1}, 1.0),
     # Mirostat (1, or 2 for Mirostat 2.0) replaces top-k, top-p, min-p, typical-p and XTC.
     "mirostat": ({"type": "integer", "minimum": 0, "maximum": 2}, 0),
@@ -28,8 +30,8 @@ SAMPLING: dict[str, tuple[dict[str, Any], Any]] = {
     "xtc_threshold": ({"type": "number", "minimum": 0, "maximum": 1}, 0.1),
     "dry_multiplier": ({"type": "number", "minimum": 0}, 0.0),
     "dry_base": ({"type": "number", "minimum": 1}, 1.75),
-    "dry_allowed_length": ({"type": "integer", "minimum": 0}, 2),
-    "dry_penalty_last_n": ({"type": "integer", "minimum": -1}, -1),
+    "dry_allowed_length": ({"type": "integer", "minimum": 0, "maximum": INT32_MAX}, 2),
+    "dry_penalty_last_n": ({"type": "integer", "minimum": -1, "maximum": INT32_MAX}, -1),
     "dry_sequence_breakers": ({"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 40},
                                "maxItems": 16}, ("\n", ":", "\"", "*")),
 }

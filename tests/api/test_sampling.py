@@ -241,3 +241,50 @@ def test_require_model(make_server, models_dir):
         assert response.status_code == 400
         assert response.json()["error"]["param"] == "model" and "model" in response.json()["error"]["message"]
         assert server.post(path, json={**body, "model": "gemma", "max_tokens": 2}).status_code == 200
+
+
+# -- what a second reading found -------------------------------------------------------------
+
+ELLIPSES = "\u2026" * 16  # one Gemma token of 48 bytes (llama-cpp-python's detokenize cuts at 32)
+
+
+def test_long_tokens_keep_all_their_bytes(gemma_server):
+    tokens = gemma_server.post("/tokenize", json={"content": ELLIPSES, "with_pieces": True}).json()["tokens"]
+    assert [t["piece"] for t in tokens] == [ELLIPSES]
+    assert gemma_server.post("/detokenize", json={"tokens": [tokens[0]["id"]]}).json()["content"] == ELLIPSES
+    forced = {str(tokens[0]["id"]): 100}
+    assert complete(gemma_server, max_tokens=1, logit_bias=forced, temperature=0) == ELLIPSES
+
+
+def test_a_bias_that_leaves_the_grammar_nothing_is_a_400(gemma_server):
+    ends = {str(t): -100 for t in (1, 106, 212)}  # every end-of-generation token Gemma has
+    schema = {"type": "object", "properties": {}, "additionalProperties": False}
+    response = gemma_server.post("/v1/chat/completions", json={
+        "model": "gemma", "messages": [{"role": "user", "content": "{}"}], "temperature": 0, "max_tokens": 20,
+        "logit_bias": ends, "response_format": {"type": "json_schema", "json_schema": {"name": "e", "schema": schema}}})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "logit_bias"
+    assert complete(gemma_server, max_tokens=2, temperature=0)  # the model goes on serving
+
+
+def test_edges_of_the_sampling_values(gemma_server):
+    # A window far beyond the context is the context, not an allocation of its size.
+    assert complete(gemma_server, COUNTING, temperature=0, max_tokens=8, repeat_penalty=1.5,
+                    repeat_last_n=2**31 - 1, dry_multiplier=1.0, dry_penalty_last_n=2**31 - 1)
+    # A banned token's log-probability is a number JSON can carry.
+    prompt = gemma_server.post("/tokenize", json={"content": PROMPT, "add_special": True}).json()["tokens"]
+    reply = gemma_server.post("/v1/completions", json={
+        "model": "gemma", "prompt": prompt, "echo": True, "logprobs": 0, "max_tokens": 0,
+        "logit_bias": {str(prompt[2]): -100}})
+    assert reply.status_code == 200 and "Infinity" not in reply.text
+    assert reply.json()["choices"][0]["logprobs"]["token_logprobs"][2] == -9999.0
+    # Too many log-probabilities for one answer.
+    many = gemma_server.post("/v1/completions", json={"model": "gemma", "prompt": [PROMPT] * 8, "n": 8,
+                                                       "logprobs": 20})
+    assert many.status_code == 400 and many.json()["error"]["code"] == "too_many_logprobs"
+    # Integer bounds with an enum that breaks them, and bounds beyond 16 digits.
+    for bounds, status in (({"enum": [1, 10], "maximum": 7}, 400), ({"minimum": -1e300, "maximum": 1e300}, 200)):
+        schema = {"type": "object", "properties": {"n": {"type": "integer", **bounds}}, "required": ["n"]}
+        response = gemma_server.post("/v1/chat/completions", json={
+            "model": "gemma", "messages": [{"role": "user", "content": "A number as JSON."}], "max_tokens": 30,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}})
+        assert response.status_code == status, response.text
