@@ -157,7 +157,11 @@ def test_pcm_is_raw_16_bit_mono_at_the_voice_rate(speech_server):
     assert 1.0 < seconds < 6.0
     slower = speech_server.post("/v1/audio/speech", json={"model": "joe", "input": SENTENCES[1],
                                                           "response_format": "pcm", "speed": 0.5})
-    assert len(slower.content) / 2 / 22050 > 1.6 * seconds  # half the speed, about twice as long
+    # Half the speed: markedly longer, though not twice.  Piper draws phoneme durations with
+    # noise (noise_w) and the silence after a sentence does not stretch: the voiced part alone
+    # came out 1.63 to 1.87 times as long over 12 draws of this sentence, and 1.59 once with
+    # the silence (a failure of the earlier bound of 1.6).
+    assert len(slower.content) / 2 / 22050 > 1.4 * seconds
 
 
 def test_localai_tts_answers_wav(speech_server):
