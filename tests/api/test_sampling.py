@@ -87,6 +87,9 @@ def test_each_sampler_changes_sampling_as_it_should(gemma_server):
         mirostat = {complete(gemma_server, STORY, seed=seed, mirostat=version, mirostat_tau=0.01, **warm)
                     for seed in (1, 2, 3)}
         assert mirostat == {greedy}
+    # Top-n-sigma this narrow keeps only the best logit (over a few tokens, before any near tie).
+    narrow = {complete(gemma_server, STORY, seed=seed, max_tokens=3, top_n_sigma=0.001, **warm) for seed in (1, 2, 3)}
+    assert narrow == {complete(gemma_server, STORY, temperature=0, max_tokens=3)}
     # XTC with certainty removes the likeliest tokens above its threshold, even when greedy.
     assert complete(gemma_server, STORY, temperature=0, seed=1, xtc_probability=1, xtc_threshold=0.05) != greedy
     # Seeded sampling with them repeats.
