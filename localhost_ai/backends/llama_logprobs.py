@@ -11,7 +11,8 @@ from typing import Callable
 
 from localhost_ai.contract.events import Alternative, Logprobs, TokenLogprob
 
-Scored = tuple[float, list[int], list[float]]  # llama_sampler.Scored
+# A token's log-probability, and the top alternatives' ids and log-probabilities (the sampler's `last`).
+Scored = tuple[float, list[int], list[float]]
 
 
 def token_text(piece: bytes) -> str:
@@ -37,7 +38,10 @@ class Report:
         if scored is None:
             return TokenLogprob(token_text(piece), list(piece), None, offset)
         logprob, ids, values = scored
-        top = [Alternative(token_text(p), list(p), value) for p, value in ((self.piece(i), v) for i, v in zip(ids, values))]
+        top = []
+        for alternative, value in zip(ids, values):
+            raw = self.piece(alternative)
+            top.append(Alternative(token_text(raw), list(raw), value))
         return TokenLogprob(token_text(piece), list(piece), logprob, offset, top)
 
     def prompt(self, tokens: list[int], scores: list[Scored], pieces: list[bytes]) -> Logprobs:

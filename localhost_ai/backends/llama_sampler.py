@@ -13,14 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from localhost_ai.backends.llama_logprobs import Scored
+
 # llama_token_data: {int32 id; float logit; float p}
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 # On a grammar rejection the grammar is first tried on this many best candidates only.
 SHORTLIST = 256
-
-# The most log-probabilities of alternatives a request may ask for at each token.
-MAX_TOP_LOGPROBS = 20
 
 # A bias of -100 (the lowest) bans its token, as OpenAI documents it: the logit becomes -inf.
 BAN = -100.0
@@ -35,9 +34,6 @@ class GrammarError(ValueError):
 
 class NothingAllowed(ValueError):
     """The logit bias bans every token the grammar allows next."""
-
-
-Scored = tuple[float, list[int], list[float]]  # a token's log-probability; the top alternatives' ids and theirs
 
 
 class Sampler:

@@ -8,7 +8,7 @@ import logging
 import queue
 import random
 from dataclasses import dataclass, field
-from typing import Any, Generator, Iterator
+from typing import Any, Generator, Iterable, Iterator
 
 from localhost_ai.backends import llama_tools
 from localhost_ai.backends.base import Backend, CallControl, register
@@ -21,8 +21,8 @@ from localhost_ai.backends.tool_prompt import ToolUse
 from localhost_ai.config import option
 from localhost_ai.contract.embed import EmbedRequest
 from localhost_ai.contract.events import Event, Finish, TextDelta, TokenizerInfo, Tokens, Usage
-from localhost_ai.contract.tokenize import DetokenizeRequest, TokenizeRequest, TokenizerInfoRequest
 from localhost_ai.contract.generate import ChatRequest, CompletionRequest, EditRequest, Generation, Part, ResponseFormat
+from localhost_ai.contract.tokenize import DetokenizeRequest, TokenizeRequest, TokenizerInfoRequest
 from localhost_ai.errors import BackendError, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ class LlamaCppBackend(Backend):
         (an error names `prompt[i]`)."""
         n = generation.n
         sampling = generation.sampling.resolve(self.config)
-        self._check_bias(generation.sampling.logit_bias)
+        self._check_ids((token for token, _ in generation.sampling.logit_bias), "logit_bias", indexed=False)
         tokenized = [self._tokenize_media(prompts[0], media, param)] if media else \
             [self._prompt(p, f"{param}[{i}]" if listed else param) for i, p in enumerate(prompts)]
         running = None
@@ -332,19 +332,14 @@ class LlamaCppBackend(Backend):
         self._check_ids(prompt, param)
         return Prompt(list(prompt), added_bos=False)
 
-    def _check_ids(self, tokens: tuple[int, ...] | list[int], param: str) -> None:
+    def _check_ids(self, tokens: Iterable[int], param: str, indexed: bool = True) -> None:
+        """Every id in the vocabulary; an error names `param[j]` (or `param` alone: a map's keys)."""
         n_vocab = self.llm.n_vocab()
         for j, token in enumerate(tokens):
             if not 0 <= token < n_vocab:
-                raise InvalidRequest(f"'{param}[{j}]': token id {token} is not in this model's vocabulary "
-                                     f"(0 to {n_vocab - 1}).", param=f"{param}[{j}]", code="invalid_token")
-
-    def _check_bias(self, bias: tuple[tuple[int, float], ...]) -> None:
-        n_vocab = self.llm.n_vocab()
-        for token, _ in bias:
-            if not 0 <= token < n_vocab:
-                raise InvalidRequest(f"'logit_bias': token id {token} is not in this model's vocabulary "
-                                     f"(0 to {n_vocab - 1}).", param="logit_bias", code="invalid_token")
+                where = f"{param}[{j}]" if indexed else param
+                raise InvalidRequest(f"'{where}': token id {token} is not in this model's vocabulary "
+                                     f"(0 to {n_vocab - 1}).", param=where, code="invalid_token")
 
     def piece(self, token: int) -> bytes:
         """A token's bytes as log-probabilities and /tokenize show it (control tokens as their text)."""
