@@ -41,6 +41,7 @@ class Settings:
     max_rerank_documents: int = 1000
     max_audio_seconds: float = 600.0
     rescan_interval: float = 1.0
+    disable_webui: bool = False  # no web page at /
     require_model: bool = False  # a request without `model` is a 400, as OpenAI's; off: the only able model answers
     log_level: str = "INFO"
     max_loaded_models: int = 0  # 0: no limit
@@ -156,6 +157,7 @@ _OPTIONS = [
            "longest audio one transcription may be, e.g. 10m or 1h (default 10m)", minimum=1),
     Option("--require-model", "REQUIRE_MODEL", None,
            "refuse requests that name no model (400), as OpenAI does; by default the only model able to answer does"),
+    Option("--disable-webui", "DISABLE_WEBUI", None, "serve no web page at / (the API is unchanged)"),
     Option("--log-level", "LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING or ERROR (default INFO)"),
     Option("--max-loaded-models", "MAX_LOADED_MODELS", int,
            "keep at most N models loaded; the least recently used goes first (default: no limit)", minimum=0),

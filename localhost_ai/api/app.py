@@ -27,6 +27,7 @@ from localhost_ai.api import (  # noqa: F401  (each declares its routes on its s
     responses,
     speech,
     tokenize,
+    webui,
 )
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, PRELOAD, REGISTRY, RESPONSES, SETTINGS
 from localhost_ai.api.middlewares import (

@@ -39,6 +39,19 @@ async def monitor(request: web.Request) -> web.Response:
     return web.json_response(await request.app[MANAGER].live_status(name))
 
 
+@SERVER.post("/backend/load")
+@openapi.document("Load a model (and wait until it is ready) without running a call", body=_MODEL_BODY,
+                  json=openapi.STATUS)
+async def load(request: web.Request) -> web.Response:
+    name = await _model_name(request)
+    registry = request.app[REGISTRY]
+    config = await registry.lookup(name)
+    if config is None:
+        raise ModelNotFound(name, [c.name for c in registry.models()])
+    await request.app[MANAGER].load(config)
+    return web.json_response(await request.app[MANAGER].live_status(name))
+
+
 @SERVER.post("/backend/shutdown")
 @openapi.document("Unload a model", body=_MODEL_BODY, json=openapi.obj(model=openapi.STRING, unloaded=openapi.BOOLEAN))
 async def shutdown(request: web.Request) -> web.Response:

@@ -30,6 +30,16 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a client's own id is kept
 ErrorBody = Callable[[APIError], dict[str, Any]]
 
 
+def open_without_key(handler: Handler) -> Handler:
+    """A route served without an API key (the web page's static files: the page asks for the key)."""
+    handler.open_without_key = True  # type: ignore[attr-defined]
+    return handler
+
+
+def is_open(handler: Handler) -> bool:
+    return getattr(handler, "open_without_key", False)
+
+
 def error_response(error: APIError, shape: ErrorBody | None = None) -> web.Response:
     return web.json_response(shape(error) if shape else error.body(), status=error.status, headers=error.headers)
 
@@ -220,7 +230,7 @@ def auth_middleware(keys: list[str]) -> Callable:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS or request.method == "OPTIONS":
+        if request.path in OPEN_PATHS or request.method == "OPTIONS" or is_open(request.match_info.handler):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from localhost_ai import __version__
 from localhost_ai.api.keys import MANAGER, PRELOAD, REGISTRY
 from localhost_ai.api import openapi
 from localhost_ai.api.routes import OPENAI, SERVER
@@ -44,6 +45,9 @@ async def get_model(request: web.Request) -> web.Response:
     return web.json_response(model_object(config))
 
 
+_STATES = {"starting": "loading"}
+
+
 @SERVER.get("/system")
 @openapi.document("Every model with its backend, capabilities and state; the files left out and why", json=openapi.ANY_OBJECT)
 async def system(request: web.Request) -> web.Response:
@@ -51,19 +55,26 @@ async def system(request: web.Request) -> web.Response:
     registry, manager = request.app[REGISTRY], request.app[MANAGER]
     await registry.update()
     loaded = {w.name for w in manager.loaded()}
+    models = []
+    for c in registry.models():
+        status = manager.status(c.name)
+        models.append({
+            "id": c.name,
+            "backend": c.backend,
+            "file": c.source.name,
+            "capabilities": sorted(c.capabilities),
+            "loaded": c.name in loaded,
+            "description": c.description,
+            # unloaded, loading (its worker starting), ready, busy (running calls) or stopping
+            "state": _STATES.get(status["state"], status["state"]),
+            "memory": (status.get("memory") or {}).get("rss"),
+            "queue_length": status["queue_length"],
+            "in_flight": status["in_flight"],
+        })
     return web.json_response({
+        "version": __version__,
         "models_path": str(registry.models_path),
-        "models": [
-            {
-                "id": c.name,
-                "backend": c.backend,
-                "file": c.source.name,
-                "capabilities": sorted(c.capabilities),
-                "loaded": c.name in loaded,
-                "description": c.description,
-            }
-            for c in registry.models()
-        ],
+        "models": models,
         "invalid": [{"file": bad.file, "field": bad.field, "error": bad.error} for bad in registry.invalid()],
         "loaded": [manager.status(name) for name in sorted(loaded)],
         "preload_errors": request.app[PRELOAD].errors,

@@ -104,7 +104,9 @@ IMAGES = obj(created=INTEGER, data={"type": "array", "items": {"anyOf": [obj(url
 NEXA_IMAGES = obj(created=INTEGER, data={"type": "array", "items": obj(base64=STRING, url=STRING)})
 JOB = obj(["uuid", "processed", "message", "progress"], uuid=STRING, processed=BOOLEAN, message=STRING,
           progress=NUMBER, file_name=STRING, file_size=INTEGER, downloaded_size=INTEGER, error=NULLABLE_STRING,
-          cancelled=BOOLEAN, cancellable=BOOLEAN, gallery_element_name=STRING, installed_model=NULLABLE_STRING)
+          cancelled=BOOLEAN, cancellable=BOOLEAN, gallery_element_name=STRING, installed_model=NULLABLE_STRING,
+          downloaded_bytes=INTEGER, total_bytes={"type": ["integer", "null"]},
+          bytes_per_second={"type": ["integer", "null"]}, eta_seconds={"type": ["number", "null"]})
 GALLERIES = {"type": "array", "items": obj(name=STRING, url=STRING)}
 AVAILABLE = {"type": "array", "items": obj(["id", "name", "installed"], id=STRING, name=STRING, installed=BOOLEAN)}
 STATUS = obj(["model", "state"], model=STRING, state={"enum": ["unloaded", "starting", "loading", "ready", "busy",

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid as uuid_module
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -17,6 +18,8 @@ from localhost_ai.gallery.download import new_session, remove_partial
 from localhost_ai.gallery.install import FileSpec, InstallRequest, Plan, execute, make_plan
 
 log = logging.getLogger(__name__)
+
+RATE_WINDOW = 5.0  # seconds of progress a job's speed is measured over
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Job:
     plan: Plan | None = field(default=None, repr=False)
     held: set[Path] = field(default_factory=set, repr=False)  # targets it is downloading, their lock held
     _sizes: dict[str, tuple[int, int | None]] = field(default_factory=dict, repr=False)
+    _samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64), repr=False)
 
     @property
     def cancellable(self) -> bool:
@@ -57,7 +61,23 @@ class Job:
             "cancellable": self.cancellable,
             "gallery_element_name": self.label,
             "installed_model": self.installed_model,
+            **self.rate(),
         }
+
+    def rate(self) -> dict[str, Any]:
+        """Bytes across all files, the speed over the last few seconds, and the time left
+        (None until every file's size is known, or while nothing moves)."""
+        done = sum(d for d, _ in self._sizes.values())
+        totals = [t for _, t in self._sizes.values()]
+        files = len(self.plan.files) if self.plan else len(totals)
+        total = sum(totals) if totals and None not in totals and len(totals) >= files else None  # type: ignore[arg-type]
+        speed = None
+        if len(self._samples) > 1 and not self.processed:
+            (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
+            speed = (b1 - b0) / (t1 - t0) if t1 > t0 else None
+        eta = round((total - done) / speed, 1) if total is not None and speed else None
+        return {"downloaded_bytes": done, "total_bytes": total,
+                "bytes_per_second": round(speed) if speed is not None else None, "eta_seconds": eta}
 
     def file_sizes(self) -> dict[str, tuple[int, int | None]]:
         """Each file's (bytes so far, total or None), as the downloads report them."""
@@ -65,6 +85,11 @@ class Job:
 
     def on_progress(self, spec: FileSpec, done: int, total: int | None) -> None:
         self._sizes[spec.filename] = (done, total)
+        now, moved = time.monotonic(), sum(d for d, _ in self._sizes.values())
+        while self._samples and now - self._samples[0][0] > RATE_WINDOW:
+            self._samples.popleft()
+        if not self._samples or now - self._samples[-1][0] >= 0.05:
+            self._samples.append((now, moved))
         self.file_name, self.downloaded_size, self.file_size = spec.filename, done, total or 0
         self.message = f"downloading {spec.filename}"
         known = [t for _, t in self._sizes.values() if t]
