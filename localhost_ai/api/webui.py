@@ -9,7 +9,6 @@ from importlib.resources.abc import Traversable
 
 from aiohttp import web
 
-from localhost_ai import __version__
 from localhost_ai.api import openapi
 from localhost_ai.api.keys import SETTINGS
 from localhost_ai.api.middlewares import open_without_key
@@ -75,19 +74,20 @@ async def page(request: web.Request) -> web.Response:
 
 @SERVER.get("/webui/settings.json")
 @openapi.document("What the web page needs before its first call: whether the server wants an API key",
-                  json=openapi.obj(api_key_required=openapi.BOOLEAN, version=openapi.STRING))
+                  json=openapi.obj(api_key_required=openapi.BOOLEAN))
 @open_without_key
 async def page_settings(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     if settings.disable_webui:
         raise _not_found(request)
-    return web.json_response({"api_key_required": bool(settings.api_keys), "version": __version__},
+    return web.json_response({"api_key_required": bool(settings.api_keys)},
                              headers={"Cache-Control": "no-store"})
 
 
 @SERVER.get("/webui/{file:.+}")
 @openapi.document("The web page's own files, shipped in the package",
-                  other={"text/javascript": openapi.TEXT, "text/css": openapi.TEXT, "text/plain": openapi.TEXT})
+                  other={"text/javascript": openapi.TEXT, "text/css": openapi.TEXT, "text/plain": openapi.TEXT,
+                         "image/svg+xml": openapi.TEXT})
 @open_without_key
 async def page_file(request: web.Request) -> web.Response:
     return _serve(request, request.match_info["file"])

@@ -41,7 +41,8 @@ class Job:
     plan: Plan | None = field(default=None, repr=False)
     held: set[Path] = field(default_factory=set, repr=False)  # targets it is downloading, their lock held
     _sizes: dict[str, tuple[int, int | None]] = field(default_factory=dict, repr=False)
-    _samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64), repr=False)
+    _moved: int = field(default=0, repr=False)  # bytes this job has received (resumed ones not counted)
+    _samples: deque[tuple[float, int]] = field(default_factory=deque, repr=False)  # (time, _moved)
 
     @property
     def cancellable(self) -> bool:
@@ -65,31 +66,44 @@ class Job:
         }
 
     def rate(self) -> dict[str, Any]:
-        """Bytes across all files, the speed over the last few seconds, and the time left
-        (None until every file's size is known, or while nothing moves)."""
+        """Bytes across all files, the speed over the last RATE_WINDOW seconds (0 when
+        nothing arrived in them), and the time left (None until every file's size is known
+        or while nothing moves)."""
         done = sum(d for d, _ in self._sizes.values())
         totals = [t for _, t in self._sizes.values()]
         files = len(self.plan.files) if self.plan else len(totals)
         total = sum(totals) if totals and None not in totals and len(totals) >= files else None  # type: ignore[arg-type]
         speed = None
-        if len(self._samples) > 1 and not self.processed:
-            (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
-            speed = (b1 - b0) / (t1 - t0) if t1 > t0 else None
-        eta = round((total - done) / speed, 1) if total is not None and speed else None
+        if self._samples and not self.processed:
+            now = time.monotonic()
+            self._forget_samples(now)
+            first_time, first_moved = self._samples[0] if self._samples else (now, self._moved)
+            speed = (self._moved - first_moved) / (now - first_time) if now > first_time else 0.0
+        eta = round(max(0, total - done) / speed, 1) if total is not None and speed else None
         return {"downloaded_bytes": done, "total_bytes": total,
                 "bytes_per_second": round(speed) if speed is not None else None, "eta_seconds": eta}
+
+    def _forget_samples(self, now: float) -> None:
+        while len(self._samples) > 1 and now - self._samples[0][0] > RATE_WINDOW:
+            self._samples.popleft()
+        if self._samples and now - self._samples[0][0] > RATE_WINDOW:  # nothing arrived in the window
+            self._samples[0] = (now - RATE_WINDOW, self._moved)
 
     def file_sizes(self) -> dict[str, tuple[int, int | None]]:
         """Each file's (bytes so far, total or None), as the downloads report them."""
         return dict(self._sizes)
 
     def on_progress(self, spec: FileSpec, done: int, total: int | None) -> None:
+        before = self._sizes.get(spec.filename)
         self._sizes[spec.filename] = (done, total)
-        now, moved = time.monotonic(), sum(d for d, _ in self._sizes.values())
-        while self._samples and now - self._samples[0][0] > RATE_WINDOW:
-            self._samples.popleft()
+        # Only bytes that arrived count towards the speed: a file's first report (bytes resumed
+        # from a .partial) and a restart from zero (a server that ignored Range) set a new base.
+        if before is not None and done > before[0]:
+            self._moved += done - before[0]
+        now = time.monotonic()
+        self._forget_samples(now)
         if not self._samples or now - self._samples[-1][0] >= 0.05:
-            self._samples.append((now, moved))
+            self._samples.append((now, self._moved))
         self.file_name, self.downloaded_size, self.file_size = spec.filename, done, total or 0
         self.message = f"downloading {spec.filename}"
         known = [t for _, t in self._sizes.values() if t]

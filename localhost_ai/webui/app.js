@@ -19,22 +19,36 @@ class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-let keyWaiters = [];
+// The key lives in localStorage (or, where storage is refused, in the page only).
+let keyInPage = '';
 
-function apiKey() { return localStorage.getItem(KEY_STORE) || ''; }
+function apiKey() {
+  try { return localStorage.getItem(KEY_STORE) || ''; } catch (refused) { return keyInPage; }
+}
 
-// Resolves once a key has been given in the dialog (after a 401).
+function setApiKey(key) {
+  keyInPage = key;
+  try { localStorage.setItem(KEY_STORE, key); } catch (refused) { /* kept in the page only */ }
+}
+
+// While the dialog asks for a key, one promise that resolves when it is given: calls made
+// meanwhile wait for it rather than sending a key already refused.
+let keyPrompt = null;
+let keyGivenNow = null;
+
 function askForKey(rejected) {
-  return new Promise(function (resolve) {
-    keyWaiters.push(resolve);
+  if (!keyPrompt) {
+    keyPrompt = new Promise(function (resolve) { keyGivenNow = resolve; });
     window.dispatchEvent(new CustomEvent('need-key', { detail: { rejected: rejected } }));
-  });
+  }
+  return keyPrompt;
 }
 
 function keyGiven() {
-  const waiting = keyWaiters;
-  keyWaiters = [];
-  waiting.forEach(function (resolve) { resolve(); });
+  const resolve = keyGivenNow;
+  keyPrompt = null;
+  keyGivenNow = null;
+  if (resolve) resolve();
 }
 
 // Whether the server wants a key, asked once (an open route): the page asks for a key
@@ -54,12 +68,13 @@ async function call(path, options) {
   options = options || {};
   if ((await settings()).api_key_required && !apiKey()) await askForKey(false);
   for (;;) {
+    if (keyPrompt) await keyPrompt;
     const headers = Object.assign({}, options.headers || {});
     const key = apiKey();
     if (key) headers.Authorization = 'Bearer ' + key;
     const response = await fetch(path, Object.assign({}, options, { headers: headers }));
     if (response.status === 401) {
-      await askForKey(Boolean(key));
+      if (apiKey() === key) await askForKey(Boolean(key));  // else a new key came meanwhile: try it
       continue;
     }
     if (!response.ok) {
@@ -148,6 +163,13 @@ function renderMarkdown(text) {
         },
       },
     });
+    // Links open in a new tab: following one must not end a stream or lose the page.
+    window.DOMPurify.addHook('afterSanitizeAttributes', function (node) {
+      if (node.tagName === 'A' && node.hasAttribute('href')) {
+        node.setAttribute('target', '_blank');
+        node.setAttribute('rel', 'noopener noreferrer');
+      }
+    });
     markdownReady = true;
   }
   const html = window.marked.parse(text || '', { async: false });
@@ -193,12 +215,12 @@ document.addEventListener('alpine:init', function () {
         if (!dialog.open) dialog.showModal();
       },
       saveKey() {
-        localStorage.setItem(KEY_STORE, this.keyInput.trim());
+        setApiKey(this.keyInput.trim());
         this.keyInput = '';
         keyGiven();
       },
-      keyClosed() {
-        if (keyWaiters.length && !apiKey()) this.showKeyDialog(false);
+      keyClosed() {  // closed with Escape while calls wait for a key: nothing works without one
+        if (keyPrompt) this.showKeyDialog(this.keyRejected);
       },
       async poll() {
         try {
@@ -270,8 +292,21 @@ document.addEventListener('alpine:init', function () {
       loaded: false,
       init() {
         const self = this;
-        this.$watch('page', function (page) { if (page === 'gallery' && !self.loaded) self.refresh(); });
-        if (this.page === 'gallery') this.refresh();
+        this.$watch('page', function (page) { if (page === 'gallery' && !self.loaded) self.open(); });
+        if (this.page === 'gallery') this.open();
+      },
+      async open() {
+        await this.refresh();
+        try {  // installs still running (started before a reload, or elsewhere) are followed too
+          const running = await getJson('/models/jobs');
+          const self = this;
+          Object.values(running).forEach(function (job) {
+            if (job.processed || self.jobs[job.uuid]) return;
+            self.jobs[job.uuid] = { uuid: job.uuid, name: job.gallery_element_name, progress: job.progress,
+              message: job.message, detail: jobDetail(job), processed: false };
+            self.follow(job.uuid);
+          });
+        } catch (error) { this.error = error.message; }
       },
       async refresh() {
         this.error = '';
@@ -315,10 +350,20 @@ document.addEventListener('alpine:init', function () {
       },
       async follow(uuid) {
         for (;;) {
-          let job;
-          try { job = await getJson('/models/jobs/' + uuid); } catch (error) { this.error = error.message; return; }
+          let job = null;
+          try {
+            job = await getJson('/models/jobs/' + uuid);
+          } catch (error) {
+            if (error.status === 404) { delete this.jobs[uuid]; return; }  // forgotten by the server
+            this.error = error.message;  // the server did not answer: try again
+          }
           const shown = this.jobs[uuid];
           if (!shown) return;
+          if (!job) {
+            await new Promise(function (resolve) { setTimeout(resolve, 2000); });
+            continue;
+          }
+          this.error = '';
           shown.progress = job.processed && !job.error && !job.cancelled ? 100 : job.progress;
           shown.processed = job.processed;
           shown.message = job.error ? 'failed: ' + job.error : job.cancelled ? 'cancelled' : job.message;
@@ -356,16 +401,21 @@ document.addEventListener('alpine:init', function () {
   });
 
   Alpine.data('chat', function () {
-    const saved = JSON.parse(localStorage.getItem(CHAT_STORE) || '{}');
+    const saved = stored(CHAT_STORE);
     return {
       models: [],
-      model: saved.model || '',
-      system: saved.system || '',
+      model: typeof saved.model === 'string' ? saved.model : '',
+      system: typeof saved.system === 'string' ? saved.system : '',
       temperature: saved.temperature === undefined ? 0.7 : saved.temperature,
       topP: saved.topP === undefined ? 0.95 : saved.topP,
       maxTokens: saved.maxTokens === undefined ? 512 : saved.maxTokens,
       seed: saved.seed === undefined ? '' : saved.seed,
-      messages: saved.messages || [],
+      messages: Array.isArray(saved.messages) ? saved.messages.filter(function (m) {
+        return m && (m.role === 'user' || m.role === 'assistant') && typeof m.content === 'string';
+      }).map(function (m) {
+        const images = Array.isArray(m.images) ? m.images.filter(function (i) { return typeof i === 'string'; }) : [];
+        return { role: m.role, content: m.content, model: String(m.model || ''), stats: String(m.stats || ''), images: images };
+      }) : [],
       input: '',
       attached: [],
       streaming: false,
@@ -384,10 +434,16 @@ document.addEventListener('alpine:init', function () {
         return Boolean(chosen && chosen.capabilities.indexOf('vision') >= 0);
       },
       save() {
-        localStorage.setItem(CHAT_STORE, JSON.stringify({
+        const state = {
           model: this.model, system: this.system, temperature: this.temperature, topP: this.topP,
           maxTokens: this.maxTokens, seed: this.seed, messages: this.messages,
-        }));
+        };
+        try {
+          localStorage.setItem(CHAT_STORE, JSON.stringify(state));
+        } catch (full) {  // images can outgrow the storage: keep the words
+          state.messages = this.messages.map(function (m) { return Object.assign({}, m, { images: [] }); });
+          try { localStorage.setItem(CHAT_STORE, JSON.stringify(state)); } catch (ignored) { /* kept in the page only */ }
+        }
       },
       clear() { this.messages = []; this.error = ''; this.save(); },
       enter(event) {
@@ -440,12 +496,13 @@ document.addEventListener('alpine:init', function () {
         let first = null;
         let chunks = 0;
         let usage = null;
+        let complete = false;
         try {
           const response = await call('/v1/chat/completions', {
             method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
             signal: this.controller.signal,
           });
-          await readEvents(response, function (chunk) {
+          complete = await readEvents(response, function (chunk) {
             if (chunk.usage) usage = chunk.usage;
             const choice = chunk.choices && chunk.choices[0];
             const delta = choice && choice.delta && choice.delta.content;
@@ -455,10 +512,12 @@ document.addEventListener('alpine:init', function () {
               reply.content += delta;
             }
           });
+          if (!complete) this.error = 'The answer was cut off: the connection closed before it ended.';
         } catch (error) {
           if (error.name !== 'AbortError') this.error = error.message;
         } finally {
           const stopped = this.controller.signal.aborted;
+          if (!complete && !stopped) this.controller.abort();  // a failed read: the server stops too
           const ended = performance.now();
           const tokens = usage ? usage.completion_tokens : chunks;
           const rate = first !== null && ended > first && tokens > 1 ? (tokens - 1) / ((ended - first) / 1000) : null;
@@ -601,14 +660,25 @@ document.addEventListener('alpine:init', function () {
 
 // -- helpers ------------------------------------------------------------------------------
 
-// Calls `each` with every JSON chunk of a server-sent event stream, until [DONE].
+// What the page kept in localStorage under `key`, or {} when there is nothing readable.
+function stored(key) {
+  try {
+    const value = JSON.parse(localStorage.getItem(key) || '{}');
+    return value && typeof value === 'object' && !Array.isArray(value) ? value : {};
+  } catch (ignored) {
+    return {};
+  }
+}
+
+// Calls `each` with every JSON chunk of a server-sent event stream; true once [DONE] came,
+// false when the stream ended without it.
 async function readEvents(response, each) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = '';
   for (;;) {
     const part = await reader.read();
-    if (part.done) return;
+    if (part.done) return false;
     buffer += decoder.decode(part.value, { stream: true });
     let end;
     while ((end = buffer.indexOf('\n\n')) >= 0) {
@@ -617,7 +687,7 @@ async function readEvents(response, each) {
       const data = block.split('\n').filter(function (line) { return line.startsWith('data:'); })
         .map(function (line) { return line.slice(5).trim(); }).join('\n');
       if (!data) continue;
-      if (data === '[DONE]') return;
+      if (data === '[DONE]') return true;
       const chunk = JSON.parse(data);
       if (chunk.error) throw new ApiError(500, chunk.error.message || 'The stream failed.');
       each(chunk);

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 import tomllib
+from yarl import URL
 
 from localhost_ai.gallery.install import FileSpec
+from localhost_ai.gallery import jobs
 from localhost_ai.gallery.jobs import Job
 from tests.inprocess import PLUGINS, app_for, fake_models
 
@@ -54,7 +55,8 @@ async def test_the_page_and_every_file_it_names_are_served_under_a_strict_csp(ai
                                   "/webui//etc/passwd", "/webui/%00.js"])
 async def test_only_the_pages_own_files_are_served(aiohttp_client, models, path):
     client = await aiohttp_client(app_for(models))
-    response = await client.get(path)
+    # Sent as written: the client neither decodes %2e nor removes dot segments.
+    response = await client.session.get(URL(str(client.make_url("/")).rstrip("/") + path, encoded=True))
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "unknown_url"
 
@@ -93,19 +95,36 @@ async def test_system_reports_the_version_and_each_models_state_and_load_loads(a
     assert missing.status == 404
 
 
-def test_a_job_reports_bytes_speed_and_time_left():
+async def test_load_of_a_model_that_cannot_load_answers_its_error(aiohttp_client, models):
+    (models / "broken.gguf").write_bytes(b"GGUF" + bytes(64))
+    (models / "broken.yaml").write_text("name: broken\nbackend: llama-cpp\nparameters:\n  model: broken.gguf\n")
+    client = await aiohttp_client(app_for(models))
+    response = await client.post("/backend/load", json={"model": "broken"})
+    assert response.status == 500, await response.text()
+    assert "broken" in (await response.json())["error"]["message"]
+    states = {m["id"]: m["state"] for m in (await (await client.get("/system")).json())["models"]}
+    assert states["broken"] == "unloaded"
+
+
+def test_a_job_reports_bytes_speed_and_time_left(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
     job = Job("u", "test@x")
     spec = FileSpec(filename="x.gguf", uri="https://example.invalid/x.gguf")
-    job.on_progress(spec, 0, 1000)
-    assert job.as_dict()["bytes_per_second"] is None  # nothing measured yet
-    time.sleep(0.1)
-    job.on_progress(spec, 500, 1000)
+    job.on_progress(spec, 200, 1000)  # resumed from a .partial: those bytes did not arrive now
+    assert (job.as_dict()["bytes_per_second"], job.as_dict()["eta_seconds"]) == (0, None)
+    clock[0] += 1.0
+    job.on_progress(spec, 600, 1000)
     status = job.as_dict()
-    assert (status["downloaded_bytes"], status["total_bytes"]) == (500, 1000)
-    assert 500 < status["bytes_per_second"] < 10_000
-    assert 0 < status["eta_seconds"] < 2
+    assert (status["downloaded_bytes"], status["total_bytes"]) == (600, 1000)
+    assert (status["bytes_per_second"], status["eta_seconds"]) == (400, 1.0)
+    clock[0] += 1.0
+    job.on_progress(spec, 0, 1000)  # the server ignored Range: a new start, never a negative speed
+    assert (job.as_dict()["bytes_per_second"], job.as_dict()["eta_seconds"]) == (200, 5.0)
+    clock[0] += 10.0  # nothing arrived for longer than the window
+    assert (job.as_dict()["bytes_per_second"], job.as_dict()["eta_seconds"]) == (0, None)
     job.processed = True
-    assert job.as_dict()["eta_seconds"] is None
+    assert job.as_dict()["bytes_per_second"] is None
 
 
 def test_the_shipped_libraries_are_the_pinned_ones_and_packaged():

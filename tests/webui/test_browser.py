@@ -17,6 +17,7 @@ from tests.conftest import GEMMA_FILE, place, start_server, stop_server
 from tests.gallery.conftest import sha
 from tests.gallery.fakehub import start_fake_hub
 from tests.inprocess import PLUGINS, fake_models
+from tests.mmproj_fixture import build_vision_projector
 
 pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
@@ -46,6 +47,9 @@ def server(tmp_path_factory, gemma_gguf, faster_whisper_path, hub):
     folder = fake_models(tmp_path_factory.mktemp("models"))
     place(gemma_gguf, folder / GEMMA_FILE)
     (folder / "gemma.yaml").write_text(yaml.safe_dump(GEMMA))
+    build_vision_projector(folder / "mmproj-vision.gguf", proj_scale=0.3)
+    see = {**{k: v for k, v in GEMMA.items() if k != "template"}, "name": "see", "mmproj": "mmproj-vision.gguf"}
+    (folder / "see.yaml").write_text(yaml.safe_dump(see))  # with the GGUF's own chat template
     build_tiny_sd(folder / "tiny-sd")
     (folder / "sd.yaml").write_text("name: sd\nbackend: diffusers\nparameters:\n  model: tiny-sd\n")
     (folder / "tiny-en").symlink_to(faster_whisper_path)
@@ -162,7 +166,8 @@ def test_a_reply_with_html_and_a_script_renders_as_text_and_runs_nothing(server,
     expect(page.locator("[data-testid=chat-page]")).to_be_visible()
     page.select_option("[data-testid=chat-model]", "fake")
     page.focus("[data-testid=chat-input]")
-    page.keyboard.insert_text("**Hi** " + EVIL)
+    page.keyboard.insert_text("**Hi** " + EVIL + ' [run](javascript:alert(3)) <div x-init="alert(4)">x</div> '
+                              "[docs](https://example.com/) ![pixel](https://example.com/p.png)")
     page.keyboard.press("Enter")
 
     reply = page.locator("[data-testid=reply]").last
@@ -171,11 +176,42 @@ def test_a_reply_with_html_and_a_script_renders_as_text_and_runs_nothing(server,
     expect(reply.locator("strong")).to_have_text("Hi")  # markdown still renders
     assert page.locator("[data-testid=messages] img, [data-testid=messages] script").count() == 0
     assert page.evaluate("window.pwned") is None
+    assert page.locator("[data-testid=messages] [x-init]").count() == 0
+    links = reply.locator("a[href]")  # markdown links, an image's too, open apart; a javascript: one loses its href
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    assert hrefs == ["https://example.com/", "https://example.com/p.png"], hrefs
+    for i in range(links.count()):
+        assert links.nth(i).get_attribute("target") == "_blank"
+        assert "noopener" in links.nth(i).get_attribute("rel")
+    assert "javascript:" not in reply.inner_html()
 
     page.reload()  # the conversation is kept in the browser, and stays text
     expect(page.locator("[data-testid=reply]").last).to_contain_text("<img src=x onerror=alert(1)>")
     assert page.locator("[data-testid=messages] img, [data-testid=messages] script").count() == 0
     assert page.evaluate("window.pwned") is None
+
+
+def test_an_image_attached_in_chat_reaches_a_model_that_reads_images(server, open_page, tmp_path):
+    from PIL import Image
+
+    picture = tmp_path / "red.png"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(picture)
+    server.post("/backend/load", json={"model": "see"})
+    before = engine(server, "see")["engine"]["media"]
+    watched = open_page(server.url)
+    page = watched.page
+    watched.goto("#chat")
+    attach = page.locator('[data-testid=chat-page] input[type="file"]')
+    page.select_option("[data-testid=chat-model]", "fake")
+    expect(attach).to_be_hidden()  # a model that reads no images is offered no attachment
+    page.select_option("[data-testid=chat-model]", "see")
+    expect(attach).to_be_visible()
+    attach.set_input_files(str(picture))
+    expect(page.locator("img.thumb")).to_have_count(1)
+    chat_in_page(page, "see", "What is in this picture?")
+    expect(page.locator("[data-testid=stats]").last).to_contain_text("tokens/s", timeout=120_000)
+    expect(page.locator("[data-role=user] .thumbs img")).to_have_count(1)
+    assert engine(server, "see")["engine"]["media"] == before + 1
 
 
 def test_installing_from_a_loopback_gallery_shows_progress_to_done_and_the_model_answers(server, open_page):
@@ -289,12 +325,12 @@ def test_with_an_api_key_the_page_asks_for_it_then_works(tmp_path, make_server, 
     page.fill("[data-testid=api-key]", "wrong")
     page.keyboard.press("Enter")
     expect(page.locator("text=That key was not accepted")).to_be_visible()
-    # The browser logs each 401 the wrong key got; those, and nothing else, are expected.
-    watched.problems[:] = [p for p in watched.problems if "status of 401" not in p]
     page.fill("[data-testid=api-key]", "sekrit")
     page.keyboard.press("Enter")
     expect(page.locator('tr[data-model="fake"]')).to_be_visible()
     expect(dialog).to_be_hidden()
+    # The browser logs each 401 the wrong key got; those were expected, and from here on nothing is.
+    watched.problems[:] = [p for p in watched.problems if "status of 401" not in p]
     go(page, "chat")
     chat_in_page(page, "fake", "hello there")
     expect(page.locator("[data-testid=reply]").last).to_contain_text("hello there")
