@@ -65,7 +65,7 @@ async def system(request: web.Request) -> web.Response:
             "capabilities": sorted(c.capabilities),
             "loaded": c.name in loaded,
             "description": c.description,
-            # unloaded, loading (its worker starting), ready, busy (running calls) or stopping
+            # unloaded, loading (its worker starting), ready or busy (running calls)
             "state": _STATES.get(status["state"], status["state"]),
             "memory": (status.get("memory") or {}).get("rss"),
             "queue_length": status["queue_length"],
