@@ -5,6 +5,8 @@ any of them."""
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any, Callable, Iterator, Protocol
 
 from localhost_ai.backends import tool_prompt
@@ -12,6 +14,8 @@ from localhost_ai.backends.base import CallControl
 from localhost_ai.backends.tool_calls import CallShaper
 from localhost_ai.backends.tool_prompt import FunctionSettings, ToolUse
 from localhost_ai.config import ModelConfig
+from localhost_ai.config.go_prompts import GO, GoPrompts, go_template, prompt_data
+from localhost_ai.config.gotemplate import TemplateError
 from localhost_ai.config.templates import (
     DEFAULT_COMPLETION_TEMPLATE,
     DEFAULT_EDIT_TEMPLATE,
@@ -33,6 +37,8 @@ from localhost_ai.contract.generate import (
     TextPart,
 )
 from localhost_ai.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
 
 
 class TextModel(Protocol):
@@ -110,6 +116,32 @@ class TextGeneration:
         self.edit_template = templates.get("edit") or DEFAULT_EDIT_TEMPLATE
         self.function_template = templates.get("function")
         self.functions = FunctionSettings.from_config(config)
+        syntax = config.template_syntax
+        # LocalAI's Go templates: the chat is assembled as LocalAI assembles it.
+        self.go_chat = GoPrompts(
+            chat=templates.get("chat") if syntax.get("chat") == GO else None,
+            chat_message=templates.get("chat_message"),
+            function=self.function_template if syntax.get("function") == GO else None,
+            roles=dict(config.roles), join=config.join_chat_messages, system_prompt=config.system_prompt or "",
+        ) if GO in (syntax.get("chat"), syntax.get("chat_message"), syntax.get("function")) else None
+
+    def _prompt(self, kind: str, prompt: str) -> str:
+        log.debug("model %s: %s prompt %s", self.config.name, kind, json.dumps(prompt, ensure_ascii=False))
+        return prompt
+
+    def _render_as(self, kind: str, default: str, **context: Any) -> str:
+        """A completion or edit prompt through its template, in the template's syntax. A Go
+        template that fails leaves the text as it is, as LocalAI does."""
+        source = self.config.templates.get(kind)
+        if source is not None and self.config.template_syntax.get(kind) == GO:
+            try:
+                return go_template(source).render(prompt_data(
+                    input=context["input"], instruction=context.get("instruction", ""),
+                    system_prompt=self.config.system_prompt or ""))
+            except TemplateError as exc:
+                log.warning("model %s: template.%s failed (%s); the text is sent as it is", self.config.name, kind, exc)
+                return context["input"]
+        return self._render(source or default, **context)
 
     def _render(self, template: str, **context: Any) -> str:
         try:
@@ -122,13 +154,14 @@ class TextGeneration:
 
     def completion(self, request: CompletionRequest, cancel: CallControl) -> Iterator[Event]:
         # Token ids are the prompt itself: no template is put around them.
-        prompts = [self._render(self.completion_template, input=p) if isinstance(p, str) else p
-                   for p in request.prompts]
+        prompts = [self._prompt("completion", self._render_as("completion", DEFAULT_COMPLETION_TEMPLATE, input=p))
+                   if isinstance(p, str) else p for p in request.prompts]
         return self.model.decode(prompts, request.generation, cancel, stops=self._stops(request.generation),
                                  echo=request.echo, param="prompt", listed=request.listed)
 
     def edit(self, request: EditRequest, cancel: CallControl) -> Iterator[Event]:
-        prompt = self._render(self.edit_template, instruction=request.instruction, input=request.input)
+        prompt = self._prompt("edit", self._render_as("edit", DEFAULT_EDIT_TEMPLATE, instruction=request.instruction,
+                                                      input=request.input))
         return self.model.decode([prompt], request.generation, cancel, stops=self._stops(request.generation),
                                  param="input")
 
@@ -145,10 +178,15 @@ class TextGeneration:
         prefill = ""
         if request.prefill and last is not None and last.role == "assistant" and not last.tool_calls and not last.media:
             prefill = messages.pop()["content"]  # the answer so far: after the generation prompt, not a turn
+        use = ToolUse.from_request(request, self.functions)
+        if self.go_chat is not None:
+            constrained = self.functions.grammar and (use is not None or request.response_format is not None)
+            prompt = self.go_chat.chat_prompt(messages, use.as_dicts() if use else None, use_function=use is not None,
+                                              grammar=constrained) + prefill
+            return self._generate(request, cancel, prompt, media, use, prefill)
         system_prompt = self.config.system_prompt
         if system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system_prompt})
-        use = ToolUse.from_request(request, self.functions)
         template = (use and self.function_template) or self.chat_template
         tools = None
         if tool_prompt.template_knows_tools(template):
@@ -162,6 +200,11 @@ class TextGeneration:
                         else m for m in messages]
         prompt = self._render(template, messages=messages, add_generation_prompt=True, bos_token=self.model.bos_text,
                               eos_token=self.model.eos_text, system_prompt=system_prompt or "", tools=tools) + prefill
+        return self._generate(request, cancel, prompt, media, use, prefill)
+
+    def _generate(self, request: ChatRequest, cancel: CallControl, prompt: str, media: tuple[Part, ...],
+                  use: ToolUse | None, prefill: str) -> Iterator[Event]:
+        self._prompt("chat", prompt)
         if request.count_only:
             return iter([Usage(prompt_tokens=self.model.count(prompt, media, "messages"), completion_tokens=0)])
         grammar = None

@@ -19,6 +19,8 @@ from localhost_ai.config.options import BackendOptions
 from localhost_ai.config.projector import ProjectorError, projector_media
 from localhost_ai.config.sampling import SAMPLING_KEYS
 from localhost_ai.config.schema import MIN_MEMORY_LIMIT, model_schema, parse_size
+from localhost_ai.config.go_prompts import GO, go_template, template_syntax
+from localhost_ai.config.gotemplate import TemplateSyntaxError
 from localhost_ai.config.templates import PromptTemplateError, compile_template
 from localhost_ai.config.validation import SchemaProblem, earliest, first_problem
 
@@ -54,6 +56,9 @@ class ModelConfig:
     stopwords: tuple[str, ...] = ()
     system_prompt: str | None = None
     templates: dict[str, str] = field(default_factory=dict)
+    template_syntax: dict[str, str] = field(default_factory=dict)  # each template's: "go" (LocalAI's) or "jinja"
+    roles: dict[str, str] = field(default_factory=dict)  # LocalAI's role prefixes, for its Go templates
+    join_chat_messages: str | None = None  # template.join_chat_messages_by_character; None: a newline
     function: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     usage: str = ""
@@ -178,12 +183,8 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         raise ConfigError(path, "backend", "is required when it cannot be told from the model file's name")
     options_class = options_of.get(backend, BackendOptions)
 
-    templates = {k: v for k, v in (data.get("template") or {}).items() if isinstance(v, str) and v}
-    for kind, source in templates.items():
-        try:
-            compile_template(source)
-        except PromptTemplateError as exc:
-            raise ConfigError(path, f"template.{kind}", str(exc)) from None
+    section = data.get("template") or {}
+    templates, syntax = _templates(path, models_root, section, model_value)
 
     function = dict(data.get("function") or {})
     _check_function_section(path, function)
@@ -203,6 +204,9 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         stopwords=tuple(data.get("stopwords") or ()),
         system_prompt=data.get("system_prompt"),
         templates=templates,
+        template_syntax=syntax,
+        roles={k: v for k, v in (data.get("roles") or {}).items() if isinstance(v, str)},
+        join_chat_messages=section.get("join_chat_messages_by_character"),
         function=function,
         description=data.get("description", ""),
         usage=data.get("usage", ""),
@@ -213,6 +217,57 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         raw=data,
         fingerprint=_fingerprint(text, _stat_key(model_path), *(_stat_key(p) for p in _companions(model_path, mmproj))),
     )
+
+
+TEMPLATE_KINDS = ("chat", "chat_message", "completion", "edit", "function")
+MAX_TEMPLATE_FILE = 256 * 1024
+_TEMPLATE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _template_file(models_root: Path, value: str) -> str | None:
+    """LocalAI's file reference: `chat: chatml` reads `chatml.tmpl` from the models folder
+    when that file exists (and only from there); otherwise the value is the template."""
+    if not _TEMPLATE_FILE.match(value):
+        return None
+    candidate = models_root / f"{value}.tmpl"
+    try:
+        if not candidate.is_file() or not candidate.resolve().is_relative_to(models_root.resolve()):
+            return None
+        if candidate.stat().st_size > MAX_TEMPLATE_FILE:
+            return None
+        return candidate.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _templates(path: Path, models_root: Path, section: dict[str, Any], model_value: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Each template's text (from the YAML, or a .tmpl file it names) and its syntax, Go's
+    or Jinja's, told by parsing; one that is neither refuses the file, naming the field and
+    the line and column at fault. With `use_tokenizer_template` the model's own chat
+    template is used, as in LocalAI."""
+    templates: dict[str, str] = {}
+    syntax: dict[str, str] = {}
+    for kind, value in section.items():
+        if not isinstance(value, str) or not value or kind not in TEMPLATE_KINDS:
+            continue
+        if section.get("use_tokenizer_template") and kind in ("chat", "chat_message", "function"):
+            continue
+        templates[kind] = _template_file(models_root, value) or value
+    if "chat" not in templates and not section.get("use_tokenizer_template"):
+        own = _template_file(models_root, Path(model_value).name)  # LocalAI's <model file>.tmpl
+        if own is not None:
+            templates["chat"] = own
+    for kind, source in templates.items():
+        try:
+            if kind == "chat_message":  # LocalAI's own notion: Go's syntax only
+                go_template(source)
+                syntax[kind] = GO
+            else:
+                syntax[kind] = template_syntax(source)
+        except (TemplateSyntaxError, PromptTemplateError) as exc:
+            raise ConfigError(path, f"template.{kind}", f"does not compile: {exc}" if isinstance(exc, TemplateSyntaxError)
+                              else str(exc)) from None
+    return templates, syntax
 
 
 def _companions(model_path: Path, mmproj: Path | None) -> list[Path]:

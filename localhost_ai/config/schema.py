@@ -64,11 +64,15 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
                 "additionalProperties": True,
                 "properties": {
                     "chat": {"type": "string"},
+                    "chat_message": {"type": "string"},
                     "completion": {"type": "string"},
                     "edit": {"type": "string"},
                     "function": {"type": "string"},
+                    "join_chat_messages_by_character": {"type": ["string", "null"]},
+                    "use_tokenizer_template": {"type": "boolean"},
                 },
             },
+            "roles": {"type": "object", "additionalProperties": {"type": "string"}},
             "function": {
                 "type": "object",
                 "additionalProperties": True,

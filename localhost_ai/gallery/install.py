@@ -21,7 +21,10 @@ import yaml
 
 from localhost_ai.backends import backend_options
 from localhost_ai.config import yamlfile
+from localhost_ai.config.go_prompts import go_template, template_syntax
+from localhost_ai.config.gotemplate import TemplateSyntaxError
 from localhost_ai.config.model_config import YAML_SUFFIXES, model_problem
+from localhost_ai.config.templates import PromptTemplateError
 from localhost_ai.errors import InvalidRequest, NotFound
 from localhost_ai.gallery.archive import ArchiveError, Stopped, is_archive, remove_workdir, unpack
 from localhost_ai.gallery.download import Progress, already_installed, download
@@ -31,7 +34,6 @@ from localhost_ai.gallery.uris import resolve
 
 log = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(SAFE_NAME)
-_GO_TEMPLATE = re.compile(r"{{-?\s*\.")  # LocalAI's Go templates: {{.Input}}, {{- .Content}}
 
 
 @dataclass(frozen=True)
@@ -132,15 +134,24 @@ def _config_from(value: Any, what: str) -> dict[str, Any]:
     return config
 
 
-def _drop_go_templates(config: dict[str, Any], label: str) -> None:
-    """LocalAI's gallery carries Go templates, which Jinja cannot render; without them the
-    model's own chat template (from its GGUF file) is used, which suits llama.cpp models."""
+def _drop_broken_templates(config: dict[str, Any], label: str) -> None:
+    """An entry's templates are kept as written, LocalAI's Go ones included (they are
+    rendered as LocalAI renders them); one that compiles in neither syntax is left out with
+    a log line, so the model's own chat template is used rather than the model refused."""
     templates = config.get("template")
     if not isinstance(templates, dict):
         return
-    for key in [k for k, v in templates.items() if not isinstance(v, str) or _GO_TEMPLATE.search(v) or "{{" not in v]:
-        log.info("install %s: template.%s is not a Jinja template; the model's own template is used", label, key)
-        del templates[key]
+    for key, value in list(templates.items()):
+        if not isinstance(value, str) or "{{" not in value:
+            continue  # settings (use_tokenizer_template ...), or a .tmpl file's name
+        try:
+            if key == "chat_message":
+                go_template(value)
+            else:
+                template_syntax(value)
+        except (TemplateSyntaxError, PromptTemplateError) as exc:
+            log.warning("install %s: template.%s does not compile (%s); it is left out", label, key, exc)
+            del templates[key]
     if not templates:
         del config["template"]
 
@@ -180,7 +191,7 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
     name = check_name(request.name or (request.entry.name if request.entry else None)
                       or config.get("name") or definition_name or "", "name")
     config["name"] = name
-    _drop_go_templates(config, name)
+    _drop_broken_templates(config, name)
     parameters = config.setdefault("parameters", {})
     if not isinstance(parameters, dict):
         raise InvalidRequest(f"the config of '{name}' has 'parameters' that is not a mapping.", code="invalid_config")

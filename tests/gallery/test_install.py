@@ -97,7 +97,7 @@ def test_install_by_definition_url_and_by_config_url(tmp_path, hub, make_server)
     assert (models / "other.gguf").stat().st_size == 1000
 
 
-def test_localai_go_templates_are_dropped_for_the_models_own(tmp_path, hub, make_server):
+def test_localai_go_templates_are_kept_and_the_model_is_served_with_them(tmp_path, hub, make_server):
     data = blob(1000, seed=2)
     uri = hub.hf("acme/x", "x.gguf", data)
     definition = hub.github("acme/defs", "chatml.yaml", yaml.safe_dump({
@@ -110,7 +110,10 @@ def test_localai_go_templates_are_dropped_for_the_models_own(tmp_path, hub, make
     job = wait_job(server, server.post("/models/apply", json=body).json()["uuid"])
     assert job["error"] is None, job
     config = yaml.safe_load((models / "localai-style.yaml").read_text())
-    assert "template" not in config and config["parameters"]["model"] == "x.gguf"
+    assert config["template"]["chat_message"] == "<|im_start|>{{.RoleName}}\n{{.Content}}<|im_end|>\n"
+    assert config["parameters"]["model"] == "x.gguf"
+    system = server.get("/system").json()
+    assert "localai-style" in [m["id"] for m in system["models"]], system["invalid"]
 
 
 def test_progress_rises_while_a_slow_file_downloads(tmp_path, hub, make_server):
