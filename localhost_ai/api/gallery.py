@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from localhost_ai.backends import backend_options
+
 from localhost_ai.api.keys import GALLERIES, JOBS, MANAGER, SETTINGS
 from localhost_ai.api import openapi
 from localhost_ai.api.routes import GALLERY
 from localhost_ai.api.middlewares import own_url
 from localhost_ai.api.validation import read_json
-from localhost_ai.errors import NotFound
+from localhost_ai.errors import InvalidRequest, NotFound
 from localhost_ai.gallery.apply import APPLY_SCHEMA, build_request
 from localhost_ai.gallery.index import GalleryRef
 from localhost_ai.gallery.install import check_name, delete_model, installed_configs
@@ -63,13 +65,38 @@ async def cancel_job(request: web.Request) -> web.Response:
     return web.json_response(job.as_dict())
 
 
+MAX_PAGE_SIZE = 1000
+
+
+def _positive(request: web.Request, name: str, default: int | None, most: int | None = None) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < 1 or (most is not None and int(text) > most):
+        raise InvalidRequest(f"'{name}' must be a whole number from 1{f' to {most}' if most else ''}.", param=name,
+                             code="invalid_value")
+    return int(text)
+
+
 @GALLERY.get("/models/available")
-@openapi.document("The galleries' models", json=openapi.AVAILABLE)
+@openapi.document("The galleries' models: `search` (words in the name, description or tags), `tag`, `backend`, "
+                  "and `page` of `page_size`; X-Total-Count says how many match",
+                  query={"search": openapi.STRING, "tag": openapi.STRING, "backend": openapi.STRING,
+                         "page": openapi.INTEGER, "page_size": openapi.INTEGER}, json=openapi.AVAILABLE)
 async def available(request: web.Request) -> web.Response:
     runner = request.app[JOBS]
+    page = _positive(request, "page", 1)
+    page_size = _positive(request, "page_size", None, MAX_PAGE_SIZE)
     entries, problems = await request.app[GALLERIES].entries(runner.session())
+    words = (request.query.get("search") or "").lower().split()
+    tag, backend = request.query.get("tag"), request.query.get("backend")
+    entries = [e for e in entries if e.matches(words, tag, backend)]
+    total = len(entries)
+    if page_size is not None:
+        entries = entries[(page - 1) * page_size:page * page_size]  # type: ignore[operator]
     installed = set(installed_configs(request.app[SETTINGS].models_path))
     refs = {ref.name: ref.as_dict() for ref in request.app[GALLERIES].refs}
+    known = backend_options()
     models = []
     for entry in entries:
         data = entry.data
@@ -85,8 +112,13 @@ async def available(request: web.Request) -> web.Response:
             "files": [{"filename": f.get("filename"), "uri": f.get("uri"), "sha256": f.get("sha256")}
                       for f in data.get("files") or []],
             "installed": entry.name in installed,
+            # The backend the entry names (None: its base config tells, at install) and whether this server has it.
+            "backend": entry.backend,
+            "supported": entry.backend is None or entry.backend in known,
         })
-    headers = {"X-Gallery-Problems": str(len(problems))} if problems else {}
+    headers = {"X-Total-Count": str(total)}
+    if problems:
+        headers["X-Gallery-Problems"] = str(len(problems))
     return web.json_response(models, headers=headers)
 
 

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from localhost_ai.config.validation import first_found, first_problem
 from localhost_ai.errors import InvalidRequest
 from localhost_ai.gallery.index import Galleries
-from localhost_ai.gallery.install import InstallRequest, check_files, check_name
+from localhost_ai.gallery.install import InstallRequest, check_backend, check_files, check_name
 from localhost_ai.gallery.uris import resolve
 
 APPLY_SCHEMA = {
@@ -55,6 +55,7 @@ async def build_request(body: Any, galleries: Galleries, session: aiohttp.Client
     )
     if body.get("id"):
         request.entry = await galleries.find(session, body["id"])
+        check_backend(request.entry.backend, body["id"])
         check_files(request.entry.data.get("files"), "files", allow_file)
         if request.entry.data.get("url"):
             resolve(request.entry.data["url"], allow_file=allow_file, param="url")

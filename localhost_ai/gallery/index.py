@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -19,6 +20,7 @@ from localhost_ai.gallery.fetch import FetchError, fetch_bytes, parse_yaml
 from localhost_ai.gallery.uris import resolve
 
 BUILTIN = "builtin"
+_BACKEND_LINE = re.compile(r"^backend:[ \t]*(\S+)[ \t]*$", re.M)
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._\-+@:]{0,127}$"
 
 _FILE = {
@@ -72,6 +74,32 @@ class Entry:
     @property
     def id(self) -> str:
         return f"{self.gallery}@{self.name}"
+
+    @property
+    def backend(self) -> str | None:
+        """The backend the entry names (its overrides, or its inline config_file); None when
+        only its base config (`url:`) would tell, which is fetched at install."""
+        overrides = self.data.get("overrides")
+        if isinstance(overrides, dict) and isinstance(overrides.get("backend"), str):
+            return overrides["backend"]
+        config = self.data.get("config_file")
+        if isinstance(config, dict) and isinstance(config.get("backend"), str):
+            return config["backend"]
+        if isinstance(config, str):
+            match = _BACKEND_LINE.search(config)
+            if match:
+                return match.group(1).strip("'\"")
+        return None
+
+    def matches(self, words: list[str], tag: str | None, backend: str | None) -> bool:
+        """`?search=` (every word in the name, description or tags), `?tag=`, `?backend=`."""
+        tags = [str(t).lower() for t in self.data.get("tags") or []]
+        if tag is not None and tag.lower() not in tags:
+            return False
+        if backend is not None and (self.backend or "").lower() != backend.lower():
+            return False
+        text = " ".join([self.name, str(self.data.get("description") or ""), *tags]).lower()
+        return all(word in text for word in words)
 
 
 def _read_index(data: bytes, gallery: str) -> tuple[list[Entry], list[str]]:

@@ -156,6 +156,14 @@ def _drop_broken_templates(config: dict[str, Any], label: str) -> None:
         del config["template"]
 
 
+def check_backend(backend: str | None, what: str) -> None:
+    """A model whose backend this server does not have is refused before anything is downloaded."""
+    known = backend_options()
+    if backend is not None and backend not in known:
+        raise InvalidRequest(f"'{what}' needs the backend '{backend}', which this server does not have "
+                             f"(it has: {', '.join(sorted(known))}).", param="id", code="unsupported_backend")
+
+
 @dataclass
 class Plan:
     name: str
@@ -205,6 +213,8 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
         check_relpath(config["mmproj"], "mmproj")
     for spec in by_name.values():
         target_path(models_path, check_relpath(spec.filename, "files"), "files")
+    if isinstance(config.get("backend"), str):
+        check_backend(config["backend"], name)  # told by its base config: still before any download starts
     problem = model_problem(config, backend_options())
     if problem is not None:
         # Which field and which rule, not the value: the config may have come from anywhere.
