@@ -14,7 +14,7 @@ from localhost_ai.backends.base import CallControl
 from localhost_ai.backends.tool_calls import CallShaper
 from localhost_ai.backends.tool_prompt import FunctionSettings, ToolUse
 from localhost_ai.config import ModelConfig
-from localhost_ai.config.go_prompts import GO, GoPrompts, go_template, prompt_data
+from localhost_ai.config.go_prompts import GO, JINJA, LOCALAI_NO_ACTION_PARAMETERS, GoPrompts, go_template, prompt_data
 from localhost_ai.config.gotemplate import TemplateError
 from localhost_ai.config.templates import (
     DEFAULT_COMPLETION_TEMPLATE,
@@ -112,18 +112,19 @@ class TextGeneration:
         chat = templates.get("chat") or model.chat_template
         self.chat_stopwords = [] if chat else list(FALLBACK_CHAT_STOPWORDS)
         self.chat_template = chat or FALLBACK_CHAT_TEMPLATE
-        self.completion_template = templates.get("completion") or DEFAULT_COMPLETION_TEMPLATE
-        self.edit_template = templates.get("edit") or DEFAULT_EDIT_TEMPLATE
-        self.function_template = templates.get("function")
-        self.functions = FunctionSettings.from_config(config)
         syntax = config.template_syntax
-        # LocalAI's Go templates: the chat is assembled as LocalAI assembles it.
+        # LocalAI's Go templates: the chat is assembled as LocalAI assembles it. A function
+        # template is used only in the chat template's own syntax.
+        go = syntax.get("chat") == GO or ("chat" not in templates and "chat_message" in templates)
+        function = templates.get("function") if syntax.get("function") == (GO if go else JINJA) else None
+        self.function_template = None if go else function
+        if go:
+            self.chat_stopwords = []  # LocalAI adds none of its own
+        self.functions = FunctionSettings.from_config(config)
         self.go_chat = GoPrompts(
-            chat=templates.get("chat") if syntax.get("chat") == GO else None,
-            chat_message=templates.get("chat_message"),
-            function=self.function_template if syntax.get("function") == GO else None,
+            chat=templates.get("chat"), chat_message=templates.get("chat_message"), function=function,
             roles=dict(config.roles), join=config.join_chat_messages, system_prompt=config.system_prompt or "",
-        ) if GO in (syntax.get("chat"), syntax.get("chat_message"), syntax.get("function")) else None
+        ) if go else None
 
     def _prompt(self, kind: str, prompt: str) -> str:
         log.debug("model %s: %s prompt %s", self.config.name, kind, json.dumps(prompt, ensure_ascii=False))
@@ -181,7 +182,11 @@ class TextGeneration:
         use = ToolUse.from_request(request, self.functions)
         if self.go_chat is not None:
             constrained = self.functions.grammar and (use is not None or request.response_format is not None)
-            prompt = self.go_chat.chat_prompt(messages, use.as_dicts() if use else None, use_function=use is not None,
+            tools = None
+            if use is not None:  # the no-action function as LocalAI shows it to its templates
+                tools = [{**t, "parameters": LOCALAI_NO_ACTION_PARAMETERS} if t["name"] == use.no_action else t
+                         for t in use.as_dicts()]
+            prompt = self.go_chat.chat_prompt(messages, tools, use_function=use is not None,
                                               grammar=constrained) + prefill
             return self._generate(request, cancel, prompt, media, use, prefill)
         system_prompt = self.config.system_prompt

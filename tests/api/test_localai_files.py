@@ -67,3 +67,24 @@ def test_bad_go_templates_are_refused_with_file_field_and_position(localai_serve
     assert "line 3, column 4" in invalid["bad-go.yaml"]["error"] and "readFile" in invalid["bad-go.yaml"]["error"]
     assert invalid["unclosed.yaml"]["field"] == "template.chat_message"
     assert "line 2, column 1" in invalid["unclosed.yaml"]["error"] and "unclosed action" in invalid["unclosed.yaml"]["error"]
+
+
+def test_tools_go_through_localai_function_template_as_go_renders_it(localai_server):
+    conversation = CONVERSATIONS["tools"]
+    weather = conversation["functions"][0]
+    messages = [dict(m) for m in conversation["messages"]]
+    for message, call_id in zip([m for m in messages if m["role"] == "tool"], ("call_1", "call_2")):
+        message["tool_call_id"] = call_id  # OpenAI's shape; LocalAI's templates read `name`
+    localai_server.client().chat.completions.create(
+        model="gemma", messages=messages, max_tokens=16, temperature=0,
+        tools=[{"type": "function", "function": {k: weather[k] for k in ("name", "description", "parameters")}}])
+    golden = {r["name"]: r for r in json.loads(GOLDEN.read_text())}
+    expected = golden["conversation/gemma@tools"]["output"]
+    assert expected.startswith("<start_of_turn>system\nYou have access to functions.")
+    assert logged_prompts(localai_server)[-1] == expected
+
+
+def test_completion_goes_through_localai_completion_template(localai_server):
+    localai_server.client().completions.create(model="gemma", prompt="Paris is", max_tokens=2)
+    prompts = [json.loads(m) for m in re.findall(r"model gemma: completion prompt (\".*\")$", localai_server.log(), re.M)]
+    assert prompts[-1] == "Paris is\n"  # LocalAI's `completion: |` block: {{.Input}} and a newline
