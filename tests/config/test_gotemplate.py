@@ -251,5 +251,11 @@ def test_output_and_recursion_are_bounded():
         GoTemplate("{{ range 1000000000000 }}{{ end }}").render({})
     with pytest.raises(TemplateRuntimeError, match="iterations"):
         GoTemplate("{{ range $a := 1024 }}{{ range $b := 1024 }}{{ range $c := 8 }}{{ end }}{{ end }}{{ end }}").render({})
+    for source in ('{{$x := "a"}}{{range 60}}{{$x = print $x $x}}{{end}}{{len $x}}',  # doubling text
+                   '{{$l := list 1}}{{range 60}}{{$l = list $l $l}}{{end}}{{toJson $l}}',  # shared lists as JSON
+                   '{{$l := list 1}}{{range 60}}{{$l = list $l $l}}{{end}}{{$l}}',  # and printed
+                   '{{ indent 1000000 (repeat 1000 "\\n") }}', '{{ printf "%999999999d" 1 }}'):
+        with pytest.raises(TemplateRuntimeError, match="too l|longer than"):
+            GoTemplate(source).render({})
     with pytest.raises(TemplateSyntaxError, match="nests too deeply"):
         GoTemplate("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}")

@@ -10,6 +10,7 @@ from localhost_ai.config.gotemplate.errors import TemplateError, TemplateRuntime
 from localhost_ai.config.gotemplate.execute import Runner
 from localhost_ai.config.gotemplate.functions import FUNCTIONS
 from localhost_ai.config.gotemplate.parse import Tree, parse
+from localhost_ai.config.templates import RENDER_SECONDS, PromptTemplateError, within
 from localhost_ai.config.gotemplate.values import GoStruct, NilDict, NilList, NilStringMap, StringMap
 
 __all__ = ["GoStruct", "GoTemplate", "NilDict", "NilList", "NilStringMap", "StringMap", "TemplateError", "TemplateRuntimeError", "TemplateSyntaxError"]
@@ -24,4 +25,11 @@ class GoTemplate:
         self.tree: Tree = parse(source, set(FUNCTIONS))
 
     def render(self, data: Any) -> str:
-        return Runner(self.tree, FUNCTIONS, self.name).run(data)
+        """What Go's Execute writes; a TemplateRuntimeError where Go fails, or when the
+        rendering runs past its bounds (output, loop turns, RENDER_SECONDS)."""
+        try:
+            return within(RENDER_SECONDS, lambda: Runner(self.tree, FUNCTIONS, self.name).run(data))
+        except PromptTemplateError as exc:  # out of time
+            raise TemplateRuntimeError(str(exc)) from None
+        except RecursionError:
+            raise TemplateRuntimeError("the template recursed too deeply") from None

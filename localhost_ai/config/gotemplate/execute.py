@@ -63,7 +63,10 @@ class Runner:
             elif isinstance(node, Action):
                 value = self.pipeline(node.pipe, dot, scope)
                 if not node.pipe.decl:
-                    self.write(format_value(value))
+                    try:
+                        self.write(format_value(value))
+                    except ValueError as exc:
+                        raise TemplateRuntimeError(str(exc)) from None
             elif isinstance(node, Branch):
                 self.branch(node, dot, scope)
             elif isinstance(node, LoopControl):
@@ -178,13 +181,16 @@ class Runner:
         if final is not MISSING:
             values.append(final)
         try:
-            return function(*values)
+            result = function(*values)
         except TemplateRuntimeError:
             raise
         except TypeError as exc:
             raise TemplateRuntimeError(f"error calling {name}: wrong arguments ({exc})") from None
-        except (ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as exc:
+        except (ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError, RecursionError) as exc:
             raise TemplateRuntimeError(f"error calling {name}: {exc}") from None
+        if isinstance(result, str) and len(result) > MAX_OUTPUT:  # `$x = print $x $x` in a loop doubles
+            raise TemplateRuntimeError(f"error calling {name}: its result is longer than {MAX_OUTPUT} characters")
+        return result
 
     def argument(self, node: Any, dot: Any, scope: list[tuple[str, Any]]) -> Any:
         if isinstance(node, DotNode):

@@ -122,6 +122,8 @@ def _pad(text: str, flags: str, width: str | None) -> str:
     if not width or width == "*":
         return text
     size = int(width)
+    if size > 1 << 16:
+        raise TemplateRuntimeError(f"error calling printf: width {size} is too large")
     if "-" in flags:
         return text.ljust(size)
     if "0" in flags and text.lstrip("-").replace(".", "", 1).isdigit():
@@ -297,6 +299,8 @@ def _default(default: Any, *given: Any) -> Any:
 
 
 def _indent(spaces: int, text: str) -> str:
+    if spaces * (text.count("\n") + 1) > 1 << 20:
+        raise TemplateRuntimeError("error calling indent: the result would be too long")
     pad = " " * spaces
     return pad + text.replace("\n", "\n" + pad)
 

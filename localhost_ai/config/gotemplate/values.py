@@ -101,9 +101,42 @@ def _plain(number: float, digits: str, exp: int) -> str:
     return sign + whole + ("." + fraction if fraction else "")
 
 
-def format_value(value: Any, top: bool = True) -> str:
+MAX_TEXT = 1 << 20  # characters of one printed or JSON value: shared lists can stand for far more
+
+
+class _Budget:
+    """Characters left for one value's text; nested lists that share themselves would
+    otherwise print as exponentially long text."""
+
+    def __init__(self) -> None:
+        self.left = MAX_TEXT
+
+    def spend(self, text: str) -> str:
+        self.left -= len(text)
+        if self.left < 0:
+            raise ValueError(f"the value's text is longer than {MAX_TEXT} characters")
+        return text
+
+
+def format_value(value: Any, top: bool = True, budget: _Budget | None = None) -> str:
     """fmt's %v. At the top of an action, nil is `<no value>` (Go prints an empty interface
     that way); inside a slice or map, or through print/printf, it is `<nil>`."""
+    if isinstance(value, (list, tuple, dict, GoStruct)):
+        budget = budget or _Budget()
+        return budget.spend(_format_container(value, budget))
+    return _format_scalar(value, top)
+
+
+def _format_container(value: Any, budget: _Budget) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + " ".join(budget.spend(format_value(v, False, budget)) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(budget.spend(f"{format_value(k, False, budget)}:{format_value(value[k], False, budget)}")
+                                 for k in _sorted(value)) + "]"
+    return "{" + " ".join(budget.spend(format_value(v, False, budget)) for v in value.fields.values()) + "}"
+
+
+def _format_scalar(value: Any, top: bool) -> str:
     if value is None:
         return "<no value>" if top else "<nil>"
     if isinstance(value, bool):
@@ -114,12 +147,6 @@ def format_value(value: Any, top: bool = True) -> str:
         return format_float(value)
     if isinstance(value, str):
         return value
-    if isinstance(value, (list, tuple)):
-        return "[" + " ".join(format_value(v, False) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{format_value(k, False)}:{format_value(value[k], False)}" for k in _sorted(value)) + "]"
-    if isinstance(value, GoStruct):
-        return "{" + " ".join(format_value(v, False) for v in value.fields.values()) + "}"
     return str(value)
 
 
@@ -151,9 +178,14 @@ def _json_float(number: float) -> str:
     return _plain(number, digits, exp)
 
 
-def to_json(value: Any, indent: str | None = None, level: int = 0) -> str:
+def to_json(value: Any, indent: str | None = None, level: int = 0, budget: _Budget | None = None) -> str:
     """encoding/json.Marshal (MarshalIndent when `indent` is given): map keys sorted, struct
     fields in order, `<`, `>` and `&` escaped."""
+    budget = budget or _Budget()
+    return budget.spend(_to_json(value, indent, level, budget))
+
+
+def _to_json(value: Any, indent: str | None, level: int, budget: _Budget) -> str:
     def nest(items: list[str], open_: str, close: str) -> str:
         if not items:
             return open_ + close
@@ -174,9 +206,9 @@ def to_json(value: Any, indent: str | None = None, level: int = 0) -> str:
         return _json_string(value)
     separator = ":" if indent is None else ": "
     if isinstance(value, (list, tuple)):
-        return nest([to_json(v, indent, level + 1) for v in value], "[", "]")
+        return nest([to_json(v, indent, level + 1, budget) for v in value], "[", "]")
     if isinstance(value, dict):
-        return nest([_json_string(str(k)) + separator + to_json(value[k], indent, level + 1)
+        return nest([_json_string(str(k)) + separator + to_json(value[k], indent, level + 1, budget)
                      for k in sorted(value, key=str)], "{", "}")
     if isinstance(value, GoStruct):
         items = []
@@ -184,6 +216,6 @@ def to_json(value: Any, indent: str | None = None, level: int = 0) -> str:
             key, _, options = value.tags.get(name, name).partition(",")
             if key == "-" or ("omitempty" in options.split(",") and not is_true(field_value)):
                 continue
-            items.append(_json_string(key or name) + separator + to_json(field_value, indent, level + 1))
+            items.append(_json_string(key or name) + separator + to_json(field_value, indent, level + 1, budget))
         return nest(items, "{", "}")
     raise ValueError(f"json: unsupported type: {type(value).__name__}")
