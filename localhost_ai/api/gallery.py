@@ -72,7 +72,7 @@ def _positive(request: web.Request, name: str, default: int | None, most: int | 
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or int(text) < 1 or (most is not None and int(text) > most):
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 1 or (most is not None and int(text) > most):
         raise InvalidRequest(f"'{name}' must be a whole number from 1{f' to {most}' if most else ''}.", param=name,
                              code="invalid_value")
     return int(text)

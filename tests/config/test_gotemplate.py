@@ -257,5 +257,13 @@ def test_output_and_recursion_are_bounded():
                    '{{ indent 1000000 (repeat 1000 "\\n") }}', '{{ printf "%999999999d" 1 }}'):
         with pytest.raises(TemplateRuntimeError, match="too l|longer than"):
             GoTemplate(source).render({})
+    with pytest.raises(TemplateRuntimeError, match="only a string"):  # no unbounded deep comparison
+        GoTemplate("{{$a := list 1}}{{range 30}}{{$a = list $a $a}}{{end}}{{has $a (list $a)}}").render({})
+    assert GoTemplate("{{$n := 3}}{{range 40}}{{$n = mul $n $n}}{{end}}{{$n}}").render({})  # int64 wraps, as Go's
+    assert GoTemplate("{{ mul 4294967296 4294967296 }}").render({}) == "0"
+    with pytest.raises(TemplateSyntaxError, match="outside"):  # a range's else is not its loop
+        GoTemplate("{{range .x}}{{else}}{{break}}{{end}}")
+    with pytest.raises(TemplateRuntimeError):
+        GoTemplate('{{ join 1 (list "a") }}').render({})
     with pytest.raises(TemplateSyntaxError, match="nests too deeply"):
         GoTemplate("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}")

@@ -44,7 +44,10 @@ class Runner:
         self.iterations = 0
 
     def run(self, data: Any) -> str:
-        self.walk(self.tree.body, data, [("$", data)])
+        try:
+            self.walk(self.tree.body, data, [("$", data)])
+        except (_Break, _Continue):
+            raise TemplateRuntimeError("break or continue outside a range") from None
         return "".join(self.out)
 
     def write(self, text: str) -> None:
@@ -186,7 +189,7 @@ class Runner:
             raise
         except TypeError as exc:
             raise TemplateRuntimeError(f"error calling {name}: wrong arguments ({exc})") from None
-        except (ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError, RecursionError) as exc:
+        except (ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError, RecursionError, AttributeError) as exc:
             raise TemplateRuntimeError(f"error calling {name}: {exc}") from None
         if isinstance(result, str) and len(result) > MAX_OUTPUT:  # `$x = print $x $x` in a loop doubles
             raise TemplateRuntimeError(f"error calling {name}: its result is longer than {MAX_OUTPUT} characters")

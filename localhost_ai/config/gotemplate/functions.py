@@ -91,6 +91,8 @@ def _go_type(value: Any) -> str:
 
 
 def _verb(verb: str, arg: Any, precision: str | None) -> str:
+    if precision is not None and precision != "*" and int(precision) > 1_000_000:
+        return "%!(BADPREC)"
     bad = f"%!{verb}(<nil>)" if arg is None else f"%!{verb}({_go_type(arg)}={_nil_aware(arg)})"
     if verb == "v":
         return _nil_aware(arg)
@@ -267,11 +269,18 @@ def _strings(value: Any) -> list[str]:
     return [strval(value)]
 
 
+def _wrap(number: int) -> int:
+    """Go's int64: arithmetic wraps instead of growing without bound."""
+    return ((number + (1 << 63)) % (1 << 64)) - (1 << 63)
+
+
 def _int(value: Any) -> int:
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, (int, float)):
-        return int(value)
+    if isinstance(value, float):
+        return _wrap(int(value)) if value == value and abs(value) != float("inf") else 0
+    if isinstance(value, int):
+        return _wrap(value)
     if isinstance(value, str):
         try:
             return int(value, 10)
@@ -367,6 +376,30 @@ def _trunc(count: int, text: str) -> str:
     return text[:count]
 
 
+def _has(item: Any, value: Any) -> bool:
+    """Only a plain value is looked for: comparing lists that share their parts is unbounded work."""
+    if isinstance(item, (list, tuple, dict, GoStruct)):
+        raise TemplateRuntimeError("error calling has: only a string, number, bool or nil can be looked for")
+    return any(type(x) is type(item) and x == item for x in _list_of(value, "has"))
+
+
+def _sized(total: int, name: str) -> None:
+    if total > 1 << 20:
+        raise TemplateRuntimeError(f"error calling {name}: the result would be too long")
+
+
+def _replace(old: str, new: str, text: Any) -> str:
+    text = strval(text)
+    _sized(len(text) + (text.count(old) if old else len(text) + 1) * max(0, len(new) - len(old)), "replace")
+    return text.replace(old, new)
+
+
+def _join(separator: str, value: Any) -> str:
+    parts = _strings(value)
+    _sized(sum(map(len, parts)) + len(separator) * max(0, len(parts) - 1), "join")
+    return separator.join(parts)
+
+
 def _fail(message: str) -> None:
     raise TemplateRuntimeError(f"error calling fail: {message}")
 
@@ -380,13 +413,13 @@ SPRIG: dict[str, Callable[..., Any]] = {
     "title": lambda s: re.sub(r"(?<![^\W_])(\w)", lambda m: m.group(1).upper(), strval(s)),
     "contains": lambda sub, s: sub in strval(s), "hasPrefix": lambda p, s: strval(s).startswith(p),
     "hasSuffix": lambda p, s: strval(s).endswith(p),
-    "replace": lambda old, new, s: strval(s).replace(old, new), "repeat": _repeat, "substr": _substr,
+    "replace": _replace, "repeat": _repeat, "substr": _substr,
     "trunc": _trunc, "nospace": lambda s: re.sub(r"\s", "", strval(s)), "indent": _indent,
     "nindent": lambda spaces, text: "\n" + _indent(spaces, text),
     "quote": lambda *args: " ".join(_quote(strval(a)) for a in args if a is not None),
     "squote": lambda *args: " ".join(f"'{strval(a)}'" for a in args if a is not None),
     "cat": lambda *args: " ".join(strval(a) for a in args if a is not None),
-    "toString": strval, "toStrings": _strings, "join": lambda sep, value: sep.join(_strings(value)),
+    "toString": strval, "toStrings": _strings, "join": _join,
     "split": _split, "splitList": lambda sep, text: text.split(sep),
     "b64enc": lambda s: base64.b64encode(strval(s).encode()).decode(),
     "b64dec": lambda s: base64.b64decode(strval(s).encode()).decode(errors="replace"),
@@ -399,8 +432,8 @@ SPRIG: dict[str, Callable[..., Any]] = {
     "default": _default, "empty": _empty, "coalesce": lambda *args: next((a for a in args if not _empty(a)), None),
     "ternary": lambda yes, no, condition: yes if condition else no, "fail": _fail,
     # numbers
-    "add": lambda *args: sum(_int(a) for a in args), "add1": lambda a: _int(a) + 1,
-    "sub": lambda a, b: _int(a) - _int(b), "mul": lambda *args: _product(args), "div": _div, "mod": _mod,
+    "add": lambda *args: _wrap(sum(_int(a) for a in args)), "add1": lambda a: _wrap(_int(a) + 1),
+    "sub": lambda a, b: _wrap(_int(a) - _int(b)), "mul": lambda *args: _product(args), "div": _div, "mod": _mod,
     "max": lambda first, *rest: max([_int(first)] + [_int(r) for r in rest]),
     "min": lambda first, *rest: min([_int(first)] + [_int(r) for r in rest]),
     "int": _int, "int64": _int, "atoi": _int, "float64": _float,
@@ -408,7 +441,7 @@ SPRIG: dict[str, Callable[..., Any]] = {
     "list": lambda *items: list(items), "slice": _slice, "first": _first, "last": _last,
     "rest": lambda v: _list_of(v, "rest")[1:], "initial": lambda v: _list_of(v, "initial")[:-1],
     "append": lambda v, item: _list_of(v, "append") + [item], "push": lambda v, item: _list_of(v, "push") + [item],
-    "has": lambda item, v: item in _list_of(v, "has"),
+    "has": _has,
     "dict": _dict, "hasKey": lambda d, key: isinstance(d, dict) and key in d,
     "get": lambda d, key: d.get(key, "") if isinstance(d, dict) else "",
     "keys": lambda *ds: [k for d in ds for k in d], "pluck": lambda key, *ds: [d[key] for d in ds if key in d],
@@ -418,7 +451,7 @@ SPRIG: dict[str, Callable[..., Any]] = {
 def _product(args: tuple) -> int:
     result = 1
     for arg in args:
-        result *= _int(arg)
+        result = _wrap(result * _int(arg))
     return result
 
 

@@ -181,11 +181,7 @@ class _Parser:
         if kind in ("if", "with"):
             return self.branch(kind, keyword)
         if kind == "range":
-            self.loops += 1
-            try:
-                return self.branch(kind, keyword)
-            finally:
-                self.loops -= 1
+            return self.branch(kind, keyword)
         if kind in ("break", "continue"):
             if not self.loops:
                 raise self.error(keyword.offset, f"{{{{{kind}}}}} outside {{{{range}}}}")
@@ -220,7 +216,11 @@ class _Parser:
 
     def branch(self, kind: str, keyword: Token) -> Branch:
         pipe = self.pipeline(kind, allow_decl=True, allow_two=kind == "range")
-        body, end = self.items()
+        self.loops += kind == "range"  # break and continue belong to a range's body, not its else
+        try:
+            body, end = self.items()
+        finally:
+            self.loops -= kind == "range"
         otherwise: list[Node] | None = None
         if end is not None and end.value == "else":
             following = self.peek()
