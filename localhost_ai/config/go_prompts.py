@@ -15,6 +15,7 @@ from typing import Any
 
 from localhost_ai.config.gotemplate import (GoStruct, GoTemplate, NilDict, NilList, NilStringMap, StringMap,
                                             TemplateError, TemplateSyntaxError)
+from localhost_ai.config.gotemplate.values import to_json
 from localhost_ai.config.templates import PromptTemplateError, compile_template
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,15 @@ def template_syntax(source: str) -> str:
     if jinja_error is None:
         return JINJA
     raise go_error if _GO_HINT.search(source) else jinja_error
+
+
+def syntax_of(kind: str, source: str) -> str:
+    """A model file's `template.<kind>`'s syntax: `chat_message`, LocalAI's own notion, is
+    Go's only; the others are told by template_syntax. Raises as that does."""
+    if kind == "chat_message":
+        go_template(source)
+        return GO
+    return template_syntax(source)
 
 
 # -- LocalAI's template data -------------------------------------------------------------------
@@ -173,8 +183,6 @@ def _plain(prefix: str, text: str, legacy: Any, calls: Any, role: str) -> tuple[
 
 
 def _marshal(value: Any) -> str:
-    from localhost_ai.config.gotemplate.values import to_json
-
     if isinstance(value, list):
         return to_json([go_tool_call(c) for c in value])
     return to_json(_go_json(value))

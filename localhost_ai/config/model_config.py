@@ -19,7 +19,7 @@ from localhost_ai.config.options import BackendOptions
 from localhost_ai.config.projector import ProjectorError, projector_media
 from localhost_ai.config.sampling import SAMPLING_KEYS
 from localhost_ai.config.schema import MIN_MEMORY_LIMIT, model_schema, parse_size
-from localhost_ai.config.go_prompts import GO, go_template, template_syntax
+from localhost_ai.config.go_prompts import syntax_of
 from localhost_ai.config.gotemplate import TemplateSyntaxError
 from localhost_ai.config.templates import PromptTemplateError, compile_template
 from localhost_ai.config.validation import SchemaProblem, earliest, first_problem
@@ -259,11 +259,7 @@ def _templates(path: Path, models_root: Path, section: dict[str, Any], model_val
             templates["chat"] = own
     for kind, source in templates.items():
         try:
-            if kind == "chat_message":  # LocalAI's own notion: Go's syntax only
-                go_template(source)
-                syntax[kind] = GO
-            else:
-                syntax[kind] = template_syntax(source)
+            syntax[kind] = syntax_of(kind, source)
         except (TemplateSyntaxError, PromptTemplateError) as exc:
             raise ConfigError(path, f"template.{kind}", f"does not compile: {exc}" if isinstance(exc, TemplateSyntaxError)
                               else str(exc)) from None

@@ -21,7 +21,7 @@ import yaml
 
 from localhost_ai.backends import backend_options
 from localhost_ai.config import yamlfile
-from localhost_ai.config.go_prompts import go_template, template_syntax
+from localhost_ai.config.go_prompts import syntax_of
 from localhost_ai.config.gotemplate import TemplateSyntaxError
 from localhost_ai.config.model_config import YAML_SUFFIXES, model_problem
 from localhost_ai.config.templates import PromptTemplateError
@@ -145,10 +145,7 @@ def _drop_broken_templates(config: dict[str, Any], label: str) -> None:
         if not isinstance(value, str) or "{{" not in value:
             continue  # settings (use_tokenizer_template ...), or a .tmpl file's name
         try:
-            if key == "chat_message":
-                go_template(value)
-            else:
-                template_syntax(value)
+            syntax_of(key, value)
         except (TemplateSyntaxError, PromptTemplateError) as exc:
             log.warning("install %s: template.%s does not compile (%s); it is left out", label, key, exc)
             del templates[key]
