@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localhost_ai.backends import backend_options
-from localhost_ai.config import ConfigError, ModelConfig, bare_weights_config, load_yaml_config
+from localhost_ai.config import ConfigError, ModelConfig, bare_weights_config, load_yaml_file
 from localhost_ai.config.model_config import YAML_SUFFIXES, infer_backend
 from localhost_ai.errors import InvalidRequest, ModelNotFound, NotFound
 
@@ -107,7 +107,7 @@ class Registry:
             if not entry.name.lower().endswith(YAML_SUFFIXES):
                 continue
             try:
-                config = load_yaml_config(path, self.models_path, known)
+                items = load_yaml_file(path, self.models_path, known)
             except ConfigError as exc:
                 reject(path, exc.field, exc.reason)
                 continue
@@ -115,10 +115,14 @@ class Registry:
                 log.exception("reading model file %s failed", path.name)
                 reject(path, None, "the file could not be read (the server's log has the details)")
                 continue
-            defined.setdefault(config.name, []).append(config)
-            claimed.add(config.model_path)
-            if config.mmproj is not None:
-                claimed.add(config.mmproj)
+            for config in items:
+                if isinstance(config, ConfigError):
+                    reject(path, config.field, config.reason)
+                    continue
+                defined.setdefault(config.name, []).append(config)
+                claimed.add(config.model_path)
+                if config.mmproj is not None:
+                    claimed.add(config.mmproj)
 
         # Two files with one name: neither is served (the one that sorts first would take the
         # other's model over), both are listed with the clash, until one goes.
@@ -151,6 +155,9 @@ class Registry:
                 log.info("model %s: found (%s, backend %s)", name, config.source.name, config.backend)
             elif old.fingerprint != config.fingerprint:
                 log.info("model %s: changed; it is reloaded on its next use", name)
+            if (old is None or old.fingerprint != config.fingerprint) and config.ignored_fields:
+                for field, why in config.ignored_fields:
+                    log.warning("model %s (%s): field '%s' is ignored: %s", name, config.source.name, field, why)
         for name in self._models.keys() - models.keys():
             log.info("model %s: removed", name)
         old_invalid = set(self._invalid)

@@ -65,6 +65,9 @@ async def system(request: web.Request) -> web.Response:
             "capabilities": sorted(c.capabilities),
             "loaded": c.name in loaded,
             "description": c.description,
+            "usage": c.usage,
+            # LocalAI's fields the file sets that have no effect here (the log says so too).
+            "ignored_fields": [{"field": field, "reason": why} for field, why in c.ignored_fields],
             # unloaded, loading (its worker starting), ready or busy (running calls)
             "state": _STATES.get(status["state"], status["state"]),
             "memory": (status.get("memory") or {}).get("rss"),

@@ -40,6 +40,12 @@ class DiffusersOptions(BackendOptions):
     guidance_scale) are the requests' business: `contract.image.ImageDefaults`."""
 
     scheduler: str | None = option({"enum": list(SCHEDULERS)}, key="parameters.scheduler")
+    # Checked here, read by ImageDefaults: a request's own limits (api/images.py).
+    size: str | None = option({"type": "string", "pattern": r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$"}, key="parameters.size")
+    steps: int | None = option({"type": "integer", "minimum": 1, "maximum": 100}, key="parameters.steps")
+    step: int | None = option({"type": "integer", "minimum": 1, "maximum": 100})
+    guidance_scale: float | None = option({"type": "number", "minimum": 0, "maximum": 50},
+                                          key="parameters.guidance_scale")
 
 
 @register("diffusers")

@@ -57,6 +57,9 @@ class LlamaOptions(BatchingOptions):
     mmap: bool = option({"type": "boolean"}, True)
     parallel: int = option({"type": "integer", "minimum": 1, "maximum": 64}, DEFAULT_PARALLEL)
     prefill_chunk: int = option({"type": "integer", "minimum": 16, "maximum": 4096}, DEFAULT_PREFILL_CHUNK)
+    # LocalAI's embeddings pooling: "mean" or "last"; "" or "backend" the model's own
+    # (decayed_mean, which llama.cpp lacks, is refused with the file: config/localai_fields.py).
+    pooling: str = option({"enum": ["", "backend", "mean", "last"]}, "", key="parameters.pooling")
 
 
 @register("llama-cpp")
@@ -91,10 +94,13 @@ class LlamaCppBackend(Backend):
             raise InvalidRequest(
                 f"context_size is {self.n_ctx:,} tokens, more than the {trained:,} this model was trained for; set "
                 f"context_size to at most {trained:,} in its YAML.", param="context_size", code="invalid_config")
-        if embeddings and llama_cpp.llama_pooling_type(self.llm.ctx) == llama_cpp.LLAMA_POOLING_TYPE_NONE:
-            # A generative model names no pooling; its embeddings are the mean over tokens.
+        asked = {"mean": llama_cpp.LLAMA_POOLING_TYPE_MEAN, "last": llama_cpp.LLAMA_POOLING_TYPE_LAST}.get(
+            self.options.pooling)
+        if embeddings and asked is None and llama_cpp.llama_pooling_type(self.llm.ctx) == llama_cpp.LLAMA_POOLING_TYPE_NONE:
+            asked = llama_cpp.LLAMA_POOLING_TYPE_MEAN  # a generative model names none: the mean over tokens
+        if embeddings and asked is not None and asked != llama_cpp.llama_pooling_type(self.llm.ctx):
             self.llm.close()
-            self.llm = self._open(llama_cpp, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, **extra)
+            self.llm = self._open(llama_cpp, pooling_type=asked, **extra)
         if embeddings:
             self.inputs = EmbeddingInputs(
                 tokenize=lambda texts: [self.llm.tokenize(t.encode("utf-8"), add_bos=True, special=True) for t in texts],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 from localhost_ai.backends.audio import SAMPLE_RATE, WhisperOptions, decode_audio, segment, transcription, whisper_request
@@ -12,9 +14,29 @@ from localhost_ai.contract.transcribe import TranscribeRequest
 from localhost_ai.errors import InvalidRequest
 
 
+GGML_MAGIC = b"lmgg"  # whisper.cpp's weights (ggml-*.bin) begin with 0x67676d6c
+
+
+@dataclass(frozen=True)
+class OpenAIWhisperOptions(WhisperOptions):
+    @classmethod
+    def weights_problem(cls, path: Path) -> str | None:
+        """LocalAI's `whisper` backend is whisper.cpp: its files name ggml weights, which
+        openai-whisper cannot read."""
+        try:
+            with open(path, "rb") as file:
+                magic = file.read(4)
+        except OSError:
+            return None  # a folder, or unreadable: the load says why
+        if magic == GGML_MAGIC:
+            return ("is whisper.cpp (ggml) weights, which LocalAI's `whisper` backend runs; this server's `whisper` is "
+                    "openai-whisper and reads its .pt checkpoints, and `faster-whisper` reads CTranslate2 folders")
+        return None
+
+
 @register("whisper")
 class OpenAIWhisperBackend(Backend):
-    Options = WhisperOptions
+    Options = OpenAIWhisperOptions
 
     def load(self) -> None:
         torch, whisper = require("The whisper backend", "whisper", "torch", "whisper")

@@ -14,7 +14,9 @@ from localhost_ai.backends.base import CallControl
 from localhost_ai.backends.tool_calls import CallShaper
 from localhost_ai.backends.tool_prompt import FunctionSettings, ToolUse
 from localhost_ai.config import ModelConfig
-from localhost_ai.config.go_prompts import GO, JINJA, LOCALAI_NO_ACTION_PARAMETERS, GoPrompts, go_template, prompt_data
+from localhost_ai.config.go_prompts import (
+    GO, JINJA, LOCALAI_NO_ACTION_PARAMETERS, GoPrompts, go_template, multimodal_content, prompt_data,
+)
 from localhost_ai.config.gotemplate import TemplateError
 from localhost_ai.config.templates import (
     DEFAULT_COMPLETION_TEMPLATE,
@@ -27,10 +29,12 @@ from localhost_ai.config.templates import (
 )
 from localhost_ai.contract.events import Event, Finish, TextDelta, Usage
 from localhost_ai.contract.generate import (
+    AudioPart,
     ChatRequest,
     CompletionRequest,
     EditRequest,
     Generation,
+    ImagePart,
     Message,
     Part,
     ResponseFormat,
@@ -175,6 +179,8 @@ class TextGeneration:
                                  f"'{getattr(media[0], 'label', '') or 'messages'}' is one.",
                                  param=getattr(media[0], "label", None) or "messages", code="unsupported_content")
         messages = [template_message(m, self.model.media_marker) for m in request.messages]
+        if self.go_chat is not None and media:
+            messages, media = self._localai_media(request.messages, messages)
         last = request.messages[-1] if request.messages else None
         prefill = ""
         if request.prefill and last is not None and last.role == "assistant" and not last.tool_calls and not last.media:
@@ -206,6 +212,25 @@ class TextGeneration:
         prompt = self._render(template, messages=messages, add_generation_prompt=True, bos_token=self.model.bos_text,
                               eos_token=self.model.eos_text, system_prompt=system_prompt or "", tools=tools) + prefill
         return self._generate(request, cancel, prompt, media, use, prefill)
+
+    def _localai_media(self, request_messages: tuple[Message, ...] | list[Message],
+                       messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], tuple[Part, ...]]:
+        """The Go-template path writes a message with images or audio as LocalAI does, through
+        `template.multimodal`; the media go to the model in the order of their markers."""
+        shaped, ordered = [], []
+        images_before = audios_before = 0
+        for message, out in zip(request_messages, messages):
+            if not message.media:
+                shaped.append(out)
+                continue
+            images = [part for part in message.media if isinstance(part, ImagePart)]
+            audios = [part for part in message.media if isinstance(part, AudioPart)]
+            content = multimodal_content(self.config.templates.get("multimodal"), message.text, images, audios,
+                                         images_before, audios_before, self.model.media_marker or "")
+            images_before, audios_before = images_before + len(images), audios_before + len(audios)
+            shaped.append({**out, "content": content.content})
+            ordered.extend(content.media)
+        return shaped, tuple(ordered)
 
     def _generate(self, request: ChatRequest, cancel: CallControl, prompt: str, media: tuple[Part, ...],
                   use: ToolUse | None, prefill: str) -> Iterator[Event]:

@@ -56,9 +56,9 @@ def template_syntax(source: str) -> str:
 
 
 def syntax_of(kind: str, source: str) -> str:
-    """A model file's `template.<kind>`'s syntax: `chat_message`, LocalAI's own notion, is
-    Go's only; the others are told by template_syntax. Raises as that does."""
-    if kind == "chat_message":
+    """A model file's `template.<kind>`'s syntax: `chat_message` and `multimodal`, LocalAI's
+    own notions, are Go's only; the others are told by template_syntax. Raises as that does."""
+    if kind in ("chat_message", "multimodal"):
         go_template(source)
         return GO
     return template_syntax(source)
@@ -186,3 +186,56 @@ def _marshal(value: Any) -> str:
     if isinstance(value, list):
         return to_json([go_tool_call(c) for c in value])
     return to_json(_go_json(value))
+
+
+# -- template.multimodal ------------------------------------------------------------------------
+
+# LocalAI's sentinel for one image or audio item, and its template when a file has none
+# (core/templates/multimodal.go): each message's audio markers, then its image markers, then
+# its text.
+MEDIA_SENTINEL = "<__media__>"
+DEFAULT_MULTIMODAL = ("{{ range .Audio }}<__media__>{{end}}{{ range .Images }}<__media__>{{end}}"
+                      "{{ range .Video }}[vid-{{.ID}}]{{end}}{{.Text}}")
+
+
+@dataclass(frozen=True)
+class MultimodalMessage:
+    content: str  # the message's text with `marker` where each of `media` goes
+    media: tuple[Any, ...]  # its image and audio parts, in the order their markers appear
+
+
+def multimodal_content(source: str | None, text: str, images: list[Any], audios: list[Any], images_before: int,
+                       audios_before: int, marker: str) -> MultimodalMessage:
+    """A message's content as LocalAI writes one that has images or audio: its text parts
+    joined, through `template.multimodal` (`.Images`, `.Audio`, `.Video` with their `.ID`
+    across the chat, and `.Text`). Only the markers the template writes become media markers,
+    never one in the text. A template that fails, changes the text, or writes other than one
+    marker per item gives way to LocalAI's default, with a warning."""
+    if source:
+        try:
+            return _multimodal(source, text, images, audios, images_before, audios_before, marker)
+        except (TemplateError, ValueError) as exc:
+            log.warning("template.multimodal: %s; LocalAI's default placement is used", exc)
+    return _multimodal(DEFAULT_MULTIMODAL, text, images, audios, images_before, audios_before, marker)
+
+
+def _multimodal(source: str, text: str, images: list[Any], audios: list[Any], images_before: int,
+                audios_before: int, marker: str) -> MultimodalMessage:
+    stand_in = f"\x00text-{id(text):x}\x00"  # where the text goes: its own markers stay text
+    data = GoStruct("MultimodalData", {
+        "Audio": [GoStruct("MultimodalContent", {"ID": audios_before + i}) for i in range(len(audios))],
+        "Images": [GoStruct("MultimodalContent", {"ID": images_before + i}) for i in range(len(images))],
+        "Video": [],
+        "Text": stand_in,
+    })
+    out = go_template(source).render(data)
+    if out.count(stand_in) != 1:
+        raise ValueError("it does not write .Text once, unchanged")
+    if out.count(MEDIA_SENTINEL) != len(images) + len(audios):
+        raise ValueError(f"it writes {out.count(MEDIA_SENTINEL)} {MEDIA_SENTINEL} markers for "
+                         f"{len(images) + len(audios)} images and audio")
+    # The markers stand for the items in the order the template ranges over them.
+    audio_first = source.find(".Audio") != -1 and (source.find(".Images") == -1
+                                                   or source.find(".Audio") < source.find(".Images"))
+    media = tuple(audios + images if audio_first else images + audios)
+    return MultimodalMessage(out.replace(MEDIA_SENTINEL, marker).replace(stand_in, text), media)

@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 import yaml
 from jsonschema import Draft202012Validator
 
-from localhost_ai.config import yamlfile
+from localhost_ai.config import localai_fields, yamlfile
+from localhost_ai.config.gguf_info import gguf_info
 from localhost_ai.config.capabilities import capabilities
 from localhost_ai.config.options import BackendOptions
 from localhost_ai.config.projector import ProjectorError, projector_media
@@ -66,6 +67,8 @@ class ModelConfig:
     mmproj: Path | None = None  # the multimodal projector (LocalAI's `mmproj`)
     media: tuple[str, ...] = ()  # what the projector reads: "image", "audio"
     options: BackendOptions = field(default_factory=BackendOptions)
+    # LocalAI's fields the file sets that have no effect here, each with why (GET /system, the log).
+    ignored_fields: tuple[tuple[str, str], ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     fingerprint: str = ""
 
@@ -99,7 +102,8 @@ class ModelConfig:
                       stopwords=tuple(data["stopwords"]), known_usecases=tuple(data["known_usecases"]),
                       media=tuple(data.get("media") or ()),
                       mmproj=Path(data["mmproj"]) if data.get("mmproj") else None,
-                      options=options(**data["options"]))
+                      options=options(**data["options"]),
+                      ignored_fields=tuple((f, why) for f, why in data.get("ignored_fields") or ()))
         return cls(**values)
 
 
@@ -149,10 +153,26 @@ def model_problem(data: dict[str, Any], options_of: Mapping[str, type[BackendOpt
 
 
 def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Mapping[str, type[BackendOptions]]) -> ModelConfig:
-    """Read, validate and resolve one YAML model definition; raise ConfigError naming the field.
+    """The one model a YAML file defines; a ConfigError names the field at fault (and, for a
+    file that lists several models, which of them)."""
+    items = load_yaml_file(path, models_root, backends)
+    if len(items) > 1:
+        raise ConfigError(path, None, f"lists {len(items)} models; read it with load_yaml_file")
+    return _raise(items[0])
+
+
+def _raise(item: "ModelConfig | ConfigError") -> ModelConfig:
+    if isinstance(item, ConfigError):
+        raise item
+    return item
+
+
+def load_yaml_file(path: Path, models_root: Path,
+                   backends: Sequence[str] | Mapping[str, type[BackendOptions]]) -> list["ModelConfig | ConfigError"]:
+    """Read, validate and resolve a YAML model file: one model (a mapping), or several (a list
+    of mappings, as LocalAI reads them), each a ModelConfig or the ConfigError naming its field.
     `backends` maps each backend's name to its options class (a plain list: none of their own)."""
     options_of = backends if isinstance(backends, Mapping) else {name: BackendOptions for name in backends}
-    backends = sorted(options_of)
     try:
         text = path.read_bytes()
     except OSError as exc:
@@ -164,16 +184,38 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(path, None, f"YAML syntax error{where}: {problem}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(path, None, "must be a YAML mapping of fields")
+    if isinstance(data, dict):
+        return [_config_or_error(path, text, data, models_root, options_of, "")]
+    if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
+        return [_config_or_error(path, text, item, models_root, options_of, f"[{i}].") for i, item in enumerate(data)]
+    raise ConfigError(path, None, "must be a YAML mapping of fields (or a list of them, one per model)")
 
+
+def _config_or_error(path: Path, text: bytes, data: dict[str, Any], models_root: Path,
+                     options_of: Mapping[str, type[BackendOptions]], where: str) -> "ModelConfig | ConfigError":
+    try:
+        return _config(path, text, data, models_root, options_of, where)
+    except ConfigError as exc:
+        return ConfigError(path, where + exc.field if exc.field else where.rstrip(".") or None, exc.reason)
+
+
+def _config(path: Path, text: bytes, data: dict[str, Any], models_root: Path,
+            options_of: Mapping[str, type[BackendOptions]], where: str) -> ModelConfig:
+    try:
+        ignored = localai_fields.review(data, _own_fields(options_of))
+    except localai_fields.FieldRefused as exc:
+        raise ConfigError(path, exc.field, f"is refused: {exc.reason}") from None
     problem = model_problem(data, options_of)
     if problem is not None:
         if problem.dotted == "backend":
-            raise ConfigError(path, "backend", f"unknown backend {data['backend']!r}; known backends: {', '.join(backends)}")
+            raise ConfigError(path, "backend", f"unknown backend {data['backend']!r}; known backends: "
+                                               f"{', '.join(sorted(options_of))}")
         raise ConfigError(path, problem.dotted, problem.message)
 
-    parameters = dict(data.get("parameters") or {})
+    parameters = {**{k: data[k] for k in LOCALAI_TOP_LEVEL_SAMPLING if data.get(k) is not None},
+                  **dict(data.get("parameters") or {})}
+    if isinstance(parameters.get("max_tokens"), int) and parameters["max_tokens"] <= 0:
+        del parameters["max_tokens"]  # LocalAI's 0 and -1: no default budget
     model_value = parameters.get("model")
     if not model_value:
         raise ConfigError(path, "parameters.model", "is required: the weights file or folder of this model")
@@ -182,22 +224,30 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
     if backend is None:
         raise ConfigError(path, "backend", "is required when it cannot be told from the model file's name")
     options_class = options_of.get(backend, BackendOptions)
+    weights_problem = options_class.weights_problem(model_path)
+    if weights_problem:
+        raise ConfigError(path, "parameters.model", f"'{model_value}' {weights_problem}")
 
     section = data.get("template") or {}
     templates, syntax = _templates(path, models_root, section, model_value)
 
     function = dict(data.get("function") or {})
     _check_function_section(path, function)
+    if section.get("use_tokenizer_template"):
+        # As in LocalAI: the model's own template comes with its own way of writing calls.
+        function["grammar"] = {**(function.get("grammar") or {}), "disable": True}
     mmproj, media = _projector(path, models_root, data.get("mmproj"))
 
-    name = data.get("name") or path.stem
+    name = data.get("name") or (path.stem if not where else None)
+    if name is None:
+        raise ConfigError(path, "name", "is required for each model of a file that lists several")
     return ModelConfig(
         name=name,
         backend=backend,
         model_path=model_path,
         source=path,
         parameters=parameters,
-        context_size=data.get("context_size"),
+        context_size=_context_size(path, data.get("context_size"), model_path),
         threads=_threads(path, data.get("threads")),
         memory_limit=_memory_limit(path, data.get("memory_limit")),
         embeddings=bool(data.get("embeddings", False)),
@@ -214,12 +264,38 @@ def load_yaml_config(path: Path, models_root: Path, backends: Sequence[str] | Ma
         mmproj=mmproj,
         media=media,
         options=options_class.from_yaml(data),
+        ignored_fields=tuple(ignored),
         raw=data,
-        fingerprint=_fingerprint(text, _stat_key(model_path), *(_stat_key(p) for p in _companions(model_path, mmproj))),
+        fingerprint=_fingerprint(text, where.encode(), _stat_key(model_path),
+                                 *(_stat_key(p) for p in _companions(model_path, mmproj))),
     )
 
 
-TEMPLATE_KINDS = ("chat", "chat_message", "completion", "edit", "function")
+LOCALAI_TOP_LEVEL_SAMPLING = ("mirostat", "mirostat_tau", "mirostat_eta")
+# Fields every backend has that the schema does not describe: the image defaults are checked
+# by the diffusers backend's own options; other backends ignore them.
+_SHARED_FIELDS = frozenset({"parameters.size", "parameters.steps", "parameters.guidance_scale", "step"})
+
+
+def _own_fields(options_of: Mapping[str, type[BackendOptions]]) -> frozenset[str]:
+    paths = localai_fields.own_fields(model_schema(sorted(options_of))["properties"]) | _SHARED_FIELDS
+    for options in options_of.values():
+        paths |= localai_fields.own_fields(options.schema_properties())
+    return frozenset(paths)
+
+
+def _context_size(path: Path, value: int | None, model_path: Path) -> int | None:
+    """LocalAI's -1: the context the model was trained for, from the GGUF."""
+    if value is None or value > 0:
+        return value
+    trained = gguf_info(model_path).context_length if model_path.suffix.lower() == ".gguf" else None
+    if not trained:
+        raise ConfigError(path, "context_size", f"is {value}, the model's trained context, but "
+                                                f"'{model_path.name}' does not say what it is: give a size")
+    return trained
+
+
+TEMPLATE_KINDS = ("chat", "chat_message", "completion", "edit", "function", "multimodal")
 MAX_TEMPLATE_FILE = 256 * 1024
 _TEMPLATE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -320,11 +396,12 @@ def _check_function_section(path: Path, function: dict[str, Any]) -> None:
 
 
 def _usecases(value: str | list[str] | None) -> tuple[str, ...]:
-    """LocalAI writes `known_usecases` as a list or one string: `[rerank]`, `rerank`."""
+    """LocalAI writes `known_usecases` as a list or one string, and either spelling: `[rerank]`,
+    `rerank`, `FLAG_RERANK`."""
     if value is None:
         return ()
     items = [value] if isinstance(value, str) else value
-    return tuple(item.strip().lower() for item in items if item.strip())
+    return tuple(item.strip().lower().removeprefix("flag_") for item in items if item.strip())
 
 
 def bare_weights_config(path: Path, options: Mapping[str, type[BackendOptions]] | None = None) -> ModelConfig:

@@ -4,6 +4,7 @@ JSON Schema and where it sits in the file, so adding one is one line in the back
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 T = TypeVar("T", bound="BackendOptions")
@@ -34,6 +35,12 @@ class BackendOptions:
                 target = target.setdefault(parent, {"type": "object", "properties": {}})["properties"]
             target[leaf] = field.metadata["schema"]
         return properties
+
+    @classmethod
+    def weights_problem(cls, path: Path) -> str | None:
+        """Why the file a model names is not weights this backend reads (None: it may be),
+        said when the YAML is read rather than when a worker fails to load it."""
+        return None
 
     @classmethod
     def from_yaml(cls: type[T], data: Mapping[str, Any]) -> T:

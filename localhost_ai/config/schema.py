@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from localhost_ai.config.sampling import MAX_TOKENS_SCHEMA, sampling_schemas
+from localhost_ai.config.sampling import SAMPLING, sampling_schemas
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([KkMmGgTt][Ii]?[Bb]?)?\s*$"
@@ -45,10 +45,14 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
                 "properties": {
                     "model": {"type": "string", "minLength": 1},
                     **sampling_schemas(removed_off_only=True),
-                    "max_tokens": MAX_TOKENS_SCHEMA,
+                    # LocalAI's 0 (and -1): no default budget, the rest of the context.
+                    "max_tokens": {"type": "integer", "minimum": -1},
                 },
             },
-            "context_size": {"type": "integer", "minimum": 16},
+            # -1 (LocalAI's spelling, any negative): the GGUF's trained context.
+            "context_size": {"anyOf": [{"type": "integer", "minimum": 16}, {"type": "integer", "maximum": -1}]},
+            # LocalAI reads Mirostat's three at the top level: parameters.* win when both are set.
+            **{name: dict(SAMPLING[name][0]) for name in ("mirostat", "mirostat_tau", "mirostat_eta")},
             "mmproj": {"type": "string", "minLength": 1},  # the multimodal projector GGUF
             "threads": {"type": "integer", "minimum": 1},
             # The most memory the model's worker may take (its data, not its mapped weights):
@@ -68,6 +72,7 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
                     "completion": {"type": "string"},
                     "edit": {"type": "string"},
                     "function": {"type": "string"},
+                    "multimodal": {"type": "string"},
                     "join_chat_messages_by_character": {"type": ["string", "null"]},
                     "use_tokenizer_template": {"type": "boolean"},
                 },
@@ -93,6 +98,7 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
             },
             "description": {"type": "string"},
             "usage": {"type": "string"},
+            "disabled": {"type": "boolean"},
             "known_usecases": _STRING_OR_STRINGS,
         },
     }

@@ -79,8 +79,44 @@ def _check_size(root: yaml.Node, limit: int) -> None:
         stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
 
 
+# Go's YAML (LocalAI's) reads \' in a double-quoted string as ', where libyaml refuses it;
+# LocalAI's own gallery files use it.  Each one is mended where the scanner stops, and the
+# document read again: a file with more than this many is refused as libyaml refuses it.
+MAX_GO_ESCAPES = 64
+
+
+def _go_escape(text: str | bytes, error: yaml.MarkedYAMLError) -> str | None:
+    """The text with the \' the scanner stopped at turned into ', or None."""
+    mark = error.problem_mark
+    if mark is None or "unknown escape character" not in str(error.problem):
+        return None
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    at = mark.index
+    for backslash in (at, at - 1):  # libyaml marks the backslash, Python's scanner the character after it
+        if 0 <= backslash and text[backslash:backslash + 2] == "\\'":
+            return text[:backslash] + text[backslash + 1:]
+    return None
+
+
 def load(text: str | bytes, max_nodes: int = MAX_NODES) -> Any:
-    """`yaml.safe_load`, refusing a document larger than `max_nodes` (YAMLTooLarge)."""
+    """`yaml.safe_load`, refusing a document larger than `max_nodes` (YAMLTooLarge), and
+    reading Go's \' escape as LocalAI does."""
+    for _ in range(MAX_GO_ESCAPES):
+        try:
+            return _load(text, max_nodes)
+        except yaml.scanner.ScannerError as exc:
+            mended = _go_escape(text, exc)
+            if mended is None:
+                raise
+            text = mended
+    return _load(text, max_nodes)
+
+
+def _load(text: str | bytes, max_nodes: int) -> Any:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

@@ -23,6 +23,7 @@ from localhost_ai.backends import backend_options
 from localhost_ai.config import yamlfile
 from localhost_ai.config.go_prompts import syntax_of
 from localhost_ai.config.gotemplate import TemplateSyntaxError
+from localhost_ai.config import localai_fields
 from localhost_ai.config.model_config import YAML_SUFFIXES, model_problem
 from localhost_ai.config.templates import PromptTemplateError
 from localhost_ai.errors import InvalidRequest, NotFound
@@ -212,6 +213,11 @@ async def make_plan(session: aiohttp.ClientSession, request: InstallRequest, mod
         target_path(models_path, check_relpath(spec.filename, "files"), "files")
     if isinstance(config.get("backend"), str):
         check_backend(config["backend"], name)  # told by its base config: still before any download starts
+    try:
+        localai_fields.review(config, ())
+    except localai_fields.FieldRefused as exc:
+        raise InvalidRequest(f"the config of '{name}' sets '{exc.field}', which this server refuses: {exc.reason}.",
+                             param="overrides", code="invalid_config") from None
     problem = model_problem(config, backend_options())
     if problem is not None:
         # Which field and which rule, not the value: the config may have come from anywhere.

@@ -311,8 +311,8 @@ def test_a_file_that_breaks_the_reader_is_listed_and_the_rest_still_update(make_
 
     import localhost_ai.registry as registry_module
 
-    real = registry_module.load_yaml_config
-    monkeypatch.setattr(registry_module, "load_yaml_config", breaks)
+    real = registry_module.load_yaml_file
+    monkeypatch.setattr(registry_module, "load_yaml_file", breaks)
     registry.refresh(force=True)
     assert [c.name for c in registry.models()] == ["fake"]
     assert [(bad.file, "log" in bad.error) for bad in registry.invalid()] == [("odd.yaml", True)]

@@ -35,6 +35,13 @@ def localai_server(tmp_path_factory, gemma_gguf):
     (folder / "unclosed.yaml").write_text(yaml.safe_dump({
         "backend": "llama-cpp", "parameters": {"model": GEMMA_FILE},
         "template": {"chat_message": "<|{{ .RoleName }}|>\n{{ .Content"}}))
+    # LocalAI's fields with no effect here, a list of two models, and a refused field.
+    (folder / "warned.yaml").write_text(yaml.safe_dump({
+        "backend": "llama-cpp", "parameters": {"model": GEMMA_FILE, "max_tokens": 0}, "f16": True, "gpu_layers": 99,
+        "cuda": False, "options": ["use_jinja:true"], "tempreature": 0.3, "mirostat": 2}))
+    (folder / "two.yaml").write_text(yaml.safe_dump([
+        {"name": "first", "parameters": {"model": GEMMA_FILE}},
+        {"name": "second", "parameters": {"model": GEMMA_FILE}, "lora_adapter": "adapter.bin"}]))
     server = start_server(folder, tmp_path_factory.mktemp("logs"), "--log-level", "DEBUG")
     yield server
     stop_server(server)
@@ -88,3 +95,18 @@ def test_completion_goes_through_localai_completion_template(localai_server):
     localai_server.client().completions.create(model="gemma", prompt="Paris is", max_tokens=2)
     prompts = [json.loads(m) for m in re.findall(r"model gemma: completion prompt (\".*\")$", localai_server.log(), re.M)]
     assert prompts[-1] == "Paris is\n"  # LocalAI's `completion: |` block: {{.Input}} and a newline
+
+
+def test_localai_fields_with_no_effect_are_listed_in_system_and_the_log(localai_server):
+    system = localai_server.get("/system").json()
+    models = {m["id"]: m for m in system["models"]}
+    ignored = {f["field"]: f["reason"] for f in models["warned"]["ignored_fields"]}
+    assert set(ignored) == {"f16", "gpu_layers", "tempreature"}, ignored  # not cuda: false, not use_jinja
+    assert "CPU" in ignored["gpu_layers"]
+    assert "model warned (warned.yaml): field 'gpu_layers' is ignored" in localai_server.log()
+    assert models["gemma"]["ignored_fields"] == []
+    # one file, two models: the good one served, the other left out naming its field
+    assert "first" in models and "second" not in models
+    invalid = {(bad["file"], bad["field"]) for bad in system["invalid"]}
+    assert ("two.yaml", "[1].lora_adapter") in invalid
+

@@ -118,8 +118,14 @@ def models_folder(tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path) ->
     # A template with no text after the last message: a prompt may end with an image.
     bare = model("bare", "mmproj-vision.gguf", template={"chat": "{% for m in messages %}{{ m.content }}{% endfor %}"})
     typed = model("typed", "mmproj-vision.gguf", template={"chat": SMOLVLM_TEMPLATE})
+    # LocalAI's Go templates: a message's media placed by template.multimodal (LocalAI's default: before the text).
+    go = {"chat": "{{.Input}}\n", "chat_message": "{{.Content}}"}
+    bare_nl = model("bare-nl", "mmproj-vision.gguf", template={"chat": "{% for m in messages %}{{ m.content }}{% endfor %}{{ '\\n' }}"})
+    go_first = model("go-first", "mmproj-vision.gguf", template=go)
+    go_after = model("go-after", "mmproj-vision.gguf",
+                     template={**go, "multimodal": "{{.Text}}{{ range .Images }}<__media__>{{end}}"})
     for config in (model("plain", None), model("vision", "mmproj-vision.gguf"), model("hears", "mmproj-audio.gguf"),
-                   bare, typed):
+                   bare, typed, go_first, go_after, bare_nl):
         (folder / f"{config['name']}.yaml").write_text(yaml.safe_dump(config))
     return folder
 
@@ -164,7 +170,8 @@ def test_capabilities_say_what_the_projector_reads(server):
     listed = {m["id"]: m for m in server.get("/v1/models").json()["data"]}
     assert "vision" in listed["vision"]["capabilities"]
     # The projector files are no models of their own.
-    assert set(listed) == {"plain", "vision", "hears", "bare", "typed"}
+    assert set(listed) == {"plain", "vision", "hears", "bare", "typed", "go-first", "go-after",
+                           "bare-nl"}
 
 
 def test_an_image_counts_its_tokens_and_changes_the_answer(server, media_folder):
@@ -406,3 +413,25 @@ def test_ollama_chat_sends_images_too(server, media_folder):
     chat = ollama.Client(host=server.url).chat(model="vision", stream=False, messages=[
         {"role": "user", "content": QUESTION["text"], "images": [picture]}])
     assert chat.message.content == reply and chat.prompt_eval_count == usage["prompt_tokens"]
+
+
+def test_localai_go_templates_place_media_by_template_multimodal(server):
+    picture = image(data_url(png(5)))
+
+    def read(name: str, *parts: dict[str, Any]) -> tuple[str, int]:
+        response = server.post("/v1/chat/completions", json={
+            "model": name, "messages": [{"role": "user", "content": list(parts)}]})
+        assert response.status_code == 200, response.text
+        return response.json()["choices"][0]["message"]["content"], response.json()["usage"]["prompt_tokens"]
+
+    # LocalAI's default puts the image before the text, wherever the part was
+    assert read("go-first", QUESTION, picture) == read("bare-nl", picture, QUESTION)
+    assert read("go-first", QUESTION, picture) != read("bare-nl", QUESTION, picture)
+    # a multimodal template that puts it after
+    assert read("go-after", picture, QUESTION) == read("bare-nl", QUESTION, picture)
+    # a user's own <__media__> is text, not a second image
+    sneaky = {"type": "text", "text": "What is <__media__> in this picture?"}
+    reply = server.post("/v1/chat/completions", json={
+        "model": "go-first", "messages": [{"role": "user", "content": [sneaky, picture]}]})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["usage"]["prompt_tokens"] > IMAGE_TOKENS + 5
