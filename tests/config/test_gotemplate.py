@@ -257,6 +257,12 @@ def test_output_and_recursion_are_bounded():
                    '{{ indent 1000000 (repeat 1000 "\\n") }}', '{{ printf "%999999999d" 1 }}'):
         with pytest.raises(TemplateRuntimeError, match="too l|longer than"):
             GoTemplate(source).render({})
+    # many large arguments are refused before their text is put together, not after
+    big = '{{ $b := repeat 600000 "x" }}'
+    for call in ("print $b $b", "cat $b $b", "quote $b $b", "toJson (list $b $b)", 'printf "%s%s" $b $b'):
+        with pytest.raises(TemplateRuntimeError, match="would be longer"):
+            GoTemplate(big + "{{ " + call + " }}").render({})
+    assert len(GoTemplate(big + "{{ print $b }}").render({})) == 600000
     with pytest.raises(TemplateRuntimeError, match="only a string"):  # no unbounded deep comparison
         GoTemplate("{{$a := list 1}}{{range 30}}{{$a = list $a $a}}{{end}}{{has $a (list $a)}}").render({})
     assert GoTemplate("{{$n := 3}}{{range 40}}{{$n = mul $n $n}}{{end}}{{$n}}").render({})  # int64 wraps, as Go's

@@ -18,6 +18,35 @@ MAX_ITERATIONS = 1 << 20  # range iterations one rendering may run
 LAZY = frozenset({"and", "or"})  # their arguments are evaluated only as far as needed
 
 
+
+# Functions whose result holds all their arguments' text (each at most MAX_OUTPUT already).
+CONCATENATING = frozenset({"print", "printf", "println", "cat", "quote", "squote", "toJson", "mustToJson",
+                           "toPrettyJson", "mustToPrettyJson", "toRawJson", "mustToRawJson", "toString",
+                           "toStrings", "html", "js", "urlquery", "indent", "nindent"})
+
+
+def _text_in(values: list, limit: int) -> int:
+    """The text in `values` and the lists, maps and structs they hold, counted until past
+    `limit` (the same string held many times counts each time, as it would be written)."""
+    total, stack, seen = 0, list(values), 0
+    while stack and total <= limit:
+        value = stack.pop()
+        seen += 1
+        if seen > 1 << 20:
+            return limit + 1
+        if isinstance(value, str):
+            total += len(value) + 2
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, GoStruct):
+            stack.extend(value.fields.values())
+        else:
+            total += 24
+    return total
+
 class _Break(Exception):
     pass
 
@@ -183,6 +212,9 @@ class Runner:
         values = [self.argument(a, dot, scope) for a in args]
         if final is not MISSING:
             values.append(final)
+        if name in CONCATENATING and _text_in(values, MAX_OUTPUT) > MAX_OUTPUT:
+            # checked before the call: `print $big $big ...` would build the whole text first
+            raise TemplateRuntimeError(f"error calling {name}: its result would be longer than {MAX_OUTPUT} characters")
         try:
             result = function(*values)
         except TemplateRuntimeError:
