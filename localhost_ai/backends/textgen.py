@@ -23,9 +23,11 @@ from localhost_ai.config.templates import (
     DEFAULT_EDIT_TEMPLATE,
     FALLBACK_CHAT_STOPWORDS,
     FALLBACK_CHAT_TEMPLATE,
+    RENDER_SECONDS,
     PromptTemplateError,
     reads_typed_content,
     render,
+    within,
 )
 from localhost_ai.contract.events import Event, Finish, TextDelta, Usage
 from localhost_ai.contract.generate import (
@@ -192,8 +194,13 @@ class TextGeneration:
             if use is not None:  # the no-action function as LocalAI shows it to its templates
                 tools = [{**t, "parameters": LOCALAI_NO_ACTION_PARAMETERS} if t["name"] == use.no_action else t
                          for t in use.as_dicts()]
-            prompt = self.go_chat.chat_prompt(messages, tools, use_function=use is not None,
-                                              grammar=constrained) + prefill
+            go_chat = self.go_chat
+            try:  # one time limit for the whole chat, not one per message's template
+                prompt = within(RENDER_SECONDS, lambda: go_chat.chat_prompt(
+                    messages, tools, use_function=use is not None, grammar=constrained)) + prefill
+            except PromptTemplateError as exc:
+                raise InvalidRequest(f"Model '{self.config.name}': prompt template: {exc}",
+                                     code="template_error") from None
             return self._generate(request, cancel, prompt, media, use, prefill)
         system_prompt = self.config.system_prompt
         if system_prompt and not any(m["role"] == "system" for m in messages):

@@ -153,9 +153,23 @@ def _set_async_exc(thread_id: int, exc: Any) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
 
 
+_bounded = threading.local()  # a `within` runs on this thread: the ones inside it run under its time
+
+
 def within(seconds: float, work: Callable[[], T]) -> T:
     """`work()`, interrupted when it runs longer than `seconds`: a template's loops are
-    Python code, which a pending exception stops between two of its steps."""
+    Python code, which a pending exception stops between two of its steps. Inside another
+    `within`, the outer one's time bounds it (a chat's many templates share one limit)."""
+    if getattr(_bounded, "active", False):
+        return work()
+    _bounded.active = True
+    try:
+        return _within(seconds, work)
+    finally:
+        _bounded.active = False
+
+
+def _within(seconds: float, work: Callable[[], T]) -> T:
     thread_id = threading.get_ident()
     lock = threading.Lock()
     state = {"done": False, "fired": False}

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from localhost_ai.config.go_prompts import GoPrompts
+from localhost_ai.config.templates import PromptTemplateError, within
 from localhost_ai.config.gotemplate import (GoStruct, GoTemplate, NilDict, NilList, NilStringMap, StringMap,
                                             TemplateError, TemplateRuntimeError, TemplateSyntaxError)
 
@@ -273,3 +275,16 @@ def test_output_and_recursion_are_bounded():
         GoTemplate('{{ join 1 (list "a") }}').render({})
     with pytest.raises(TemplateSyntaxError, match="nests too deeply"):
         GoTemplate("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}")
+
+
+def test_a_chat_s_templates_share_one_time_limit():
+    """Each message's template within its own limit could still add up to minutes over a long chat."""
+    slow = GoPrompts(chat="{{.Input}}", chat_message="{{ range $i := 200000 }}{{ end }}{{ .Content }}")
+    messages = [{"role": "user", "content": f"message {i}"} for i in range(40)]
+    started = time.monotonic()
+    slow.chat_prompt(messages[:1])
+    one = time.monotonic() - started
+    # Five messages' time for forty: the limit stops the chat (an inner template's own limit
+    # used to swallow it, and the chat went on message by message).
+    with pytest.raises(PromptTemplateError, match="longer than"):
+        within(one * 5, lambda: slow.chat_prompt(messages))
