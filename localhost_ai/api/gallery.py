@@ -14,7 +14,7 @@ from localhost_ai.api.middlewares import own_url
 from localhost_ai.api.validation import read_json
 from localhost_ai.errors import InvalidRequest, NotFound
 from localhost_ai.gallery.apply import APPLY_SCHEMA, build_request
-from localhost_ai.gallery.index import GalleryRef
+from localhost_ai.gallery.index import GalleryRef, tag_counts
 from localhost_ai.gallery.install import check_name, delete_model, installed_configs
 
 _GALLERY_BODY = {
@@ -78,23 +78,36 @@ def _positive(request: web.Request, name: str, default: int | None, most: int | 
     return int(text)
 
 
+def _boolean(request: web.Request, name: str) -> bool | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    if text not in ("true", "false"):
+        raise InvalidRequest(f"'{name}' must be true or false.", param=name, code="invalid_value")
+    return text == "true"
+
+
 @GALLERY.get("/models/available")
 @openapi.document("The galleries' models: `search` (words in the name, description or tags), `tag`, `backend`, "
-                  "and `page` of `page_size`; X-Total-Count says how many match",
+                  "`gallery` (its name), `installed` (true or false), and `page` of `page_size`; "
+                  "X-Total-Count says how many match",
                   query={"search": openapi.STRING, "tag": openapi.STRING, "backend": openapi.STRING,
+                         "gallery": openapi.STRING, "installed": {"enum": ["true", "false"]},
                          "page": openapi.INTEGER, "page_size": openapi.INTEGER}, json=openapi.AVAILABLE)
 async def available(request: web.Request) -> web.Response:
     runner = request.app[JOBS]
     page = _positive(request, "page", 1)
     page_size = _positive(request, "page_size", None, MAX_PAGE_SIZE)
+    only_installed = _boolean(request, "installed")
     entries, problems = await request.app[GALLERIES].entries(runner.session())
+    installed = set(installed_configs(request.app[SETTINGS].models_path))
     words = (request.query.get("search") or "").lower().split()
-    tag, backend = request.query.get("tag"), request.query.get("backend")
-    entries = [e for e in entries if e.matches(words, tag, backend)]
+    tag, backend, gallery = request.query.get("tag"), request.query.get("backend"), request.query.get("gallery")
+    entries = [e for e in entries if e.matches(words, tag, backend, gallery)
+               and (only_installed is None or (e.name in installed) == only_installed)]
     total = len(entries)
     if page_size is not None:
         entries = entries[(page - 1) * page_size:page * page_size]  # type: ignore[operator]
-    installed = set(installed_configs(request.app[SETTINGS].models_path))
     refs = {ref.name: ref.as_dict() for ref in request.app[GALLERIES].refs}
     known = backend_options()
     models = []
@@ -120,6 +133,13 @@ async def available(request: web.Request) -> web.Response:
     if problems:
         headers["X-Gallery-Problems"] = str(len(problems))
     return web.json_response(models, headers=headers)
+
+
+@GALLERY.get("/models/available/tags")
+@openapi.document("Every tag of the galleries' models, by name, with how many models have it", json=openapi.TAGS)
+async def available_tags(request: web.Request) -> web.Response:
+    entries, _ = await request.app[GALLERIES].entries(request.app[JOBS].session())
+    return web.json_response(tag_counts(entries))
 
 
 @GALLERY.get("/models/galleries")

@@ -109,6 +109,7 @@ JOB = obj(["uuid", "processed", "message", "progress"], uuid=STRING, processed=B
           bytes_per_second={"type": ["integer", "null"]}, eta_seconds={"type": ["number", "null"]})
 GALLERIES = {"type": "array", "items": obj(name=STRING, url=STRING)}
 AVAILABLE = {"type": "array", "items": obj(["id", "name", "installed"], id=STRING, name=STRING, installed=BOOLEAN)}
+TAGS = {"type": "array", "items": obj(tag=STRING, count=INTEGER)}
 STATUS = obj(["model", "state"], model=STRING, state={"enum": ["unloaded", "starting", "loading", "ready", "busy",
                                                                "stopping", "dead"]})
 # One server-sent event: `data:` holds a JSON chunk of the non-streamed shape's kind, the last `[DONE]`.

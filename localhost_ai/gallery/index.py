@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
@@ -91,8 +92,10 @@ class Entry:
                 return match.group(1).strip("'\"")
         return None
 
-    def matches(self, words: list[str], tag: str | None, backend: str | None) -> bool:
-        """`?search=` (every word in the name, description or tags), `?tag=`, `?backend=`."""
+    def matches(self, words: list[str], tag: str | None, backend: str | None, gallery: str | None = None) -> bool:
+        """`?search=` (every word in the name, description or tags), `?tag=`, `?backend=`, `?gallery=`."""
+        if gallery is not None and self.gallery != gallery:
+            return False
         tags = [str(t).lower() for t in self.data.get("tags") or []]
         if tag is not None and tag.lower() not in tags:
             return False
@@ -100,6 +103,19 @@ class Entry:
             return False
         text = " ".join([self.name, str(self.data.get("description") or ""), *tags]).lower()
         return all(word in text for word in words)
+
+
+def tag_counts(entries: list[Entry]) -> list[dict[str, Any]]:
+    """Every tag and how many entries have it, by name; tags that differ only in case are one
+    (as `?tag=` matches them), under the spelling seen first."""
+    spelling: dict[str, str] = {}
+    counts: Counter[str] = Counter()
+    for entry in entries:
+        tags = [str(t) for t in entry.data.get("tags") or []]
+        for tag in tags:
+            spelling.setdefault(tag.lower(), tag)
+        counts.update({tag.lower() for tag in tags})
+    return [{"tag": spelling[key], "count": counts[key]} for key in sorted(counts)]
 
 
 def _read_index(data: bytes, gallery: str) -> tuple[list[Entry], list[str]]:

@@ -91,6 +91,12 @@ async function call(path, options) {
 
 async function getJson(path) { return (await call(path)).json(); }
 
+// The JSON and the headers: a paged list says in X-Total-Count how many there are in all.
+async function getJsonAndHeaders(path) {
+  const response = await call(path);
+  return { body: await response.json(), headers: response.headers };
+}
+
 async function postJson(path, body, method) {
   const response = await call(path, {
     method: method || 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
@@ -276,9 +282,15 @@ document.addEventListener('alpine:init', function () {
   });
 
   Alpine.data('gallery', function () {
+    // The server searches, filters and pages; only the answer to the latest question is shown.
+    let asked = 0;
+    let typing = null;
+    let listFailed = '';  // what the last failed list said: the next answer clears that, not other errors
     return {
       entries: [],
+      total: 0,
       galleries: [],
+      tags: [],
       jobs: {},
       query: '',
       galleryFilter: '',
@@ -293,6 +305,13 @@ document.addEventListener('alpine:init', function () {
       init() {
         const self = this;
         this.$watch('page', function (page) { if (page === 'gallery' && !self.loaded) self.open(); });
+        this.$watch('query', function () {
+          clearTimeout(typing);
+          typing = setTimeout(function () { self.first(); }, 250);
+        });
+        ['galleryFilter', 'tagFilter', 'installedOnly'].forEach(function (name) {
+          self.$watch(name, function () { self.first(); });
+        });
         if (this.page === 'gallery') this.open();
       },
       async open() {
@@ -309,36 +328,49 @@ document.addEventListener('alpine:init', function () {
         } catch (error) { this.error = error.message; }
       },
       async refresh() {
-        this.error = '';
         try {
-          const lists = await Promise.all([getJson('/models/available'), getJson('/models/galleries')]);
-          this.entries = lists[0];
-          this.galleries = lists[1];
+          const lists = await Promise.all([getJson('/models/galleries'), getJson('/models/available/tags'),
+            this.list()]);
+          this.galleries = lists[0];
+          this.tags = lists[1];
           this.loaded = true;
+          // A filter on a gallery or a tag that is gone would show nothing (the watch asks again).
+          const self = this;
+          if (!this.galleries.some(function (g) { return g.name === self.galleryFilter; })) this.galleryFilter = '';
+          if (!this.tags.some(function (t) { return t.tag === self.tagFilter; })) this.tagFilter = '';
         } catch (error) { this.error = error.message; }
       },
-      get tags() {
-        const seen = new Set();
-        this.entries.forEach(function (e) { e.tags.forEach(function (t) { seen.add(t); }); });
-        return Array.from(seen).sort();
+      async list() {
+        clearTimeout(typing);
+        const mine = ++asked;
+        const query = new URLSearchParams({ page: String(this.pageIndex + 1), page_size: String(this.pageSize) });
+        if (this.query.trim()) query.set('search', this.query.trim());
+        if (this.galleryFilter) query.set('gallery', this.galleryFilter);
+        if (this.tagFilter) query.set('tag', this.tagFilter);
+        if (this.installedOnly) query.set('installed', 'true');
+        let answer;
+        try {
+          answer = await getJsonAndHeaders('/models/available?' + query.toString());
+        } catch (error) {
+          if (mine === asked) this.error = listFailed = error.message;
+          return;
+        }
+        if (mine !== asked) return;
+        this.entries = answer.body;
+        this.total = Number(answer.headers.get('X-Total-Count')) || answer.body.length;
+        if (listFailed && this.error === listFailed) this.error = '';
+        listFailed = '';
+        if (!this.entries.length && this.pageIndex > 0) {  // the page went away (a delete, a gallery removed)
+          this.pageIndex = Math.max(0, this.pages - 1);
+          if (this.total) await this.list();
+        }
       },
-      get matches() {
-        const words = this.query.toLowerCase().split(/\s+/).filter(Boolean);
-        const self = this;
-        return this.entries.filter(function (e) {
-          if (self.galleryFilter && e.gallery.name !== self.galleryFilter) return false;
-          if (self.tagFilter && e.tags.indexOf(self.tagFilter) < 0) return false;
-          if (self.installedOnly && !e.installed) return false;
-          const haystack = (e.name + ' ' + e.description + ' ' + e.tags.join(' ')).toLowerCase();
-          return words.every(function (w) { return haystack.indexOf(w) >= 0; });
-        });
-      },
-      get pages() { return Math.max(1, Math.ceil(this.matches.length / this.pageSize)); },
-      get shown() { return this.matches.slice(this.pageIndex * this.pageSize, (this.pageIndex + 1) * this.pageSize); },
+      get countText() { return this.total === 1 ? '1 model' : this.total + ' models'; },
+      get pages() { return Math.max(1, Math.ceil(this.total / this.pageSize)); },
       get jobList() { return Object.values(this.jobs); },
-      first() { this.pageIndex = 0; },
-      previous() { this.pageIndex = Math.max(0, this.pageIndex - 1); },
-      next() { this.pageIndex = Math.min(this.pages - 1, this.pageIndex + 1); },
+      first() { this.pageIndex = 0; return this.list(); },
+      previous() { this.pageIndex = Math.max(0, this.pageIndex - 1); return this.list(); },
+      next() { this.pageIndex = Math.min(this.pages - 1, this.pageIndex + 1); return this.list(); },
       busy(e) { return this.jobList.some(function (j) { return j.name === e.id && !j.processed; }); },
       async install(e) {
         this.error = '';
@@ -369,7 +401,7 @@ document.addEventListener('alpine:init', function () {
           shown.message = job.error ? 'failed: ' + job.error : job.cancelled ? 'cancelled' : job.message;
           shown.detail = jobDetail(job);
           if (job.processed) {
-            await this.refresh();
+            await this.list();
             refreshCatalogue().catch(function () { /* the status strip says so */ });
             return;
           }
@@ -382,10 +414,12 @@ document.addEventListener('alpine:init', function () {
       dismiss(job) { delete this.jobs[job.uuid]; },
       async remove(e) {
         if (!confirm('Delete ' + e.name + ' and its files?')) return;
+        this.error = '';
         try { await postJson('/models/delete/' + encodeURIComponent(e.name), {}); } catch (error) { this.error = error.message; }
-        await this.refresh();
+        await this.list();
       },
       async addGallery() {
+        this.error = '';
         try {
           await postJson('/models/galleries', { name: this.newName.trim(), url: this.newUrl.trim() });
           this.newName = '';
@@ -394,6 +428,7 @@ document.addEventListener('alpine:init', function () {
         await this.refresh();
       },
       async removeGallery(g) {
+        this.error = '';
         try { await postJson('/models/galleries', { name: g.name }, 'DELETE'); } catch (error) { this.error = error.message; }
         await this.refresh();
       },

