@@ -39,6 +39,9 @@ def sprintln(*args: Any) -> str:
 _VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])")
 
 
+_GO_CONTROL_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\v": "\\v"}
+
+
 def _quote(text: str) -> str:
     out = []
     for char in text:
@@ -50,6 +53,8 @@ def _quote(text: str) -> str:
             out.append("\\t")
         elif char == "\r":
             out.append("\\r")
+        elif char in _GO_CONTROL_ESCAPES:
+            out.append(_GO_CONTROL_ESCAPES[char])
         elif not char.isprintable():
             code = ord(char)
             out.append(f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
@@ -362,18 +367,50 @@ def _repeat(count: int, text: str) -> str:
     return text * max(0, count)
 
 
-def _substr(start: int, end: int, text: str) -> str:
+def _go_separator(char: str) -> bool:
+    """strings.Title's word boundary: ASCII letters, digits and `_` join a word, other ASCII
+    parts words; beyond ASCII, letters and digits join and only spaces part."""
+    if char <= "\x7f":
+        return not (char.isalnum() or char == "_")
+    return not (char.isalpha() or char.isdigit()) and char.isspace()
+
+
+def _title(text: str) -> str:
+    """sprig's title (Go's strings.Title): each word's first letter in title case."""
+    out, previous = [], " "
+    for char in text:
+        titled = char.title() if _go_separator(previous) else char
+        out.append(titled if len(titled) == 1 else char.upper() if len(char.upper()) == 1 else char)
+        previous = char
+    return "".join(out)
+
+
+def _bytes_slice(text: Any, start: int, end: int | None = None) -> str:
+    """Go's s[start:end]: bytes (a cut inside a character leaves U+FFFD), and a panic
+    outside the string."""
+    data = strval(text).encode("utf-8")
+    stop = len(data) if end is None else end
+    if not 0 <= start <= stop <= len(data):
+        raise ValueError(f"runtime error: slice bounds out of range [{start}:{stop}] with length {len(data)}")
+    return data[start:stop].decode("utf-8", errors="replace")
+
+
+def _substr(start: int, end: int, text: Any) -> str:
+    size = len(strval(text).encode("utf-8"))
     if start < 0:
-        return text[:end]
-    if end < 0 or end > len(text):
-        return text[start:]
-    return text[start:end]
+        return _bytes_slice(text, 0, end)
+    if end < 0 or end > size:
+        return _bytes_slice(text, start)
+    return _bytes_slice(text, start, end)
 
 
-def _trunc(count: int, text: str) -> str:
-    if count < 0:
-        return text[max(0, len(text) + count):] if -count < len(text) else text
-    return text[:count]
+def _trunc(count: int, text: Any) -> str:
+    size = len(strval(text).encode("utf-8"))
+    if count < 0 and size + count > 0:
+        return _bytes_slice(text, size + count)
+    if count >= 0 and size > count:
+        return _bytes_slice(text, 0, count)
+    return strval(text)
 
 
 def _has(item: Any, value: Any) -> bool:
@@ -410,7 +447,7 @@ SPRIG: dict[str, Callable[..., Any]] = {
     "trimPrefix": lambda prefix, s: strval(s)[len(prefix):] if strval(s).startswith(prefix) else strval(s),
     "trimSuffix": lambda suffix, s: strval(s)[:-len(suffix)] if suffix and strval(s).endswith(suffix) else strval(s),
     "upper": lambda s: strval(s).upper(), "lower": lambda s: strval(s).lower(),
-    "title": lambda s: re.sub(r"(?<![^\W_])(\w)", lambda m: m.group(1).upper(), strval(s)),
+    "title": lambda s: _title(strval(s)),
     "contains": lambda sub, s: sub in strval(s), "hasPrefix": lambda p, s: strval(s).startswith(p),
     "hasSuffix": lambda p, s: strval(s).endswith(p),
     "replace": _replace, "repeat": _repeat, "substr": _substr,
@@ -427,7 +464,7 @@ SPRIG: dict[str, Callable[..., Any]] = {
     # JSON
     "toJson": lambda v: to_json(v), "mustToJson": lambda v: to_json(v),
     "toPrettyJson": lambda v: to_json(v, indent="  "), "mustToPrettyJson": lambda v: to_json(v, indent="  "),
-    "toRawJson": lambda v: to_json(v),
+    "toRawJson": lambda v: to_json(v, html=False),
     # defaults and logic
     "default": _default, "empty": _empty, "coalesce": lambda *args: next((a for a in args if not _empty(a)), None),
     "ternary": lambda yes, no, condition: yes if condition else no, "fail": _fail,

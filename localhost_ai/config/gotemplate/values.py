@@ -160,9 +160,13 @@ def _sorted(mapping: dict) -> list:
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
-def _json_string(text: str) -> str:
+_JSON_LINE_ESCAPES = {"\u2028": "\\u2028", "\u2029": "\\u2029"}  # kept even without HTML escaping
+
+
+def _json_string(text: str, html: bool = True) -> str:
     encoded = json.dumps(text, ensure_ascii=False)
-    return "".join(_JSON_ESCAPES.get(c, c) for c in encoded)
+    escapes = _JSON_ESCAPES if html else _JSON_LINE_ESCAPES
+    return "".join(escapes.get(c, c) for c in encoded)
 
 
 def _json_float(number: float) -> str:
@@ -178,14 +182,15 @@ def _json_float(number: float) -> str:
     return _plain(number, digits, exp)
 
 
-def to_json(value: Any, indent: str | None = None, level: int = 0, budget: _Budget | None = None) -> str:
+def to_json(value: Any, indent: str | None = None, level: int = 0, budget: _Budget | None = None,
+            html: bool = True) -> str:
     """encoding/json.Marshal (MarshalIndent when `indent` is given): map keys sorted, struct
-    fields in order, `<`, `>` and `&` escaped."""
+    fields in order, `<`, `>` and `&` escaped (not with `html=False`: sprig's toRawJson)."""
     budget = budget or _Budget()
-    return budget.spend(_to_json(value, indent, level, budget))
+    return budget.spend(_to_json(value, indent, level, budget, html))
 
 
-def _to_json(value: Any, indent: str | None, level: int, budget: _Budget) -> str:
+def _to_json(value: Any, indent: str | None, level: int, budget: _Budget, html: bool) -> str:
     def nest(items: list[str], open_: str, close: str) -> str:
         if not items:
             return open_ + close
@@ -203,12 +208,12 @@ def _to_json(value: Any, indent: str | None, level: int, budget: _Budget) -> str
     if isinstance(value, float):
         return _json_float(value)
     if isinstance(value, str):
-        return _json_string(value)
+        return _json_string(value, html)
     separator = ":" if indent is None else ": "
     if isinstance(value, (list, tuple)):
-        return nest([to_json(v, indent, level + 1, budget) for v in value], "[", "]")
+        return nest([to_json(v, indent, level + 1, budget, html) for v in value], "[", "]")
     if isinstance(value, dict):
-        return nest([_json_string(str(k)) + separator + to_json(value[k], indent, level + 1, budget)
+        return nest([_json_string(str(k), html) + separator + to_json(value[k], indent, level + 1, budget, html)
                      for k in sorted(value, key=str)], "{", "}")
     if isinstance(value, GoStruct):
         items = []
@@ -216,6 +221,7 @@ def _to_json(value: Any, indent: str | None, level: int, budget: _Budget) -> str
             key, _, options = value.tags.get(name, name).partition(",")
             if key == "-" or ("omitempty" in options.split(",") and not is_true(field_value)):
                 continue
-            items.append(_json_string(key or name) + separator + to_json(field_value, indent, level + 1, budget))
+            items.append(_json_string(key or name, html) + separator
+                         + to_json(field_value, indent, level + 1, budget, html))
         return nest(items, "{", "}")
     raise ValueError(f"json: unsupported type: {type(value).__name__}")
