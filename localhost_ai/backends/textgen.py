@@ -192,8 +192,9 @@ class TextGeneration:
             constrained = self.functions.grammar and (use is not None or request.response_format is not None)
             tools = None
             if use is not None:  # the no-action function as LocalAI shows it to its templates
+                # listed only when a grammar makes the model choose it, as in LocalAI
                 tools = [{**t, "parameters": LOCALAI_NO_ACTION_PARAMETERS} if t["name"] == use.no_action else t
-                         for t in use.as_dicts()]
+                         for t in use.as_dicts(include_no_action=constrained)]
             go_chat = self.go_chat
             try:  # one time limit for the whole chat, not one per message's template
                 prompt = within(RENDER_SECONDS, lambda: go_chat.chat_prompt(

@@ -21,8 +21,9 @@ from localhost_ai.config.templates import PromptTemplateError, compile_template
 log = logging.getLogger(__name__)
 
 GO, JINJA = "go", "jinja"
-# The no-action function as LocalAI lists it in `.Functions` (core/http/endpoints/openai/chat.go).
-LOCALAI_NO_ACTION_PARAMETERS = {"type": "object", "properties": {
+# The no-action function's parameters as LocalAI lists them in `.Functions`
+# (core/http/endpoints/openai/chat.go, noActionGrammar): no "type", as LocalAI writes them.
+LOCALAI_NO_ACTION_PARAMETERS = {"properties": {
     "message": {"type": "string", "description": "The message to reply the user with"}}}
 # What only Go's syntax writes: `{{.Field}}`, `{{$var}}`, `{{if ...}}`, `{{end}}`, `{{/* */}}` ...
 _GO_HINT = re.compile(r"\{\{-?\s*(?:\.|\$|/\*|(?:if|range|with|else|end|define|template|block)\b)")

@@ -30,7 +30,7 @@ GO_ENV = {"GOPATH": "/usr/share/gocode", "GO111MODULE": "off", "GOPROXY": "off",
 WEATHER = {"type": "object", "required": ["city"], "properties": {
     "city": {"type": "string", "description": "The city, e.g. \"Paris\" <FR>"},
     "days": {"type": "integer", "minimum": 1, "maximum": 10.5, "default": 1000000}}}
-ANSWER = {"type": "object", "properties": {"message": {"type": "string", "description": "The message to reply the user with"}}}
+ANSWER = {"properties": {"message": {"type": "string", "description": "The message to reply the user with"}}}
 CALLS = [{"index": 0, "id": "call_1", "type": "function",
           "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\",\"days\":2}"}},
          {"index": 1, "id": "call_2", "type": "function", "function": {"name": "", "arguments": "{}"}},
