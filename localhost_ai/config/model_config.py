@@ -300,10 +300,12 @@ MAX_TEMPLATE_FILE = 256 * 1024
 _TEMPLATE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def _template_file(models_root: Path, value: str) -> str | None:
+def _template_file(models_root: Path, value: str, own: bool = False) -> str | None:
     """LocalAI's file reference: `chat: chatml` reads `chatml.tmpl` from the models folder
-    when that file exists (and only from there); otherwise the value is the template."""
-    if not _TEMPLATE_FILE.match(value):
+    when that file exists (and only from there); otherwise the value is the template. With
+    `own`, `value` is the model's file (a path in the folder) and `<value>.tmpl` is read.
+    The bytes are kept as they are (no newline translation), as Go reads them."""
+    if not own and not _TEMPLATE_FILE.match(value):
         return None
     candidate = models_root / f"{value}.tmpl"
     try:
@@ -311,7 +313,7 @@ def _template_file(models_root: Path, value: str) -> str | None:
             return None
         if candidate.stat().st_size > MAX_TEMPLATE_FILE:
             return None
-        return candidate.read_text(encoding="utf-8", errors="replace")
+        return candidate.read_bytes().decode("utf-8", errors="replace")
     except OSError:
         return None
 
@@ -329,10 +331,11 @@ def _templates(path: Path, models_root: Path, section: dict[str, Any], model_val
         if section.get("use_tokenizer_template") and kind in ("chat", "chat_message", "function"):
             continue
         templates[kind] = _template_file(models_root, value) or value
-    if "chat" not in templates and not section.get("use_tokenizer_template"):
-        own = _template_file(models_root, Path(model_value).name)  # LocalAI's <model file>.tmpl
-        if own is not None:
-            templates["chat"] = own
+    # LocalAI's <parameters.model>.tmpl: the chat, completion and edit template a file does not give.
+    own = _template_file(models_root, model_value, own=True)
+    if own is not None:
+        for kind in ("completion", "edit") if section.get("use_tokenizer_template") else ("chat", "completion", "edit"):
+            templates.setdefault(kind, own)
     for kind, source in templates.items():
         try:
             syntax[kind] = syntax_of(kind, source)

@@ -176,3 +176,14 @@ def test_a_multimodal_template_that_does_not_compile_is_refused_with_its_positio
     with pytest.raises(ConfigError, match="line 1") as caught:
         load(folder, {"parameters": {"model": "w.gguf"}, "template": {"multimodal": "{{ range .Images }}"}})
     assert caught.value.field == "template.multimodal"
+
+
+def test_the_model_s_own_tmpl_file_is_its_chat_completion_and_edit_template_byte_for_byte(folder):
+    (folder / "sub").mkdir()
+    (folder / "sub" / "w.gguf").write_bytes(b"GGUF")
+    (folder / "sub" / "w.gguf.tmpl").write_bytes(b"{{.Input}}\r\nASSISTANT:")
+    config = load(folder, {"parameters": {"model": "sub/w.gguf"}})
+    assert config.templates == {kind: "{{.Input}}\r\nASSISTANT:" for kind in ("chat", "completion", "edit")}
+    assert config.template_syntax["chat"] == "go"
+    given = load(folder, {"parameters": {"model": "sub/w.gguf"}, "template": {"chat": "{{ messages }}"}})
+    assert given.templates["chat"] == "{{ messages }}" and given.templates["edit"] == "{{.Input}}\r\nASSISTANT:"
