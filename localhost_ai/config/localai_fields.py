@@ -50,6 +50,7 @@ _GPU = "a GPU setting; this server runs on the CPU"
 _VLLM = "a vLLM engine setting; this server has no vLLM backend"
 _ROPE = ("RoPE and YaRN come from the GGUF; a context_size above the trained length is refused when the model "
          "loads, so no override is needed")
+_SD_PIPELINES = (None, "", "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "DiffusionPipeline")
 _XML = "XML tool calls are not parsed; calls are read as JSON (under a grammar) or as JSON objects naming a tool"
 _NO_DOWNLOAD = "this server downloads nothing a model file names: the weights must be in the models folder"
 
@@ -243,8 +244,10 @@ FIELDS: dict[str, Field] = {
     'function.grammar.schema_type': _ignored('JSON grammar only here (no llama3.1 function-tag format)'),
     'function.grammar.triggers': _ignored('no lazy grammars here: a grammar constrains the whole reply', whole=True),
     'diffusers.cuda': _ignored(_GPU),
-    'diffusers.pipeline_type': _used("the diffusers backend loads a StableDiffusionPipeline; any other pipeline (SDXL, Flux, "
-                                     "video) is refused", refused_if=lambda v: v not in (None, "", "StableDiffusionPipeline")),
+    'diffusers.pipeline_type': _used("the diffusers backend loads a Stable Diffusion pipeline (image-to-image from the same "
+                                     "weights): StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, or DiffusionPipeline "
+                                     "(which must then find Stable Diffusion weights). Others (SDXL, SD3, Flux, video) are refused",
+                                     refused_if=lambda v: v not in _SD_PIPELINES),
     'diffusers.scheduler_type': _ignored("this server's scheduler field is parameters.scheduler, with other names"),
     'diffusers.enable_parameters': _ignored('every request parameter is always read here'),
     'diffusers.img2img': _ignored('image-to-image is per request here (an `image` in the request), on the same weights'),
