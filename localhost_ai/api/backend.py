@@ -63,6 +63,13 @@ async def shutdown(request: web.Request) -> web.Response:
 @SERVER.get("/metrics")
 @openapi.document("Prometheus metrics", other={"text/plain": openapi.TEXT})
 async def prometheus(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    engines = {worker.name: (await manager.live_status(worker.name)).get("engine") for worker in manager.loaded()}
+    metrics.ENGINE.clear()  # a model unloaded since has no engine
+    for name, engine in engines.items():
+        for figure in metrics.ENGINE_FIGURES if engine else ():
+            if isinstance(engine.get(figure), int):
+                metrics.ENGINE.labels(name, figure).set(engine[figure])
     body = generate_latest(metrics.REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -59,6 +59,10 @@ class Sequence:
     media: dict[int, Media] = field(default_factory=dict)
     reuse: bool = True
     score_prompt: bool = False  # needs every prompt token decoded: no cached prefix is reused
+    # Repeatable bit for bit (a seeded request): its prompt is read in a batch of its own,
+    # since llama.cpp's results for a sequence shift with what else a batch holds.
+    exact: bool = False
+    drafter: Any = None  # proposes tokens to verify with the next one (llama_speculative); None: no drafts
     output: "queue.Queue[tuple[str, Any]]" = field(default_factory=queue.Queue)
     stopped: bool = False  # the caller has what it wants (a stop word)
     cached: int = 0  # prompt tokens found in the slot's cells
@@ -120,6 +124,10 @@ class EngineStats:
     max_prompt_tokens_in_step: int = 0
     max_sequences_in_step: int = 0
     steps_with_prompt_and_generation: int = 0  # a prompt chunk read alongside others' next tokens
+    drafted: int = 0  # draft tokens decoded to be verified
+    draft_accepted: int = 0  # of those, how many the target's own sampling agreed with
+    prompt_steps: int = 0  # steps that read prompt tokens
+    max_prompts_in_step: int = 0  # sequences whose prompts one step read together
     media: int = 0  # images and audio the prompts brought
     media_decoded: int = 0  # of those, how many were encoded and decoded (the rest reused)
     media_tokens_reused: int = 0
@@ -127,13 +135,15 @@ class EngineStats:
 
 class Engine:
     def __init__(self, llama_cpp: Any, model: Any, context_per_slot: int, slots: int, threads: int | None,
-                 chunk: int, media_batch: int = 0) -> None:
+                 chunk: int, media_batch: int = 0, draft_max: int = 0) -> None:
         """`media_batch`: the most cells of one image or audio decoded in one batch (a
-        model that reads an image's cells all at once, non-causally, needs them together)."""
+        model that reads an image's cells all at once, non-causally, needs them together);
+        `draft_max`: the most draft tokens a sequence verifies in one step."""
         self.lib = llama_cpp
         self.chunk = chunk
+        self.draft_max = draft_max
         self.context_per_slot = context_per_slot
-        self.batch_size = max(chunk + slots, media_batch)
+        self.batch_size = max(chunk + slots, slots * (1 + draft_max), media_batch)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = context_per_slot * slots
         params.n_seq_max = slots
@@ -146,6 +156,7 @@ class Engine:
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context for continuous batching")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.batch = llama_cpp.llama_batch_init(self.batch_size, 0, 1)
         self.slots = [Slot(i) for i in range(slots)]
         self.incoming: collections.deque[Sequence] = collections.deque()
@@ -185,6 +196,10 @@ class Engine:
             "max_prompt_tokens_in_step": stats.max_prompt_tokens_in_step,
             "max_sequences_in_step": stats.max_sequences_in_step,
             "steps_with_prompt_and_generation": stats.steps_with_prompt_and_generation,
+            "drafted": stats.drafted,
+            "draft_accepted": stats.draft_accepted,
+            "prompt_steps": stats.prompt_steps,
+            "max_prompts_in_step": stats.max_prompts_in_step,
             "media": stats.media,
             "media_decoded": stats.media_decoded,
             "media_tokens_reused": stats.media_tokens_reused,
@@ -289,62 +304,141 @@ class Engine:
         batch.logits[n] = logits
 
     def _step(self) -> None:
-        """One step: the next token of every generating sequence in one decode, then one
-        prompt chunk (of the oldest sequence still reading its prompt) in a second.
-        llama.cpp's results for a sequence shift with how a batch mixes sequences; a
-        batch of one token per sequence, or of one sequence's prompt alone, reads as the
-        sequence would in a batch of its own."""
+        """One step: the next token of every generating sequence in one decode, then prompt
+        tokens in a second: up to `chunk` of them, from as many sequences still reading as
+        they fill, or from one alone when it must be read alone (an exact one, a scored
+        one, an image or audio).  llama.cpp's results for a sequence shift with how a
+        batch mixes sequences; a batch of one token per sequence, or of one sequence's
+        prompt alone, reads as the sequence would in a batch of its own."""
         for sequence in list(self.active):
             if sequence.stopped or sequence.control.is_set():
                 self._finish(sequence, "stop")
         # In slot order: llama.cpp splits a batch whose sequences come out of order into
         # several, which halved the speed once slots were reused in another order.
         generating = sorted((s for s in self.active if s.pending is not None), key=lambda s: s.slot.seq_id)
-        reading = next((s for s in self.active if not s.generated and s.position < len(s.tokens)), None)
-        if not generating and reading is None:
+        readers = self._readers()
+        if not generating and not readers:
             return
         if generating:
-            for n, sequence in enumerate(generating):
-                self._add(n, sequence.pending, sequence.n_past, sequence.slot.seq_id, True)
-                sequence.slot.extend([sequence.pending], sequence.n_past, sequence.n_past + 1)
-                sequence.position += 1
-                sequence.n_past += 1
-                sequence.pending = None
-            self._decode(len(generating))
-            self._sample([(sequence, n) for n, sequence in enumerate(generating)])
+            self._generate(generating)
         prompt_tokens = 0
-        if reading is not None and reading.position in reading.media:
-            prompt_tokens = self._read_media(reading)
-        elif reading is not None:
-            left = len(reading.tokens) - reading.position
-            upto = min((start for start in reading.media if start > reading.position), default=len(reading.tokens))
-            # A scored prompt takes logits for every row: fewer rows a step keep that buffer small.
-            prompt_tokens = min(upto - reading.position, SCORED_CHUNK if reading.score_prompt else self.chunk)
-            start = reading.position
-            for i in range(prompt_tokens):
-                last = i == prompt_tokens - 1 and prompt_tokens == left
-                self._add(i, reading.tokens[start + i], reading.n_past + i, reading.slot.seq_id,
-                          last or reading.score_prompt)
-            reading.slot.extend(reading.tokens[reading.position:reading.position + prompt_tokens], reading.n_past,
-                                reading.n_past + prompt_tokens)
-            reading.position += prompt_tokens
-            reading.n_past += prompt_tokens
-            self.stats.prompt_tokens_evaluated += prompt_tokens
-            self._decode(prompt_tokens)
-            if reading.score_prompt:
-                self._score_prompt(reading, start, prompt_tokens)
-            if prompt_tokens == left and reading.budget == 0:
-                self._finish(reading, "length")
-            elif prompt_tokens == left:
-                self._sample([(reading, prompt_tokens - 1)])
+        if readers and readers[0].position in readers[0].media:
+            prompt_tokens = self._read_media(readers[0])
+        elif readers:
+            prompt_tokens = self._read_text(readers)
         stats = self.stats
         stats.steps += 1
         stats.max_prompt_tokens_in_step = max(stats.max_prompt_tokens_in_step, prompt_tokens)
-        stats.max_sequences_in_step = max(stats.max_sequences_in_step, len(generating) + (reading is not None))
+        stats.max_sequences_in_step = max(stats.max_sequences_in_step, len(generating) + len(readers))
+        if readers:
+            stats.prompt_steps += 1
+            stats.max_prompts_in_step = max(stats.max_prompts_in_step, len(readers))
         if generating and prompt_tokens:
             stats.steps_with_prompt_and_generation += 1
         for sequence in self.active:
             sequence.control.beat()
+
+    def _generate(self, generating: list[Sequence]) -> None:
+        """The next token of every sequence, in one decode, and an exact sequence's in one of
+        its own: llama.cpp computes a row a little differently in a batch of several, which
+        a seeded draw can tip."""
+        shared = [s for s in generating if not s.exact]
+        for group in [[s] for s in generating if s.exact] + ([shared] if shared else []):
+            self._generate_together(group)
+
+    def _generate_together(self, generating: list[Sequence]) -> None:
+        """Each sequence's next token, and its drafts after it, in one decode; then each
+        sequence samples row by row and keeps its drafts as far as its own picks agree.
+        The cells of the drafts it did not keep are removed."""
+        rows: list[tuple[Sequence, int, list[int]]] = []
+        n = 0
+        for sequence in generating:
+            tokens = [sequence.pending, *self._drafts(sequence)]
+            for i, token in enumerate(tokens):
+                self._add(n + i, token, sequence.n_past + i, sequence.slot.seq_id, True)
+            rows.append((sequence, n, tokens))
+            n += len(tokens)
+        self._decode(n)
+        for sequence, first, tokens in rows:
+            base = sequence.n_past
+            sequence.pending = None
+            kept = 1  # cells that stay: the token fed in, and each draft the picks agreed with
+            for i in range(len(tokens)):
+                token = self._take(sequence, first + i)
+                if token is None or i + 1 == len(tokens) or token != tokens[i + 1]:
+                    break
+                kept += 1
+            sequence.slot.extend(tokens[:kept], base, base + kept)
+            sequence.position += kept
+            sequence.n_past += kept
+            if kept < len(tokens):
+                self.lib.llama_memory_seq_rm(self.memory, sequence.slot.seq_id, base + kept, -1)
+            self.stats.drafted += len(tokens) - 1
+            self.stats.draft_accepted += kept - 1
+
+    def _drafts(self, sequence: Sequence) -> list[int]:
+        if sequence.drafter is None or not self.draft_max:
+            return []
+        room = min(self.draft_max, sequence.budget - sequence.generated - 1,
+                   self.context_per_slot - sequence.n_past - 1)
+        if room <= 0:
+            return []
+        return sequence.drafter.draft([*sequence.slot.cells, sequence.pending], room)
+
+    def _readers(self) -> list[Sequence]:
+        """The sequences whose prompts this step reads: the oldest still reading, alone when it
+        must be; else every one that may share a batch, oldest first (the token budget
+        decides how many get a share)."""
+        waiting = [s for s in self.active if not s.generated and s.position < len(s.tokens)]
+        if not waiting:
+            return []
+
+        def alone(sequence: Sequence) -> bool:
+            return sequence.exact or sequence.score_prompt or sequence.position in sequence.media
+
+        if alone(waiting[0]):
+            return waiting[:1]
+        return [s for s in waiting if not alone(s)]
+
+    def _read_text(self, readers: list[Sequence]) -> int:
+        """Read up to a chunk of prompt text, shared out oldest first; each sequence whose
+        prompt this ends is sampled.  Returns the tokens read."""
+        # A scored prompt takes logits for every row: fewer rows a step keep that buffer small.
+        budget = SCORED_CHUNK if readers[0].score_prompt else self.chunk
+        shares: list[tuple[Sequence, int]] = []
+        for reading in readers:
+            upto = min((start for start in reading.media if start > reading.position), default=len(reading.tokens))
+            take = min(upto - reading.position, budget)
+            if take <= 0:
+                break
+            shares.append((reading, take))
+            budget -= take
+        shares.sort(key=lambda share: share[0].slot.seq_id)  # laid out in slot order, as above
+        rows: list[tuple[Sequence, int, int, int]] = []  # sequence, first prompt index, first row, rows
+        n = 0
+        for reading, take in shares:
+            start, left = reading.position, len(reading.tokens) - reading.position
+            for i in range(take):
+                last = i == take - 1 and take == left
+                self._add(n + i, reading.tokens[start + i], reading.n_past + i, reading.slot.seq_id,
+                          last or reading.score_prompt)
+            reading.slot.extend(reading.tokens[start:start + take], reading.n_past, reading.n_past + take)
+            reading.position += take
+            reading.n_past += take
+            rows.append((reading, start, n, take))
+            n += take
+        self.stats.prompt_tokens_evaluated += n
+        self._decode(n)
+        for reading, start, first, take in rows:
+            if reading.score_prompt:  # read alone: its rows start at 0
+                self._score_prompt(reading, start, take)
+            if reading.position < len(reading.tokens):
+                continue
+            if reading.budget == 0:
+                self._finish(reading, "length")
+            else:
+                self._sample([(reading, first + take - 1)])
+        return n
 
     def _read_media(self, reading: Sequence) -> int:
         """Encode the image or audio that starts at the sequence's position and decode it
@@ -387,26 +481,31 @@ class Engine:
             raise RuntimeError(f"llama_decode failed ({result})")
 
     def _sample(self, rows: list[tuple[Sequence, int]]) -> None:
-        vocab = self.lib.llama_model_get_vocab(self.lib.llama_get_model(self.ctx))
         for sequence, index in rows:
-            try:
-                token = sequence.sampler.sample(self.ctx, index)
-            except Exception as exc:  # one sequence's sampler: that sequence fails, not the others
-                log.exception("sampling failed")
-                self._finish(sequence, exc)
-                continue
-            if self.lib.llama_vocab_is_eog(vocab, token):
-                if sequence.score_prompt:  # a scorer counts every position, the end's too
-                    sequence.output.put(("eog", (token, sequence.sampler.last)))
-                self._finish(sequence, "stop")
-                continue
-            sequence.generated += 1
-            self.stats.tokens_generated += 1
-            sequence.output.put(("token", (token, sequence.sampler.last)))
-            if sequence.generated >= sequence.budget:
-                self._finish(sequence, "length")
-            else:
-                sequence.pending = token
+            self._take(sequence, index)
+
+    def _take(self, sequence: Sequence, index: int) -> int | None:
+        """Sample the sequence at batch row `index` and send the token; return it while the
+        sequence goes on (it is then `pending`), None when this ended it."""
+        try:
+            token = sequence.sampler.sample(self.ctx, index)
+        except Exception as exc:  # one sequence's sampler: that sequence fails, not the others
+            log.exception("sampling failed")
+            self._finish(sequence, exc)
+            return None
+        if self.lib.llama_vocab_is_eog(self.vocab, token):
+            if sequence.score_prompt:  # a scorer counts every position, the end's too
+                sequence.output.put(("eog", (token, sequence.sampler.last)))
+            self._finish(sequence, "stop")
+            return None
+        sequence.generated += 1
+        self.stats.tokens_generated += 1
+        sequence.output.put(("token", (token, sequence.sampler.last)))
+        if sequence.generated >= sequence.budget:
+            self._finish(sequence, "length")
+            return None
+        sequence.pending = token
+        return token
 
     def _finish(self, sequence: Sequence, outcome: str | BaseException) -> None:
         if sequence in self.active:

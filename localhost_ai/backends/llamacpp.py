@@ -60,6 +60,10 @@ class LlamaOptions(BatchingOptions):
     # LocalAI's embeddings pooling: "mean" or "last"; "" or "backend" the model's own
     # (decayed_mean, which llama.cpp lacks, is refused with the file: config/localai_fields.py).
     pooling: str = option({"enum": ["", "backend", "mean", "last"]}, "", key="parameters.pooling")
+    # Speculative decoding by prompt lookup: true everywhere, false never; unset, for edits
+    # only (an answer that copies its input), where it pays.
+    prompt_lookup: bool | None = option({"type": "boolean"}, None)
+    n_draft: int = option({"type": "integer", "minimum": 1, "maximum": 32}, 8)  # LocalAI's name: drafts a step
 
 
 @register("llama-cpp")
@@ -126,6 +130,7 @@ class LlamaCppBackend(Backend):
             threads=self.config.threads,
             chunk=self.options.prefill_chunk,
             media_batch=media_batch,
+            draft_max=0 if self.options.prompt_lookup is False else self.options.n_draft,
         )
         self.chat_template = (self.llm.metadata or {}).get("tokenizer.chat_template")
         vocab = self.llm._model
@@ -286,14 +291,18 @@ class LlamaCppBackend(Backend):
 
     def decode(self, prompts: list[str | tuple[int, ...]], generation: Generation, cancel: CallControl, *,
                stops: list[str], echo: bool = False, lstrip: bool = False, grammar: str | None = None,
-               param: str = "messages", media: tuple[Part, ...] = (), listed: bool = False) -> Iterator[Event]:
+               param: str = "messages", media: tuple[Part, ...] = (), listed: bool = False,
+               copies_input: bool = False) -> Iterator[Event]:
         """`lstrip`: a chat answer starts at its first visible character (templates end
         with 'Answer:' or a newline, and the model's first token carries the space).
+        `copies_input`: the answer is likely to repeat the prompt (an edit), so prompt
+        lookup drafts for it unless the model's YAML says otherwise.
         `media`: the image and audio parts that the one prompt's markers stand for.
         A prompt of token ids is read as it is; `listed`: the request's prompts were a list
         (an error names `prompt[i]`)."""
         n = generation.n
         sampling = generation.sampling.resolve(self.config)
+        lookup = self.options.prompt_lookup if self.options.prompt_lookup is not None else copies_input
         self._check_ids((token for token, _ in generation.sampling.logit_bias), "logit_bias", indexed=False)
         tokenized = [self._tokenize_media(prompts[0], media, param)] if media else \
             [self._prompt(p, f"{param}[{i}]" if listed else param) for i, p in enumerate(prompts)]
@@ -310,7 +319,7 @@ class LlamaCppBackend(Backend):
                     index = p_index * n + copy
                     echoed = (text if isinstance(text, str) else self._echo_text(prompt.tokens)) if echo else None
                     sequence = running = self._sequence(prompt, budget, sampling, stops, index, cancel, lstrip,
-                                                        grammar, generation, echoed)
+                                                        grammar, generation, echoed, lookup)
                     while True:
                         try:
                             yield next(sequence)
@@ -423,6 +432,7 @@ class LlamaCppBackend(Backend):
         grammar: str | None = None,
         generation: Generation = Generation(),
         echo: str | None = None,
+        lookup: bool = False,
     ) -> Generator[Event, None, tuple[int, str, int, str | None]]:
         """Generate one sequence in the engine; return (tokens produced, finish reason,
         prompt tokens found cached, the stop word that ended it).  A seeded request reads its whole prompt afresh rather
@@ -431,6 +441,7 @@ class LlamaCppBackend(Backend):
         text, sent first (after its tokens' log-probabilities, when the prompt is scored)."""
         from localhost_ai.backends.llama_engine import Sequence
         from localhost_ai.backends.llama_sampler import NothingAllowed
+        from localhost_ai.backends.llama_speculative import PromptLookup
 
         seed = sampling["seed"]
         seeded = seed is not None and seed >= 0
@@ -439,7 +450,8 @@ class LlamaCppBackend(Backend):
         sampler = self._sampler(sampling, seed if seeded else random.getrandbits(31), grammar, generation)
         sampler.prime(prompt.tokens)
         sequence = Sequence(prompt.tokens, sampler, budget, cancel, media=prompt.media,
-                            reuse=not seeded and not score_prompt, score_prompt=score_prompt)
+                            reuse=not seeded and not score_prompt, score_prompt=score_prompt, exact=seeded,
+                            drafter=PromptLookup() if lookup and not seeded else None)
         report = Report(index, self.piece, len(echo) if echo is not None else 0, everything=score_prompt) \
             if wanted is not None else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

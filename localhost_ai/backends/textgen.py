@@ -64,7 +64,8 @@ class TextModel(Protocol):
 
     def decode(self, prompts: list[str | tuple[int, ...]], generation: Generation, cancel: CallControl, *,
                stops: list[str], echo: bool = False, lstrip: bool = False, grammar: Any = None,
-               param: str = "messages", media: tuple[Part, ...] = (), listed: bool = False) -> Iterator[Event]:
+               param: str = "messages", media: tuple[Part, ...] = (), listed: bool = False,
+               copies_input: bool = False) -> Iterator[Event]:
         """Each prompt `generation.n` times: text deltas (after the log-probabilities of
         their tokens, when asked), a finish for each choice, then usage.  A prompt of token
         ids is read as it is.  `lstrip`: a choice starts at its first visible character;
@@ -170,7 +171,7 @@ class TextGeneration:
         prompt = self._prompt("edit", self._render_as("edit", DEFAULT_EDIT_TEMPLATE, instruction=request.instruction,
                                                       input=request.input))
         return self.model.decode([prompt], request.generation, cancel, stops=self._stops(request.generation),
-                                 param="input")
+                                 param="input", copies_input=True)
 
     def chat(self, request: ChatRequest, cancel: CallControl) -> Iterator[Event]:
         if self.functions.grammar:

@@ -37,7 +37,9 @@ def model(name: str, parallel: int, stopwords: list[str], max_tokens: int) -> di
 def batch_server(tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("models")
     place(gemma_gguf, folder / GEMMA_FILE)
-    for config in (model("eight", 8, ["\nQuestion:"], 48), model("two", 2, [], 400)):
+    copier = {**model("copier", 2, [], 80), "template": {"edit": "{{ instruction }}\nText: {{ input }}\nCopy:"}}
+    for config in (model("eight", 8, ["\nQuestion:"], 48), model("two", 2, [], 400), copier,
+                   {**copier, "name": "copier-plain", "prompt_lookup": False}):
         (folder / f"{config['name']}.yaml").write_text(yaml.safe_dump(config))
     server = start_server(folder, tmp_path_factory.mktemp("logs"))
     yield server
@@ -170,3 +172,27 @@ def test_the_second_turn_of_a_chat_reuses_the_first(batch_server):
     assert after["prompt_tokens_reused"] - before["prompt_tokens_reused"] >= cached
     metrics = batch_server.get("/metrics").text
     assert 'localhost_ai_prompt_tokens_cached_total{model="eight"}' in metrics
+
+
+PARAGRAPH = ("The committee met on Tuesday to review the budget for the new library. After a long discussion, "
+             "the members agreed to fund the children's reading room, to extend the opening hours on weekends, "
+             "and to replace the old heating system before the winter.")
+
+
+def test_an_edit_is_drafted_by_prompt_lookup_and_gives_the_same_text(batch_server):
+    def edit(name: str) -> str:
+        response = batch_server.post("/v1/edits", json={"model": name, "instruction": "Copy the text exactly.",
+                                                        "input": PARAGRAPH, "temperature": 0})
+        assert response.status_code == 200, response.text
+        return response.json()["choices"][0]["text"]
+
+    plain = edit("copier-plain")
+    assert PARAGRAPH[:60] in plain
+    assert edit("copier") == plain
+    drafted, plain_engine = engine(batch_server, "copier"), engine(batch_server, "copier-plain")
+    assert plain_engine["drafted"] == 0
+    assert 0 < drafted["draft_accepted"] <= drafted["drafted"]
+    assert drafted["steps"] < plain_engine["steps"]
+    metrics = batch_server.get("/metrics").text
+    assert f'localhost_ai_engine{{figure="draft_accepted",model="copier"}} {float(drafted["draft_accepted"])}' \
+        in metrics, metrics

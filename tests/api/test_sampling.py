@@ -31,9 +31,9 @@ def token_id(server, text: str) -> int:
 # -- logit bias ----------------------------------------------------------------------------
 
 def test_logit_bias_bans_and_forces_tokens_per_sequence(gemma_server):
-    # Short answers: a batch shifts llama.cpp's logits in their last bits, which can turn a
-    # near tie in a long greedy answer.
-    greedy = complete(gemma_server, temperature=0, max_tokens=6)
+    # Seeded: an unseeded prompt may share its batch, which shifts llama.cpp's logits in their
+    # last bits and can turn a near tie; a seeded one is read and decoded as if alone.
+    greedy = complete(gemma_server, temperature=0, max_tokens=6, seed=1)
     first = gemma_server.post("/v1/completions", json={"model": "gemma", "prompt": PROMPT, "max_tokens": 1,
                                                         "temperature": 0, "logprobs": 0}).json()
     first_token = first["choices"][0]["logprobs"]["tokens"][0]
@@ -41,11 +41,11 @@ def test_logit_bias_bans_and_forces_tokens_per_sequence(gemma_server):
     banned = {str(token_id(gemma_server, first_token)): -100}
     forced = {str(token_id(gemma_server, " Berlin")): 100}
     other = "The capital of Germany is"
-    alone = complete(gemma_server, other, temperature=0, max_tokens=6)
+    alone = complete(gemma_server, other, temperature=0, max_tokens=6, seed=1)
     jobs = [(PROMPT, {}), (PROMPT, {"logit_bias": banned}), (other, {}), (PROMPT, {"logit_bias": forced})]
     with ThreadPoolExecutor(len(jobs)) as pool:  # decoded together in the engine's batches
-        texts = list(pool.map(lambda job: complete(gemma_server, job[0], temperature=0, max_tokens=6, **job[1]),
-                              jobs))
+        texts = list(pool.map(lambda job: complete(gemma_server, job[0], temperature=0, max_tokens=6, seed=1,
+                                                   **job[1]), jobs))
     assert texts[0] == greedy and texts[2] == alone  # the others' sequences are unchanged
     assert texts[1] != greedy and not texts[1].startswith(first_token)
     assert texts[3].startswith(" Berlin")

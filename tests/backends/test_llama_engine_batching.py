@@ -1,0 +1,125 @@
+"""Prompt reading and drafting in the engine, on the real Gemma 3 270M in-process: prompts
+that arrive together share a step's prompt batch unless they must be exact (seeded), which
+are read alone and stay repeatable bit for bit; drafts from prompt lookup change nothing
+of a greedy answer but how many steps it takes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localhost_ai.backends.base import CallControl
+from localhost_ai.backends.llama_engine import Engine, Sequence
+from localhost_ai.config.sampling import SAMPLING_DEFAULTS
+
+QUESTIONS = {
+    "What is the capital of France?": "Paris", "What is the capital of Japan?": "Tokyo",
+    "Who wrote Hamlet?": "Shakespeare", "What is the capital of Italy?": "Rome",
+    "What is the capital of Germany?": "Berlin", "What is the capital of Spain?": "Madrid",
+    "What is the capital of England?": "London", "What is the capital of Russia?": "Moscow",
+}
+
+
+@pytest.fixture(scope="module")
+def engine(gemma_gguf: Path):
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=str(gemma_gguf), n_ctx=64, n_threads=2, verbose=False)
+    running = Engine(llama_cpp, llm._model.model, context_per_slot=512, slots=8, threads=2, chunk=128,
+                     draft_max=8)
+    yield running, llm
+    running.close()
+    llm.close()
+
+
+def sequence(llm, question: str, seed: int | None = None, budget: int = 12, drafter=None,
+             prompt: str | None = None) -> Sequence:
+    import llama_cpp
+
+    from localhost_ai.backends.llama_sampler import Sampler
+
+    sampling = {**SAMPLING_DEFAULTS, "temperature": 0.0 if seed is None else 0.9}
+    sampler = Sampler(llama_cpp, llm._model.vocab, llm.n_vocab(), sampling, 1 if seed is None else seed, None)
+    tokens = llm.tokenize((prompt or f"Question: {question}\nAnswer:").encode())
+    return Sequence(list(tokens), sampler, budget, CallControl(), reuse=seed is None, exact=seed is not None,
+                    drafter=drafter)
+
+
+def answer(llm, seq: Sequence) -> tuple[str, str]:
+    tokens = []
+    while True:
+        kind, value = seq.output.get(timeout=120)
+        if kind == "token":
+            tokens.append(value[0])
+        elif kind == "end":
+            return llm.detokenize(tokens).decode(errors="replace"), value
+        else:
+            raise AssertionError(value)
+
+
+def submit_together(running: Engine, sequences: list[Sequence]) -> None:
+    """All at once: the engine admits them in one go, as requests that arrive together."""
+    with running._wake:
+        running.incoming.extend(sequences)
+        running._wake.notify()
+
+
+def test_unseeded_prompts_that_arrive_together_are_read_in_fewer_steps(engine):
+    running, llm = engine
+    before = running.snapshot()
+    sequences = [sequence(llm, q) for q in QUESTIONS]
+    submit_together(running, sequences)
+    answers = [answer(llm, s) for s in sequences]
+    after = running.snapshot()
+    assert after["prompt_steps"] - before["prompt_steps"] < len(QUESTIONS), after
+    assert after["max_prompts_in_step"] >= 4, after
+    assert after["max_prompt_tokens_in_step"] <= 128  # the step's budget, shared
+    for (question, expected), (text, finish) in zip(QUESTIONS.items(), answers):
+        assert finish in ("stop", "length"), question
+        assert expected in text, (question, text)
+
+
+def test_seeded_prompts_are_read_alone_and_repeat_exactly_alone_and_together(engine):
+    running, llm = engine
+    alone = []
+    for i, question in enumerate(QUESTIONS):
+        seq = sequence(llm, question, seed=100 + i, budget=16)
+        running.submit(seq)
+        alone.append(answer(llm, seq))
+    before = running.snapshot()
+    sequences = [sequence(llm, q, seed=100 + i, budget=16) for i, q in enumerate(QUESTIONS)]
+    submit_together(running, sequences)
+    together = [answer(llm, s) for s in sequences]
+    after = running.snapshot()
+    assert after["prompt_steps"] - before["prompt_steps"] >= len(QUESTIONS)  # one prompt a step
+    assert after["max_sequences_in_step"] >= 4  # yet generated together
+    assert together == alone
+
+
+PARAGRAPH = ("The committee met on Tuesday to review the budget for the new library. After a long discussion, "
+             "the members agreed to fund the children's reading room, to extend the opening hours on weekends, "
+             "and to replace the old heating system before the winter. The chair thanked the volunteers.")
+
+
+def test_prompt_lookup_drafts_are_kept_only_as_far_as_greedy_picks_agree(engine):
+    from localhost_ai.backends.llama_speculative import PromptLookup
+
+    running, llm = engine
+    prompt = f"Copy the text exactly.\nText: {PARAGRAPH}\nCopy: "
+    plain = sequence(llm, "", budget=60, prompt=prompt)
+    start = running.snapshot()
+    running.submit(plain)
+    expected = answer(llm, plain)
+    before = running.snapshot()
+    drafted = sequence(llm, "", budget=60, prompt=prompt, drafter=PromptLookup())
+    running.submit(drafted)
+    assert answer(llm, drafted) == expected
+    after = running.snapshot()
+    assert PARAGRAPH[:40] in expected[0]  # the model copies: drafting has something to find
+    accepted, tried = after["draft_accepted"] - before["draft_accepted"], after["drafted"] - before["drafted"]
+    assert 0 < accepted <= tried
+    # fewer steps than the plain answer took
+    assert after["steps"] - before["steps"] < before["steps"] - start["steps"], (start, before, after)
+    print("steps", before["steps"] - start["steps"], after["steps"] - before["steps"], "drafted", tried,
+          "accepted", accepted)
