@@ -383,7 +383,12 @@ class Engine:
                    self.context_per_slot - sequence.n_past - 1)
         if room <= 0:
             return []
-        return sequence.drafter.draft([*sequence.slot.cells, sequence.pending], room)
+        try:
+            return sequence.drafter.draft([*sequence.slot.cells, sequence.pending], room, sequence.slot.seq_id)
+        except Exception:  # a draft is only ever a guess: without one the sequence goes on
+            log.exception("drafting failed")
+            sequence.drafter = None
+            return []
 
     def _readers(self) -> list[Sequence]:
         """The sequences whose prompts this step reads: the oldest still reading, alone when it

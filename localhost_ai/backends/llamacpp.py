@@ -64,6 +64,8 @@ class LlamaOptions(BatchingOptions):
     # only (an answer that copies its input), where it pays.
     prompt_lookup: bool | None = option({"type": "boolean"}, None)
     n_draft: int = option({"type": "integer", "minimum": 1, "maximum": 32}, 8)  # LocalAI's name: drafts a step
+    # A smaller model with the same vocabulary that drafts for every unseeded request (LocalAI's field).
+    draft_model: str | None = option({"type": "string", "minLength": 1})
 
 
 @register("llama-cpp")
@@ -122,6 +124,7 @@ class LlamaCppBackend(Backend):
             self.projector = Projector(llama_cpp, self.llm._model.model, self.config.mmproj, self.config.threads)
             media_batch = MEDIA_BATCH
         self.media_marker = self.projector.marker if self.projector is not None else None
+        self.draft = self._open_draft(llama_cpp)
         self.engine = Engine(
             llama_cpp,
             self.llm._model.model,
@@ -130,7 +133,7 @@ class LlamaCppBackend(Backend):
             threads=self.config.threads,
             chunk=self.options.prefill_chunk,
             media_batch=media_batch,
-            draft_max=0 if self.options.prompt_lookup is False else self.options.n_draft,
+            draft_max=0 if self.options.prompt_lookup is False and self.draft is None else self.options.n_draft,
         )
         self.chat_template = (self.llm.metadata or {}).get("tokenizer.chat_template")
         vocab = self.llm._model
@@ -163,6 +166,23 @@ class LlamaCppBackend(Backend):
         texts = [self.llm.detokenize(ids).decode("utf-8", errors="replace") for ids in sequences]
         return np.asarray(self.llm.embed(texts, normalize=True), dtype=np.float32)
 
+    def _open_draft(self, llama_cpp: Any) -> Any:
+        """The draft model's context, or None; its vocabulary must be the model's own."""
+        if not self.options.draft_model or self.config.embeddings:
+            return None
+        from localhost_ai.backends.llama_speculative import DraftModel
+
+        path = self.config.source.parent / self.options.draft_model  # checked with the YAML: in the folder
+        self.draft_llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=self.config.threads,
+                                         use_mmap=self.options.mmap, verbose=False)
+        if self.draft_llm.n_vocab() != self.llm.n_vocab() or any(
+                self.draft_llm._model.token_get_text(t) != self.llm._model.token_get_text(t)
+                for t in range(0, self.llm.n_vocab(), max(1, self.llm.n_vocab() // 64))):
+            raise InvalidRequest(f"draft_model '{self.options.draft_model}' has another vocabulary than "
+                                 f"'{self.config.model_path.name}'; a draft model must share the model's tokenizer.",
+                                 param="draft_model", code="invalid_config")
+        return DraftModel(llama_cpp, self.draft_llm._model.model, self.n_ctx, self.concurrency(), self.config.threads)
+
     def _open(self, llama_cpp: Any, **extra: Any) -> Any:
         return llama_cpp.Llama(
             model_path=str(self.config.model_path),
@@ -184,6 +204,14 @@ class LlamaCppBackend(Backend):
         if projector is not None:
             projector.close()
             self.projector = None
+        draft = getattr(self, "draft", None)
+        if draft is not None:
+            draft.close()
+            self.draft = None
+        draft_llm = getattr(self, "draft_llm", None)
+        if draft_llm is not None:
+            draft_llm.close()
+            self.draft_llm = None
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()
@@ -451,7 +479,7 @@ class LlamaCppBackend(Backend):
         sampler.prime(prompt.tokens)
         sequence = Sequence(prompt.tokens, sampler, budget, cancel, media=prompt.media,
                             reuse=not seeded and not score_prompt, score_prompt=score_prompt, exact=seeded,
-                            drafter=PromptLookup() if lookup and not seeded else None)
+                            drafter=None if seeded else self.draft or (PromptLookup() if lookup else None))
         report = Report(index, self.piece, len(echo) if echo is not None else 0, everything=score_prompt) \
             if wanted is not None else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -178,8 +178,9 @@ FIELDS: dict[str, Field] = {
     'lora_scales': _ignored('only meaningful with lora_adapters, which is refused'),
     'lora_scale': _ignored('only meaningful with lora_adapter, which is refused'),
     'no_mulmatq': _ignored(_GPU),
-    'draft_model': _ignored('speculative decoding changes speed only, not what is sampled; the path is never opened'),
-    'n_draft': _ignored('speculative decoding changes speed only'),
+    'draft_model': _used("llama-cpp: a smaller model with the same vocabulary (a file in the models folder) drafts "
+                         "tokens that the model verifies; unseeded requests only"),
+    'n_draft': _used("llama-cpp: the most draft tokens verified a step (default 8)"),
     'quantization': _ignored(_VLLM),
     'load_format': _ignored(_VLLM),
     'gpu_memory_utilization': _ignored(_VLLM),

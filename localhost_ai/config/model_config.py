@@ -237,6 +237,8 @@ def _config(path: Path, text: bytes, data: dict[str, Any], models_root: Path,
         # As in LocalAI: the model's own template comes with its own way of writing calls.
         function["grammar"] = {**(function.get("grammar") or {}), "disable": True}
     mmproj, media = _projector(path, models_root, data.get("mmproj"))
+    draft = resolve_model_file(models_root, path, data["draft_model"], "draft_model") \
+        if isinstance(data.get("draft_model"), str) and data["draft_model"] else None
 
     name = data.get("name") or (path.stem if not where else None)
     if name is None:
@@ -267,7 +269,7 @@ def _config(path: Path, text: bytes, data: dict[str, Any], models_root: Path,
         ignored_fields=tuple(ignored),
         raw=data,
         fingerprint=_fingerprint(text, where.encode(), _stat_key(model_path),
-                                 *(_stat_key(p) for p in _companions(model_path, mmproj))),
+                                 *(_stat_key(p) for p in _companions(model_path, mmproj) + ([draft] if draft else []))),
     )
 
 

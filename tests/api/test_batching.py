@@ -39,7 +39,8 @@ def batch_server(tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path) -> 
     place(gemma_gguf, folder / GEMMA_FILE)
     copier = {**model("copier", 2, [], 80), "template": {"edit": "{{ instruction }}\nText: {{ input }}\nCopy:"}}
     for config in (model("eight", 8, ["\nQuestion:"], 48), model("two", 2, [], 400), copier,
-                   {**copier, "name": "copier-plain", "prompt_lookup": False}):
+                   {**copier, "name": "copier-plain", "prompt_lookup": False},
+                   {**copier, "name": "drafted", "draft_model": GEMMA_FILE, "n_draft": 4}):
         (folder / f"{config['name']}.yaml").write_text(yaml.safe_dump(config))
     server = start_server(folder, tmp_path_factory.mktemp("logs"))
     yield server
@@ -196,3 +197,17 @@ def test_an_edit_is_drafted_by_prompt_lookup_and_gives_the_same_text(batch_serve
     metrics = batch_server.get("/metrics").text
     assert f'localhost_ai_engine{{figure="draft_accepted",model="copier"}} {float(drafted["draft_accepted"])}' \
         in metrics, metrics
+
+
+def test_a_draft_model_drafts_for_a_completion_and_the_text_is_the_same(batch_server):
+    def complete(name: str) -> str:
+        response = batch_server.post("/v1/completions", json={
+            "model": name, "prompt": "Question: What is the capital of France?\nAnswer:", "max_tokens": 24,
+            "temperature": 0})
+        assert response.status_code == 200, response.text
+        return response.json()["choices"][0]["text"]
+
+    assert complete("drafted") == complete("copier-plain")
+    figures = engine(batch_server, "drafted")
+    assert 0 < figures["draft_accepted"] <= figures["drafted"]
+    assert figures["max_sequences_in_step"] >= 1

@@ -123,3 +123,35 @@ def test_prompt_lookup_drafts_are_kept_only_as_far_as_greedy_picks_agree(engine)
     assert after["steps"] - before["steps"] < before["steps"] - start["steps"], (start, before, after)
     print("steps", before["steps"] - start["steps"], after["steps"] - before["steps"], "drafted", tried,
           "accepted", accepted)
+
+
+def test_a_draft_model_changes_no_greedy_answer(engine, gemma_gguf):
+    import llama_cpp
+
+    from localhost_ai.backends.llama_speculative import DraftModel
+
+    running, llm = engine
+    draft_llm = llama_cpp.Llama(model_path=str(gemma_gguf), n_ctx=64, n_threads=2, verbose=False)
+    draft = DraftModel(llama_cpp, draft_llm._model.model, 512, 8, 2)
+    try:
+        # (one at a time: a batch's layout shifts llama.cpp's logits in their last bits, and a
+        # near tie in a long greedy answer can turn either way; these have none)
+        prompts = [f"Copy the text exactly.\nText: {PARAGRAPH}\nCopy: ", "Question: What is the capital of France?\nAnswer:"]
+        expected = []
+        for prompt in prompts:
+            plain = sequence(llm, "", budget=40, prompt=prompt)
+            running.submit(plain)
+            expected.append(answer(llm, plain))
+        before = running.snapshot()
+        for prompt, wanted in zip(prompts, expected):
+            drafted = sequence(llm, "", budget=40, prompt=prompt, drafter=draft)
+            running.submit(drafted)
+            assert answer(llm, drafted) == wanted
+        after = running.snapshot()
+        tried, kept = after["drafted"] - before["drafted"], after["draft_accepted"] - before["draft_accepted"]
+        # the model drafting for itself: nearly every draft is kept
+        assert tried > 0 and kept >= 0.8 * tried, (tried, kept)
+        assert draft.tokens_decoded > 0
+    finally:
+        draft.close()
+        draft_llm.close()

@@ -187,3 +187,11 @@ def test_the_model_s_own_tmpl_file_is_its_chat_completion_and_edit_template_byte
     assert config.template_syntax["chat"] == "go"
     given = load(folder, {"parameters": {"model": "sub/w.gguf"}, "template": {"chat": "{{ messages }}"}})
     assert given.templates["chat"] == "{{ messages }}" and given.templates["edit"] == "{{.Input}}\r\nASSISTANT:"
+
+
+def test_a_draft_model_is_a_file_in_the_models_folder(folder):
+    assert load(folder, {"parameters": {"model": "w.gguf"}, "draft_model": "w.gguf"}).options.draft_model == "w.gguf"
+    for bad in ("missing.gguf", "../w.gguf", "/etc/passwd"):
+        with pytest.raises(ConfigError) as caught:
+            load(folder, {"parameters": {"model": "w.gguf"}, "draft_model": bad})
+        assert caught.value.field == "draft_model", bad
