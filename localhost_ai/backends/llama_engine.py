@@ -115,6 +115,23 @@ def common_prefix(a: list[Hashable], b: list[Hashable]) -> int:
     return n
 
 
+def slotted_context(llama_cpp: Any, model: Any, context_per_slot: int, slots: int, threads: int | None,
+                    n_batch: int, purpose: str) -> Any:
+    """A llama.cpp context with a KV stream of `context_per_slot` cells per slot."""
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = context_per_slot * slots
+    params.n_seq_max = slots
+    params.n_batch = params.n_ubatch = n_batch
+    params.kv_unified = False  # a KV stream per slot: a sequence's cells do not depend on the others'
+    params.swa_full = True  # so that a slot's cells can be cut back to a shared prefix
+    if threads:
+        params.n_threads = params.n_threads_batch = threads
+    ctx = llama_cpp.llama_init_from_model(model, params)
+    if not ctx:
+        raise RuntimeError(f"llama.cpp could not create a context for {purpose}")
+    return ctx
+
+
 @dataclass
 class EngineStats:
     steps: int = 0
@@ -144,17 +161,8 @@ class Engine:
         self.draft_max = draft_max
         self.context_per_slot = context_per_slot
         self.batch_size = max(chunk + slots, slots * (1 + draft_max), media_batch)
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = context_per_slot * slots
-        params.n_seq_max = slots
-        params.n_batch = params.n_ubatch = self.batch_size
-        params.kv_unified = False  # a KV stream per slot: a sequence's cells do not depend on the others'
-        params.swa_full = True  # so that a slot's cells can be cut back to a shared prefix
-        if threads:
-            params.n_threads = params.n_threads_batch = threads
-        self.ctx = llama_cpp.llama_init_from_model(model, params)
-        if not self.ctx:
-            raise RuntimeError("llama.cpp could not create a context for continuous batching")
+        self.ctx = slotted_context(llama_cpp, model, context_per_slot, slots, threads, self.batch_size,
+                                   "continuous batching")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.batch = llama_cpp.llama_batch_init(self.batch_size, 0, 1)

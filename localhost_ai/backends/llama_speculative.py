@@ -64,17 +64,9 @@ class DraftModel:
         self.lib = llama_cpp
         self.n_batch = n_batch
         self.context_per_slot = context_per_slot
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = context_per_slot * slots
-        params.n_seq_max = slots
-        params.n_batch = params.n_ubatch = n_batch
-        params.kv_unified = False
-        params.swa_full = True
-        if threads:
-            params.n_threads = params.n_threads_batch = threads
-        self.ctx = llama_cpp.llama_init_from_model(model, params)
-        if not self.ctx:
-            raise RuntimeError("llama.cpp could not create a context for the draft model")
+        from localhost_ai.backends.llama_engine import slotted_context
+
+        self.ctx = slotted_context(llama_cpp, model, context_per_slot, slots, threads, n_batch, "the draft model")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
