@@ -28,6 +28,11 @@ from typing import Any, Hashable, Protocol
 
 log = logging.getLogger(__name__)
 
+# A sequence whose drafts are mostly rejected stops drafting: after this many draft tokens,
+# when it kept fewer than this share of them (a rejected draft still costs its row).
+DRAFT_TRIAL = 32
+DRAFT_PAYS = 0.3
+
 # Prompt rows scored in one step: each row's logits take n_vocab floats (1 MiB for Gemma 3's
 # 262,144-token vocabulary) in llama.cpp's output buffer.
 SCORED_CHUNK = 64
@@ -63,6 +68,8 @@ class Sequence:
     # since llama.cpp's results for a sequence shift with what else a batch holds.
     exact: bool = False
     drafter: Any = None  # proposes tokens to verify with the next one (llama_speculative); None: no drafts
+    drafted: int = 0  # draft tokens it verified, and kept
+    kept: int = 0
     output: "queue.Queue[tuple[str, Any]]" = field(default_factory=queue.Queue)
     stopped: bool = False  # the caller has what it wants (a stop word)
     cached: int = 0  # prompt tokens found in the slot's cells
@@ -381,11 +388,16 @@ class Engine:
             sequence.n_past += kept
             if kept < len(tokens):
                 self.lib.llama_memory_seq_rm(self.memory, sequence.slot.seq_id, base + kept, -1)
+            sequence.drafted += len(tokens) - 1
+            sequence.kept += kept - 1
             self.stats.drafted += len(tokens) - 1
             self.stats.draft_accepted += kept - 1
 
     def _drafts(self, sequence: Sequence) -> list[int]:
         if sequence.drafter is None or not self.draft_max:
+            return []
+        if sequence.drafted >= DRAFT_TRIAL and sequence.kept < sequence.drafted * DRAFT_PAYS:
+            sequence.drafter = None  # its drafts cost more rows than they save: it goes on without
             return []
         room = min(self.draft_max, sequence.budget - sequence.generated - 1,
                    self.context_per_slot - sequence.n_past - 1)
