@@ -26,6 +26,20 @@ def sse_chunks(url: str, path: str, body: dict, timeout: float = 600) -> Iterato
                 yield json.loads(line[6:])
 
 
+def wait_until_up(process: subprocess.Popen, url: str, seconds: float, failure: str) -> None:
+    """Until `url` answers 200, or stop the process and exit with `failure`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit(failure)
+
+
 @dataclass
 class BenchServer:
     url: str

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from common import free_port, gemma_server, sse_chunks
+from common import free_port, gemma_server, sse_chunks, wait_until_up
 
 OPENINGS = [
     "Once upon a time, in a kingdom by the sea, there lived",
@@ -119,15 +119,9 @@ def llama_cpp_python_server(weights: Path):
          "--n_threads", str(THREADS), "--host", "127.0.0.1", "--port", str(port), "--model_alias", "bench"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/v1/models", timeout=1).ok:
-                return process, url
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("llama-cpp-python's server did not start (is its [server] extra installed?)")
+    wait_until_up(process, url + "/v1/models", 60, "llama-cpp-python's server did not start (is its [server] extra "
+                                                   "installed?)")
+    return process, url
 
 
 def main() -> None:

@@ -26,12 +26,9 @@ import argparse
 import os
 import statistics
 import subprocess
-import time
 from pathlib import Path
 
-import requests
-
-from common import free_port, gemma_server
+from common import free_port, gemma_server, wait_until_up
 from concurrent_chat import one_stream, through_server
 
 THREADS = 2
@@ -46,16 +43,8 @@ def start_llama_server(binary: Path, weights: Path) -> tuple[subprocess.Popen, s
          "--host", "127.0.0.1", "--port", str(port), "--alias", "bench"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/health", timeout=1).ok:
-                return process, url
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("llama-server did not start")
+    wait_until_up(process, url + "/health", 120, f"llama-server did not start (exit code {process.poll()})")
+    return process, url
 
 
 def main() -> None:
