@@ -339,8 +339,9 @@ class Engine:
         prompt_tokens = 0
         if readers and readers[0].position in readers[0].media:
             prompt_tokens = self._read_media(readers[0])
+            readers = readers[:1]
         elif readers:
-            prompt_tokens = self._read_text(readers)
+            prompt_tokens, readers = self._read_text(readers)
         stats = self.stats
         stats.steps += 1
         stats.max_prompt_tokens_in_step = max(stats.max_prompt_tokens_in_step, prompt_tokens)
@@ -425,9 +426,9 @@ class Engine:
             return waiting[:1]
         return [s for s in waiting if not alone(s)]
 
-    def _read_text(self, readers: list[Sequence]) -> int:
+    def _read_text(self, readers: list[Sequence]) -> tuple[int, list[Sequence]]:
         """Read up to a chunk of prompt text, shared out oldest first; each sequence whose
-        prompt this ends is sampled.  Returns the tokens read."""
+        prompt this ends is sampled.  Returns the tokens read and the sequences read."""
         # A scored prompt takes logits for every row: fewer rows a step keep that buffer small.
         budget = SCORED_CHUNK if readers[0].score_prompt else self.chunk
         shares: list[tuple[Sequence, int]] = []
@@ -463,7 +464,7 @@ class Engine:
                 self._finish(reading, "length")
             else:
                 self._sample([(reading, first + take - 1)])
-        return n
+        return n, [reading for reading, _ in shares]
 
     def _read_media(self, reading: Sequence) -> int:
         """Encode the image or audio that starts at the sequence's position and decode it
