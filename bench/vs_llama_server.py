@@ -53,8 +53,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--yaml", default="", help="more lines for this server's model file, e.g. 'prompt_lookup: true'")
     args = parser.parse_args()
-    yaml = f"context_size: {CONTEXT}\nthreads: {THREADS}\nparallel: {SLOTS}\n"
+    yaml = f"context_size: {CONTEXT}\nthreads: {THREADS}\nparallel: {SLOTS}\n" + args.yaml.replace("\\n", "\n") + "\n"
     results: dict[tuple[str, int], list[tuple[float, float]]] = {}
     with gemma_server(yaml) as ours:
         theirs, their_url = start_llama_server(args.llama_server, ours.weights)
