@@ -464,8 +464,10 @@ class LlamaCppBackend(Backend):
     ) -> Generator[Event, None, tuple[int, str, int, str | None]]:
         """Generate one sequence in the engine; return (tokens produced, finish reason,
         prompt tokens found cached, the stop word that ended it).  A seeded request reads its whole prompt afresh rather
-        than reuse cached cells (which shifts logits in the last bits); what else shares its
-        batches can still shift them, so repeats are likely, not certain.  `echo`: the prompt's
+        than reuse cached cells (which shifts logits in the last bits), alone, and its tokens
+        are decoded alone too (the engine's `exact`), so it repeats exactly; it gets no drafts.
+        `lookup`: an unseeded one gets prompt-lookup drafts (a draft model drafts for every
+        unseeded one).  `echo`: the prompt's
         text, sent first (after its tokens' log-probabilities, when the prompt is scored)."""
         from localhost_ai.backends.llama_engine import Sequence
         from localhost_ai.backends.llama_sampler import NothingAllowed
