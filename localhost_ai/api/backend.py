@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -64,9 +65,10 @@ async def shutdown(request: web.Request) -> web.Response:
 @openapi.document("Prometheus metrics", other={"text/plain": openapi.TEXT})
 async def prometheus(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    engines = {worker.name: (await manager.live_status(worker.name)).get("engine") for worker in manager.loaded()}
+    names = [worker.name for worker in manager.loaded()]
+    statuses = await asyncio.gather(*(manager.live_status(name) for name in names))  # each asks its own worker
     metrics.ENGINE.clear()  # a model unloaded since has no engine
-    for name, engine in engines.items():
+    for name, engine in zip(names, (status.get("engine") for status in statuses)):
         for figure in metrics.ENGINE_FIGURES if engine else ():
             if isinstance(engine.get(figure), int):
                 metrics.ENGINE.labels(name, figure).set(engine[figure])

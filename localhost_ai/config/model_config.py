@@ -7,6 +7,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -280,8 +281,14 @@ _SHARED_FIELDS = frozenset({"parameters.size", "parameters.steps", "parameters.g
 
 
 def _own_fields(options_of: Mapping[str, type[BackendOptions]]) -> frozenset[str]:
-    paths = localai_fields.own_fields(model_schema(sorted(options_of))["properties"]) | _SHARED_FIELDS
-    for options in options_of.values():
+    return _own_fields_of(tuple(sorted(options_of.items(), key=lambda item: item[0])))
+
+
+@lru_cache(maxsize=8)
+def _own_fields_of(options_of: tuple[tuple[str, type[BackendOptions]], ...]) -> frozenset[str]:
+    """This server's field paths for these backends: the same for every file of a scan."""
+    paths = localai_fields.own_fields(model_schema([name for name, _ in options_of])["properties"]) | _SHARED_FIELDS
+    for _, options in options_of:
         paths |= localai_fields.own_fields(options.schema_properties())
     return frozenset(paths)
 
