@@ -23,6 +23,7 @@ import collections
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Protocol
 
@@ -68,8 +69,12 @@ class Sequence:
     # since llama.cpp's results for a sequence shift with what else a batch holds.
     exact: bool = False
     drafter: Any = None  # proposes tokens to verify with the next one (llama_speculative); None: no drafts
+    # Drafts only while it is the only sequence in the engine (a step's rows then cost least,
+    # and hold no one back).
+    draft_alone: bool = False
     drafted: int = 0  # draft tokens it verified, and kept
     kept: int = 0
+    rejected: int = 0  # verifications that ended at a draft the target's pick disagreed with
     output: "queue.Queue[tuple[str, Any]]" = field(default_factory=queue.Queue)
     stopped: bool = False  # the caller has what it wants (a stop word)
     cached: int = 0  # prompt tokens found in the slot's cells
@@ -139,6 +144,49 @@ def slotted_context(llama_cpp: Any, model: Any, context_per_slot: int, slots: in
     return ctx
 
 
+class RowCosts:
+    """What a decode of n rows costs while one sequence generates, measured as the engine
+    runs (a moving average per row count).  A count not measured yet is estimated between
+    its measured neighbours, or as the nearest one measured: a guess that lets each draft
+    length be tried once, and then it is known."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[int, float] = {}
+
+    def note(self, rows: int, seconds: float) -> None:
+        old = self.seconds.get(rows)
+        self.seconds[rows] = seconds if old is None else old + (seconds - old) * 0.2
+
+    def estimate(self, rows: int) -> float | None:
+        known = self.seconds
+        if rows in known or not known:
+            return known.get(rows)
+        below = max((r for r in known if r < rows), default=None)
+        above = min((r for r in known if r > rows), default=None)
+        if below is None or above is None:
+            return known[above if below is None else below]
+        return known[below] + (known[above] - known[below]) * (rows - below) / (above - below)
+
+
+def worth_verifying(drafts: list[int], kept: int, rejected: int, costs: RowCosts) -> int:
+    """How many of a lone sequence's drafts to verify: the length whose expected tokens per
+    second is best, each draft token kept with the probability the sequence's record so
+    far gives (a draft is kept only if the ones before it were), at the measured cost of
+    that many more rows."""
+    if costs.estimate(1) is None:
+        return len(drafts)
+    keep = (kept + 1) / (kept + rejected + 2)
+    best, best_rate = 0, 1.0 / costs.estimate(1)  # type: ignore[operator]
+    expected = odds = 1.0
+    for k in range(1, len(drafts) + 1):
+        odds *= keep
+        expected += odds
+        rate = expected / costs.estimate(1 + k)  # type: ignore[operator]
+        if rate > best_rate:
+            best, best_rate = k, rate
+    return best
+
+
 @dataclass
 class EngineStats:
     steps: int = 0
@@ -177,6 +225,7 @@ class Engine:
         self.incoming: collections.deque[Sequence] = collections.deque()
         self.active: list[Sequence] = []  # in order of admission
         self.stats = EngineStats()
+        self.costs = RowCosts()
         self._wake = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="llama-engine", daemon=True)
@@ -359,22 +408,28 @@ class Engine:
         its own: llama.cpp computes a row a little differently in a batch of several, which
         a seeded draw can tip."""
         shared = [s for s in generating if not s.exact]
+        # Alone: nothing else is generating, reading a prompt or waiting (drafts would hold it back).
+        alone = len(generating) == len(self.active) == 1 and not self.incoming
         for group in [[s] for s in generating if s.exact] + ([shared] if shared else []):
-            self._generate_together(group)
+            self._generate_together(group, alone)
 
-    def _generate_together(self, generating: list[Sequence]) -> None:
+    def _generate_together(self, generating: list[Sequence], alone: bool) -> None:
         """Each sequence's next token, and its drafts after it, in one decode; then each
         sequence samples row by row and keeps its drafts as far as its own picks agree.
-        The cells of the drafts it did not keep are removed."""
+        The cells of the drafts it did not keep are removed.  `alone`: no other sequence
+        is generating (the decode's time is then noted against its rows)."""
         rows: list[tuple[Sequence, int, list[int]]] = []
         n = 0
         for sequence in generating:
-            tokens = [sequence.pending, *self._drafts(sequence)]
+            tokens = [sequence.pending, *self._drafts(sequence, alone)]
             for i, token in enumerate(tokens):
                 self._add(n + i, token, sequence.n_past + i, sequence.slot.seq_id, True)
             rows.append((sequence, n, tokens))
             n += len(tokens)
+        started = time.perf_counter()
         self._decode(n)
+        if alone:
+            self.costs.note(n, time.perf_counter() - started)
         for sequence, first, tokens in rows:
             base = sequence.n_past
             sequence.pending = None
@@ -391,13 +446,18 @@ class Engine:
                 self.lib.llama_memory_seq_rm(self.memory, sequence.slot.seq_id, base + kept, -1)
             sequence.drafted += len(tokens) - 1
             sequence.kept += kept - 1
+            sequence.rejected += kept < len(tokens)
             self.stats.drafted += len(tokens) - 1
             self.stats.draft_accepted += kept - 1
 
-    def _drafts(self, sequence: Sequence) -> list[int]:
-        if sequence.drafter is None or not self.draft_max:
+    def _drafts(self, sequence: Sequence, alone: bool) -> list[int]:
+        """The drafts to verify after the sequence's next token.  A lone sequence whose drafts
+        cost nothing to make (prompt lookup) verifies as many as pay at the measured cost of
+        the rows; otherwise a sequence that keeps too few of them stops drafting."""
+        if sequence.drafter is None or not self.draft_max or (sequence.draft_alone and not alone):
             return []
-        if sequence.drafted >= DRAFT_TRIAL and sequence.kept < sequence.drafted * DRAFT_PAYS:
+        weighed = alone and getattr(sequence.drafter, "free", False)
+        if not weighed and sequence.drafted >= DRAFT_TRIAL and sequence.kept < sequence.drafted * DRAFT_PAYS:
             sequence.drafter = None  # its drafts cost more rows than they save: it goes on without
             return []
         room = min(self.draft_max, sequence.budget - sequence.generated - 1,
@@ -405,11 +465,14 @@ class Engine:
         if room <= 0:
             return []
         try:
-            return sequence.drafter.draft([*sequence.slot.cells, sequence.pending], room, sequence.slot.seq_id)
+            drafts = sequence.drafter.draft([*sequence.slot.cells, sequence.pending], room, sequence.slot.seq_id)
         except Exception:  # a draft is only ever a guess: without one the sequence goes on
             log.exception("drafting failed")
             sequence.drafter = None
             return []
+        if weighed and drafts:
+            del drafts[worth_verifying(drafts, sequence.kept, sequence.rejected, self.costs):]
+        return drafts
 
     def _readers(self) -> list[Sequence]:
         """The sequences whose prompts this step reads: the oldest still reading, alone when it

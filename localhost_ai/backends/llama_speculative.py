@@ -25,6 +25,8 @@ class PromptLookup:
     is indexed once, by where its most recent occurrence ended, so a draft costs a dict
     lookup per n, not a scan of the history."""
 
+    free = True  # a draft costs a few dict lookups: the engine may weigh how many to verify after making them
+
     def __init__(self, n_min: int = 2, n_max: int = 3) -> None:
         self.n_min, self.n_max = n_min, n_max
         self._ends: dict[tuple[Hashable, ...], int] = {}

@@ -60,8 +60,10 @@ class LlamaOptions(BatchingOptions):
     # LocalAI's embeddings pooling: "mean" or "last"; "" or "backend" the model's own
     # (decayed_mean, which llama.cpp lacks, is refused with the file: config/localai_fields.py).
     pooling: str = option({"enum": ["", "backend", "mean", "last"]}, "", key="parameters.pooling")
-    # Speculative decoding by prompt lookup: true everywhere, false never; unset, for edits
-    # only (an answer that copies its input), where it pays.
+    # Speculative decoding by prompt lookup: true for every unseeded request at any load,
+    # false never.  Unset: for edits (an answer that copies its input) at any load, and for
+    # the others while one sequence is generating, as many drafts as pay at the measured
+    # cost of a step's rows (llama_engine.worth_verifying).
     prompt_lookup: bool | None = option({"type": "boolean"}, None)
     n_draft: int = option({"type": "integer", "minimum": 1, "maximum": 32}, 8)  # LocalAI's name: drafts a step
     # A smaller model with the same vocabulary that drafts for every unseeded request (LocalAI's field).
@@ -330,7 +332,8 @@ class LlamaCppBackend(Backend):
         (an error names `prompt[i]`)."""
         n = generation.n
         sampling = generation.sampling.resolve(self.config)
-        lookup = self.options.prompt_lookup if self.options.prompt_lookup is not None else copies_input
+        lookup = {True: "always", False: None}.get(self.options.prompt_lookup,  # type: ignore[arg-type]
+                                                      "always" if copies_input else "alone")
         self._check_ids((token for token, _ in generation.sampling.logit_bias), "logit_bias", indexed=False)
         tokenized = [self._tokenize_media(prompts[0], media, param)] if media else \
             [self._prompt(p, f"{param}[{i}]" if listed else param) for i, p in enumerate(prompts)]
@@ -460,14 +463,14 @@ class LlamaCppBackend(Backend):
         grammar: str | None = None,
         generation: Generation = Generation(),
         echo: str | None = None,
-        lookup: bool = False,
+        lookup: str | None = None,
     ) -> Generator[Event, None, tuple[int, str, int, str | None]]:
         """Generate one sequence in the engine; return (tokens produced, finish reason,
         prompt tokens found cached, the stop word that ended it).  A seeded request reads its whole prompt afresh rather
         than reuse cached cells (which shifts logits in the last bits), alone, and its tokens
         are decoded alone too (the engine's `exact`), so it repeats exactly; it gets no drafts.
-        `lookup`: an unseeded one gets prompt-lookup drafts (a draft model drafts for every
-        unseeded one).  `echo`: the prompt's
+        `lookup`: an unseeded one gets prompt-lookup drafts, "always" or while it is generating
+        "alone" (a draft model drafts for every unseeded one).  `echo`: the prompt's
         text, sent first (after its tokens' log-probabilities, when the prompt is scored)."""
         from localhost_ai.backends.llama_engine import Sequence
         from localhost_ai.backends.llama_sampler import NothingAllowed
@@ -481,7 +484,8 @@ class LlamaCppBackend(Backend):
         sampler.prime(prompt.tokens)
         sequence = Sequence(prompt.tokens, sampler, budget, cancel, media=prompt.media,
                             reuse=not seeded and not score_prompt, score_prompt=score_prompt, exact=seeded,
-                            drafter=None if seeded else self.draft or (PromptLookup() if lookup else None))
+                            drafter=None if seeded else self.draft or (PromptLookup() if lookup else None),
+                            draft_alone=self.draft is None and lookup == "alone")
         report = Report(index, self.piece, len(echo) if echo is not None else 0, everything=score_prompt) \
             if wanted is not None else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

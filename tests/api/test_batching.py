@@ -211,3 +211,20 @@ def test_a_draft_model_drafts_for_a_completion_and_the_text_is_the_same(batch_se
     figures = engine(batch_server, "drafted")
     assert 0 < figures["draft_accepted"] <= figures["drafted"]
     assert figures["max_sequences_in_step"] >= 1
+
+
+def test_a_lone_completion_is_drafted_by_default_and_the_text_is_the_same(batch_server):
+    def complete(name: str) -> str:
+        response = batch_server.post("/v1/completions", json={
+            "model": name, "prompt": f"Copy the text exactly.\nText: {PARAGRAPH}\nCopy:", "max_tokens": 40,
+            "temperature": 0})
+        assert response.status_code == 200, response.text
+        return response.json()["choices"][0]["text"]
+
+    plain = complete("copier-plain")
+    assert PARAGRAPH[:40] in plain  # the answer copies: lookup has something to find
+    before = engine(batch_server, "two")  # no prompt_lookup in its file
+    assert complete("two") == plain
+    after = engine(batch_server, "two")
+    assert after["draft_accepted"] > before["draft_accepted"]
+    assert after["steps"] - before["steps"] < 40

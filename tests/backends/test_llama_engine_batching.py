@@ -155,3 +155,45 @@ def test_a_draft_model_changes_no_greedy_answer(engine, gemma_gguf):
     finally:
         draft.close()
         draft_llm.close()
+
+
+def test_a_lone_sequence_verifies_as_many_drafts_as_pay_at_the_measured_cost():
+    from localhost_ai.backends.llama_engine import RowCosts, worth_verifying
+
+    costs = RowCosts()
+    drafts = list(range(8))
+    assert worth_verifying(drafts, 0, 0, costs) == 8  # nothing measured yet: all are tried
+    costs.note(1, 0.0215)
+    assert worth_verifying(drafts, 0, 0, costs) == 8  # 2 to 9 rows not measured: guessed as cheap as 1
+    costs.note(9, 0.067)  # as measured here: 9 rows cost three times one
+    costs.note(2, 0.0231)
+    assert costs.estimate(5) == pytest.approx(0.0231 + (0.067 - 0.0231) * 3 / 7)
+    assert worth_verifying(drafts, 90, 2, costs) == 8  # nearly every draft kept: all pay
+    assert worth_verifying(drafts, 5, 5, costs) == 1  # half kept: one draft, in a row that costs little
+    assert worth_verifying(drafts, 0, 40, costs) == 0  # none kept: none verified
+    costs.note(2, 0.2)
+    assert costs.seconds[2] == pytest.approx(0.0231 + (0.2 - 0.0231) * 0.2)  # an average, not the last
+
+
+def test_a_sequence_that_drafts_alone_gets_no_drafts_in_company_and_the_same_answer(engine):
+    from localhost_ai.backends.llama_speculative import PromptLookup
+
+    running, llm = engine
+    prompt = f"Copy the text exactly.\nText: {PARAGRAPH}\nCopy: "
+    plain = sequence(llm, "", budget=30, prompt=prompt)
+    running.submit(plain)
+    expected = answer(llm, plain)
+    before = running.snapshot()
+    pair = [sequence(llm, "", budget=30, prompt=prompt, drafter=PromptLookup()) for _ in range(2)]
+    for seq in pair:
+        seq.draft_alone = True
+    submit_together(running, pair)
+    assert [answer(llm, seq) for seq in pair] == [expected, expected]
+    together = running.snapshot()
+    assert together["drafted"] == before["drafted"]  # the two ended in the same step, never alone
+    lone = sequence(llm, "", budget=30, prompt=prompt, drafter=PromptLookup())
+    lone.draft_alone = True
+    running.submit(lone)
+    assert answer(llm, lone) == expected
+    after = running.snapshot()
+    assert after["draft_accepted"] > together["draft_accepted"]
