@@ -10,7 +10,7 @@ import dataclasses
 import types
 import typing
 from functools import lru_cache
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 
 class WireError(ValueError):
@@ -38,36 +38,58 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def load(tp: Any, data: Any) -> Any:
     """`data` read as `tp`: dataclasses, tagged unions, Optional, list, tuple, dict and scalars."""
+    return _reader(tp)(data)
+
+
+def _same(data: Any) -> Any:
+    return data
+
+
+@lru_cache(maxsize=None)
+def _reader(tp: Any) -> Callable[[Any], Any]:
+    """How to read `tp`, worked out once per type: a stream's every token is read with it."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         members = [m for m in typing.get_args(tp) if m is not type(None)]
-        if data is None:
-            return None
         if len(members) == 1:
-            return load(members[0], data)
-        tagged = {getattr(m, "KIND", None): m for m in members if dataclasses.is_dataclass(m)}
-        if isinstance(data, dict) and data.get("type") in tagged:
-            return load(tagged[data["type"]], data)
-        for member in members:
-            if not dataclasses.is_dataclass(member) and _fits(member, data):
-                return load(member, data)
-        raise WireError(f"{data!r} fits none of {tp}")
+            only = _reader(members[0])
+            return lambda data: None if data is None else only(data)
+        tagged = {getattr(m, "KIND", None): _reader(m) for m in members if dataclasses.is_dataclass(m)}
+        untagged = [(m, _reader(m)) for m in members if not dataclasses.is_dataclass(m)]
+
+        def union(data: Any) -> Any:
+            if data is None:
+                return None
+            if isinstance(data, dict) and data.get("type") in tagged:
+                return tagged[data["type"]](data)
+            for member, read in untagged:
+                if _fits(member, data):
+                    return read(data)
+            raise WireError(f"{data!r} fits none of {tp}")
+        return union
     if origin in (list, tuple):
         args = typing.get_args(tp)
-        if not isinstance(data, (list, tuple)):
-            raise WireError(f"expected a list, got {type(data).__name__}")
-        item = args[0] if args else Any
-        items = [load(item, v) for v in data]
-        return tuple(items) if origin is tuple else items
+        item = _reader(args[0] if args else Any)
+        make = tuple if origin is tuple else list
+
+        def sequence(data: Any) -> Any:
+            if not isinstance(data, (list, tuple)):
+                raise WireError(f"expected a list, got {type(data).__name__}")
+            return make([item(v) for v in data])
+        return sequence
     if origin is dict:
-        key, item = typing.get_args(tp) or (str, Any)
-        return {k: load(item, v) for k, v in data.items()}
+        value = _reader((typing.get_args(tp) or (str, Any))[1])
+        return lambda data: {k: value(v) for k, v in data.items()}
     if dataclasses.is_dataclass(tp):
-        if not isinstance(data, dict):
-            raise WireError(f"expected an object for {tp.__name__}")
         hints = _hints(tp)
-        return tp(**{f.name: load(hints[f.name], data[f.name]) for f in dataclasses.fields(tp) if f.name in data})
-    return data
+        fields = [(f.name, _reader(hints[f.name])) for f in dataclasses.fields(tp)]
+
+        def record(data: Any) -> Any:
+            if not isinstance(data, dict):
+                raise WireError(f"expected an object for {tp.__name__}")
+            return tp(**{name: read(data[name]) for name, read in fields if name in data})
+        return record
+    return _same
 
 
 def _fits(tp: Any, data: Any) -> bool:
