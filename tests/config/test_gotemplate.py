@@ -280,11 +280,14 @@ def test_output_and_recursion_are_bounded():
 def test_a_chat_s_templates_share_one_time_limit():
     """Each message's template within its own limit could still add up to minutes over a long chat."""
     slow = GoPrompts(chat="{{.Input}}", chat_message="{{ range $i := 200000 }}{{ end }}{{ .Content }}")
-    messages = [{"role": "user", "content": f"message {i}"} for i in range(40)]
-    started = time.monotonic()
-    slow.chat_prompt(messages[:1])
-    one = time.monotonic() - started
-    # Five messages' time for forty: the limit stops the chat (an inner template's own limit
-    # used to swallow it, and the chat went on message by message).
+    messages = [{"role": "user", "content": f"message {i}"} for i in range(200)]
+    timings = []
+    for _ in range(3):  # the quickest of three: a busy moment of the machine must not stretch the limit
+        started = time.monotonic()
+        slow.chat_prompt(messages[:1])
+        timings.append(time.monotonic() - started)
+    one = min(timings)
+    # Five messages' time for two hundred: the limit stops the chat (an inner template's own
+    # limit used to swallow it, and the chat went on message by message).
     with pytest.raises(PromptTemplateError, match="longer than"):
         within(one * 5, lambda: slow.chat_prompt(messages))
