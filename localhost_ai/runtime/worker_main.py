@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from localhost_ai.backends import CallControl, backend_class
 from localhost_ai.config import ModelConfig
@@ -70,9 +70,12 @@ def error_fields(exc: BaseException, memory_limit: int | None = None, loading: b
 
 
 class Worker:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.send_lock = threading.Lock()
+    """One loaded model and its calls, whatever carries the messages: `send` takes each
+    message out, `handle` each message in (a socket to the server here; the same code can
+    sit behind another transport)."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
+        self.send = send
         self.backend: Any = None
         self.waiting: "queue.Queue[tuple[str, Request, CallControl]]" = queue.Queue()
         self.calls: dict[str, CallControl] = {}
@@ -80,50 +83,41 @@ class Worker:
         self.batchers: dict[str, Batcher] = {}
         self.memory_limit: int | None = None
 
-    def send(self, message: dict[str, Any]) -> None:
-        frame = encode(message)
-        with self.send_lock:
+    def handle(self, message: dict[str, Any]) -> bool:
+        """Act on one message from the server; False once it asked the worker to shut down
+        (the model is freed and "bye" sent)."""
+        op = message.get("op")
+        if op == "load":
+            threading.Thread(target=self.load, args=(message,), name="load", daemon=True).start()
+        elif op == "call":
             try:
-                self.sock.sendall(frame)
-            except OSError:
-                os._exit(0)  # the server is gone: nothing left to serve
-
-    def serve(self) -> None:
-        while True:
-            message = recv_frame(self.sock)
-            if message is None:
-                os._exit(0)
-            op = message.get("op")
-            if op == "load":
-                threading.Thread(target=self.load, args=(message,), name="load", daemon=True).start()
-            elif op == "call":
-                try:
-                    request = request_from_wire(message["call"])
-                except WireError as exc:
-                    self.send({"type": "error", "id": message["id"], "error": error_fields(exc)})
-                    continue
-                control = CallControl()
-                self.calls[message["id"]] = control
-                batcher = self.batchers.get(request.OP)
-                if batcher is not None:
-                    batcher.submit(message["id"], request, control)
-                else:
-                    self.waiting.put((message["id"], request, control))
-            elif op == "cancel":
-                control = self.calls.get(message["id"])
-                if control is not None:
-                    control.set()
-                else:  # already finished: say so again, so the server forgets the call for sure
-                    self.send({"type": "end", "id": message["id"]})
-            elif op == "ping":
-                now = time.monotonic()
-                stalled = max((now - c.last_beat for c in list(self.running.values())), default=0.0)
-                stats = self.backend.stats() if self.backend is not None else {}
-                self.send({"type": "pong", "id": message["id"], "running": len(self.running), "stalled_for": stalled,
-                           "stats": stats})
-            elif op == "shutdown":
-                self.shutdown()
-                return
+                request = request_from_wire(message["call"])
+            except WireError as exc:
+                self.send({"type": "error", "id": message["id"], "error": error_fields(exc)})
+                return True
+            control = CallControl()
+            self.calls[message["id"]] = control
+            batcher = self.batchers.get(request.OP)
+            if batcher is not None:
+                batcher.submit(message["id"], request, control)
+            else:
+                self.waiting.put((message["id"], request, control))
+        elif op == "cancel":
+            control = self.calls.get(message["id"])
+            if control is not None:
+                control.set()
+            else:  # already finished: say so again, so the server forgets the call for sure
+                self.send({"type": "end", "id": message["id"]})
+        elif op == "ping":
+            now = time.monotonic()
+            stalled = max((now - c.last_beat for c in list(self.running.values())), default=0.0)
+            stats = self.backend.stats() if self.backend is not None else {}
+            self.send({"type": "pong", "id": message["id"], "running": len(self.running), "stalled_for": stalled,
+                       "stats": stats})
+        elif op == "shutdown":
+            self.shutdown()
+            return False
+        return True
 
     def load(self, message: dict[str, Any]) -> None:
         started = time.monotonic()
@@ -212,7 +206,6 @@ class Worker:
             except Exception as exc:
                 log.warning("closing the model failed: %s", exc)
         self.send({"type": "bye"})
-        os._exit(0)
 
 
 def main(argv: list[str]) -> None:
@@ -220,7 +213,21 @@ def main(argv: list[str]) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     sock = socket.socket(fileno=int(argv[1]))
     sock.setblocking(True)
-    Worker(sock).serve()
+    lock = threading.Lock()
+
+    def send(message: dict[str, Any]) -> None:
+        frame = encode(message)
+        with lock:
+            try:
+                sock.sendall(frame)
+            except OSError:
+                os._exit(0)  # the server is gone: nothing left to serve
+
+    worker = Worker(send)
+    # The main thread reads frames, so pings are answered while calls run.
+    while (message := recv_frame(sock)) is not None and worker.handle(message):
+        pass
+    os._exit(0)
 
 
 if __name__ == "__main__":
