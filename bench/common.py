@@ -40,6 +40,14 @@ def wait_until_up(process: subprocess.Popen, url: str, seconds: float, failure: 
     raise SystemExit(failure)
 
 
+def wait_for_model(url: str, name: str, seconds: float = 10) -> None:
+    """Until a model file just written to the folder is served (the folder is read again
+    within a second)."""
+    deadline = time.monotonic() + seconds
+    while requests.get(f"{url}/v1/models/{name}").status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 @dataclass
 class BenchServer:
     url: str

@@ -13,7 +13,7 @@ import argparse
 import statistics
 import time
 
-from common import gemma_server
+from common import gemma_server, wait_for_model
 
 PARAGRAPH = (
     "The town council met on Tuesday evening to discuss the future of the old railway station. For more than "
@@ -59,9 +59,7 @@ def main() -> None:
 
         monitor = lambda name: requests.get(server.url + "/backend/monitor", params={"model": name}).json()  # noqa: E731
         edit(server.url, "bench", 8)
-        deadline = time.monotonic() + 10
-        while requests.get(server.url + "/v1/models/plain").status_code == 404 and time.monotonic() < deadline:
-            time.sleep(0.2)  # the folder is read again within a second
+        wait_for_model(server.url, "plain")
         edit(server.url, "plain", 8)
         times: dict[str, list[float]] = {"bench": [], "plain": []}
         texts: dict[str, str] = {}

@@ -20,7 +20,7 @@ import time
 
 import requests
 
-from common import gemma_server
+from common import gemma_server, wait_for_model
 from concurrent_chat import OPENINGS
 
 QUESTIONS = [
@@ -58,9 +58,7 @@ def main() -> None:
     with gemma_server(yaml) as server:
         (server.weights.parent / "plain.yaml").write_text(
             "name: plain\nparameters:\n  model: gemma.gguf\nprompt_lookup: false\n" + yaml)
-        deadline = time.monotonic() + 10
-        while requests.get(server.url + "/v1/models/plain").status_code == 404 and time.monotonic() < deadline:
-            time.sleep(0.2)  # the folder is read again within a second
+        wait_for_model(server.url, "plain")
         for name in ("bench", "plain"):
             run(server.url, name, "/v1/completions", "Hello", {"temperature": 0}, 4)  # loaded and warm
 

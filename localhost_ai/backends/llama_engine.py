@@ -417,7 +417,7 @@ class Engine:
         """Each sequence's next token, and its drafts after it, in one decode; then each
         sequence samples row by row and keeps its drafts as far as its own picks agree.
         The cells of the drafts it did not keep are removed.  `alone`: no other sequence
-        is generating (the decode's time is then noted against its rows)."""
+        is in the engine (the decode's time is then noted against its rows)."""
         rows: list[tuple[Sequence, int, list[int]]] = []
         n = 0
         for sequence in generating:

@@ -62,7 +62,7 @@ class LlamaOptions(BatchingOptions):
     pooling: str = option({"enum": ["", "backend", "mean", "last"]}, "", key="parameters.pooling")
     # Speculative decoding by prompt lookup: true for every unseeded request at any load,
     # false never.  Unset: for edits (an answer that copies its input) at any load, and for
-    # the others while one sequence is generating, as many drafts as pay at the measured
+    # the others while one is the only sequence in the engine, as many drafts as pay at the measured
     # cost of a step's rows (llama_engine.worth_verifying).
     prompt_lookup: bool | None = option({"type": "boolean"}, None)
     n_draft: int = option({"type": "integer", "minimum": 1, "maximum": 32}, 8)  # LocalAI's name: drafts a step
@@ -469,8 +469,8 @@ class LlamaCppBackend(Backend):
         prompt tokens found cached, the stop word that ended it).  A seeded request reads its whole prompt afresh rather
         than reuse cached cells (which shifts logits in the last bits), alone, and its tokens
         are decoded alone too (the engine's `exact`), so it repeats exactly; it gets no drafts.
-        `lookup`: an unseeded one gets prompt-lookup drafts, "always" or while it is generating
-        "alone" (a draft model drafts for every unseeded one).  `echo`: the prompt's
+        `lookup`: an unseeded one gets prompt-lookup drafts, "always" or while it is "alone"
+        in the engine (a draft model drafts for every unseeded one).  `echo`: the prompt's
         text, sent first (after its tokens' log-probabilities, when the prompt is scored)."""
         from localhost_ai.backends.llama_engine import Sequence
         from localhost_ai.backends.llama_sampler import NothingAllowed
