@@ -153,6 +153,7 @@ def _set_async_exc(thread_id: int, exc: Any) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
 
 
+_REFIRE_SECONDS = 0.05
 _bounded = threading.local()  # a `within` runs on this thread: the ones inside it run under its time
 
 
@@ -172,26 +173,34 @@ def within(seconds: float, work: Callable[[], T]) -> T:
 def _within(seconds: float, work: Callable[[], T]) -> T:
     thread_id = threading.get_ident()
     lock = threading.Lock()
+    ended = threading.Event()
     state = {"done": False, "fired": False}
 
-    def fire() -> None:
-        with lock:
-            if not state["done"]:
+    def watch() -> None:
+        # Raised again until the work has ended: Python discards an exception raised in a
+        # finalizer that the garbage collector runs on this thread (and code may catch it).
+        if ended.wait(seconds):
+            return
+        while True:
+            with lock:
+                if state["done"]:
+                    return
                 state["fired"] = True
                 _set_async_exc(thread_id, _Timeout)
+            if ended.wait(_REFIRE_SECONDS):
+                return
 
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
+    watcher = threading.Thread(target=watch, name="template-time-limit", daemon=True)
     try:
         try:
-            timer.start()  # inside: a timer that fires before start() returns is caught too
+            watcher.start()  # inside: a stop that comes before start() returns is caught too
             return work()
         finally:
             with lock:
                 state["done"] = True
                 if state["fired"]:
                     _set_async_exc(thread_id, None)  # not delivered yet: it is not for the code after
-            timer.cancel()
+            ended.set()
     except _Timeout:
         raise PromptTemplateError(f"rendering took longer than {seconds:g} seconds") from None
 

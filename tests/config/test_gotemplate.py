@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,28 @@ def test_a_chat_s_templates_share_one_time_limit():
     # limit used to swallow it, and the chat went on message by message).
     with pytest.raises(PromptTemplateError, match="longer than"):
         within(one * 5, lambda: slow.chat_prompt(messages))
+
+
+def test_a_time_limit_holds_when_its_first_stop_is_lost(monkeypatch):
+    """Python discards an exception raised inside a finalizer (here one that runs as the stop
+    comes, as the garbage collector runs them in a long test session): the limit still holds."""
+    class Finalized:
+        def __del__(self):
+            until = time.monotonic() + 0.6
+            while time.monotonic() < until:  # the stop lands here, and is lost with the finalizer
+                pass
+
+    def work():
+        Finalized()  # finalized at once
+        until = time.monotonic() + 10
+        while time.monotonic() < until:
+            pass
+        return "ran to its end"
+
+    lost = []
+    monkeypatch.setattr(sys, "unraisablehook", lost.append)
+    started = time.monotonic()
+    with pytest.raises(PromptTemplateError, match="longer than 0.2"):
+        within(0.2, work)
+    assert time.monotonic() - started < 2
+    assert [type(one.exc_value).__name__ for one in lost] == ["_Timeout"]  # the first stop was lost
