@@ -28,7 +28,12 @@ async def _serve(settings: settings_module.Settings) -> None:
     from localhost_ai.api import create_app
     from localhost_ai.api.keys import REGISTRY
 
-    app = create_app(settings)
+    placement = None
+    if settings.ray:
+        from localhost_ai.runtime import ray_placement  # imports ray: only when asked for
+
+        placement = ray_placement.placement(settings.ray_placement_timeout)
+    app = create_app(settings, placement)
     registry = app[REGISTRY]
     # lingering_time: after an answer to a body not read whole (a 408, a 413), the rest is
     # read and dropped for at most 2 s, then the connection closes (aiohttp's default is 10 s).
@@ -66,6 +71,10 @@ def _cmd_serve(args: argparse.Namespace, settings: settings_module.Settings) -> 
 
         installed = install_demo(settings.models_path)
         log.info("demo models ready in %s: %s", settings.models_path, ", ".join(installed))
+    if settings.ray:
+        from localhost_ai.runtime import ray_placement
+
+        ray_placement.connect(settings.ray)  # on the main thread, before serving: Ray sets its signal handlers
     asyncio.run(_serve(settings))
     return 0
 

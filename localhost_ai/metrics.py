@@ -26,6 +26,8 @@ WORKER_DEATHS = Counter("localhost_ai_worker_deaths", "Worker processes that die
 BATCH_CALLS = Histogram("localhost_ai_batch_calls", "Calls run together in one batch by a worker",
                         ["model"], registry=REGISTRY, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 # The engines' own figures (llama-cpp models), read from each loaded worker when /metrics is asked.
+REPLICAS = Gauge("localhost_ai_replicas", "A model's ready replicas on each node of the Ray cluster (serve --ray)",
+                 ["model", "node"], registry=REGISTRY)
 ENGINE = Gauge("localhost_ai_engine", "A loaded model's decoding engine: steps, prompt steps, draft tokens tried and "
                "kept (counted since its worker started)", ["model", "figure"], registry=REGISTRY)
 ENGINE_FIGURES = ("steps", "prompt_steps", "tokens_generated", "drafted", "draft_accepted")

@@ -49,6 +49,8 @@ class Settings:
     busy_timeout: float = 300.0
     max_queue: int = 64
     shutdown_grace: float = 10.0
+    ray: str | None = None  # a Ray cluster's address (or "auto"): models' replicas run there
+    ray_placement_timeout: float = 120.0  # seconds a replica may wait for a node with room
     galleries: str | None = None  # JSON list of {name, url}; None: this project's own
     allow_file_uris: bool = False
     allow_private_urls: bool = False  # gallery fetches to loopback, link-local and private addresses
@@ -168,6 +170,10 @@ _OPTIONS = [
     Option("--max-queue", "MAX_QUEUE", int, "calls that may wait per model before 429 (default 64)", minimum=1),
     Option("--shutdown-grace", "SHUTDOWN_GRACE", parse_duration,
            "time running requests get to finish on SIGTERM (default 10s)"),
+    Option("--ray", "RAY_ADDRESS", str, "run models as replicas in this Ray cluster: its address (ray://HOST:10001 "
+           "or HOST:6379) or auto (default: a child process each, on this machine)"),
+    Option("--ray-placement-timeout", "RAY_PLACEMENT_TIMEOUT", parse_duration,
+           "time a replica may wait for a node of the cluster with room for it before 503 (default 2m)", minimum=0.001),
     Option("--galleries", "GALLERIES", str, 'JSON list of {"name", "url"} galleries (default: this project\'s own)'),
     Option("--allow-file-uris", "ALLOW_FILE_URIS", None, "let model installs read file:// URIs (off by default)"),
     Option("--allow-private-urls", "ALLOW_PRIVATE_URLS", None,

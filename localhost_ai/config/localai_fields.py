@@ -299,7 +299,7 @@ def review(data: Mapping[str, Any], own: Iterable[str]) -> list[tuple[str, str]]
             if isinstance(value, Mapping) and (path in _CONTAINERS or path in own) and not (field and field.whole):
                 stack.append((path + ".", value))
                 continue
-            if field is None and path not in own and _is_set(value):
+            if field is None and path not in own and prefix + "*" not in own and _is_set(value):
                 ignored.append((path, NOT_A_FIELD))
             elif field is not None and field.status == IGNORED and _is_set(value) and (
                     field.ignores is None or field.ignores(value)):
@@ -308,10 +308,13 @@ def review(data: Mapping[str, Any], own: Iterable[str]) -> list[tuple[str, str]]
 
 
 def own_fields(properties: Mapping[str, Any], prefix: str = "") -> set[str]:
-    """The dotted paths a JSON Schema's `properties` names, nested objects' too."""
+    """The dotted paths a JSON Schema's `properties` names, nested objects' too; a map whose
+    keys are the user's (`additionalProperties` a schema) is `path.*`."""
     paths: set[str] = set()
     for name, schema in properties.items():
         paths.add(prefix + name)
+        if isinstance(schema, Mapping) and isinstance(schema.get("additionalProperties"), Mapping):
+            paths.add(f"{prefix}{name}.*")
         if isinstance(schema, Mapping) and isinstance(schema.get("properties"), Mapping):
             paths |= own_fields(schema["properties"], f"{prefix}{name}.")
     return paths

@@ -54,6 +54,9 @@ class ModelConfig:
     threads: int | None = None
     context_size_is_default: bool = False  # from --context-size: a model trained on less gets less
     memory_limit: int | None = None  # bytes; None: the worker's default (runtime/worker_main.py)
+    replicas: int = 1  # with --ray: copies of the model in the cluster
+    # With --ray, what one replica needs of a node: num_cpus, num_gpus, memory (bytes), custom, node_labels.
+    resources: dict[str, Any] = field(default_factory=dict)
     embeddings: bool = False
     stopwords: tuple[str, ...] = ()
     system_prompt: str | None = None
@@ -253,6 +256,8 @@ def _config(path: Path, text: bytes, data: dict[str, Any], models_root: Path,
         context_size=_context_size(path, data.get("context_size"), model_path),
         threads=_threads(path, data.get("threads")),
         memory_limit=_memory_limit(path, data.get("memory_limit")),
+        replicas=data.get("replicas") or 1,
+        resources=_resources(data.get("resources")),
         embeddings=bool(data.get("embeddings", False)),
         stopwords=tuple(data.get("stopwords") or ()),
         system_prompt=data.get("system_prompt"),
@@ -382,6 +387,13 @@ def _threads(path: Path, value: Any) -> int | None:
         raise ConfigError(path, "threads", f"is {value}; this machine has {os.cpu_count() or 1} cores, so at most "
                                            f"{most} threads are used")
     return value
+
+
+def _resources(value: Any) -> dict[str, Any]:
+    resources = dict(value or {})
+    if "memory" in resources:
+        resources["memory"] = parse_size(resources["memory"])
+    return resources
 
 
 def _memory_limit(path: Path, value: Any) -> int | None:

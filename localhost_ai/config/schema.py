@@ -60,6 +60,25 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
             "memory_limit": {"anyOf": [{"type": "integer", "minimum": MIN_MEMORY_LIMIT},
                                        {"type": "string", "pattern": SIZE_PATTERN}]},
             "mmlock": {"type": "boolean"},
+            # With `serve --ray`: how many copies of the model serve it, and what each needs of a
+            # node of the cluster (Ray's own names); without --ray, one local worker as always.
+            "replicas": {"type": "integer", "minimum": 1, "maximum": 64},
+            "resources": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "num_cpus": {"type": "number", "minimum": 0, "maximum": 4096},
+                    "num_gpus": {"type": "number", "minimum": 0, "maximum": 256},
+                    "memory": {"anyOf": [{"type": "integer", "minimum": 0},
+                                         {"type": "string", "pattern": SIZE_PATTERN}]},
+                    "custom": {"type": "object", "maxProperties": 32,
+                               "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,127}$"},
+                               "additionalProperties": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9}},
+                    "node_labels": {"type": "object", "maxProperties": 32,
+                                    "propertyNames": {"pattern": r"^[A-Za-z0-9_.:/-]{1,128}$"},
+                                    "additionalProperties": {"type": "string", "maxLength": 256}},
+                },
+            },
             "embeddings": {"type": "boolean"},
             "stopwords": _STRINGS,
             "system_prompt": {"type": "string"},

@@ -56,6 +56,10 @@ class WorkerClient(abc.ABC):
     def memory(self) -> int | None:
         """Resident memory of the worker in bytes, if known."""
 
+    def describe(self) -> dict[str, Any]:
+        """What the model's status shows of where it runs, beyond the pid (its replicas)."""
+        return {}
+
     @abc.abstractmethod
     async def start(self) -> None:
         """Start the worker and load the model; raise the load error if it fails."""

@@ -110,6 +110,7 @@ class ModelManager:
             "uptime_seconds": round(time.time() - worker.started_at, 3),
             "running": worker.running,
             "concurrency": worker.concurrency,
+            **worker.describe(),
         }
 
     async def live_status(self, name: str) -> dict[str, Any]:
@@ -246,7 +247,7 @@ class ModelManager:
                 await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, deadline - time.monotonic()))
         self._keep.pop(name, None)
         await worker.stop(grace=self.options.shutdown_grace)
-        log.info("model %s: unloaded (worker pid %s stopped)", name, worker.pid)
+        log.info("model %s: unloaded (%s stopped)", name, f"worker pid {worker.pid}" if worker.pid else "its replicas")
         self._notify()
         return True
 

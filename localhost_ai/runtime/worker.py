@@ -15,7 +15,7 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Coroutine
 
 from localhost_ai import metrics
 from localhost_ai.config import ModelConfig
@@ -111,10 +111,16 @@ class WorkerProcess(WorkerClient):
         finally:
             child_sock.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=parent_sock)
-        self.state = "loading"
         log.info("model %s: worker pid %d started; loading %s", self.name, self.pid, self.config.model_path.name)
+        seconds = await self._load([self._read(reader), self._forward_output()])
+        log.info("model %s: loaded in %.2fs (worker pid %d)", self.name, seconds, self.pid)
+
+    async def _load(self, readers: list[Coroutine[Any, Any, None]]) -> float:
+        """Read what the worker sends (`readers`), have it load the model, and wait: the
+        seconds loading took; on failure the worker is stopped and the error raised."""
+        self.state = "loading"
         self._loaded = asyncio.get_running_loop().create_future()
-        self._tasks = [asyncio.create_task(self._read(reader)), asyncio.create_task(self._forward_output())]
+        self._tasks = [asyncio.create_task(reader) for reader in readers]
         try:
             self._send({"op": "load", "config": self.config.to_wire()})
             seconds = await self._loaded
@@ -122,7 +128,7 @@ class WorkerProcess(WorkerClient):
             await self.stop(grace=2)
             raise
         self.state = "ready"
-        log.info("model %s: loaded in %.2fs (worker pid %d)", self.name, seconds, self.pid)
+        return seconds
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._writer is None or self._writer.is_closing():
@@ -205,7 +211,6 @@ class WorkerProcess(WorkerClient):
         except asyncio.TimeoutError:
             self.process.kill()
             code = await self.process.wait()
-        self.state = "dead"
         if self._writer:
             self._writer.close()
         if not self.expected_exit:
@@ -217,6 +222,11 @@ class WorkerProcess(WorkerClient):
             )
         else:
             error = BackendError(f"Model '{self.name}' was unloaded while this request waited.", code="model_unloaded")
+        self._gone(error)
+
+    def _gone(self, error: APIError) -> None:
+        """The worker has gone: what it held fails with `error`, and the manager hears of it."""
+        self.state = "dead"
         if self._loaded and not self._loaded.done():
             self._loaded.set_exception(error)
         for call in self.calls.values():

@@ -1,0 +1,153 @@
+"""Models served from a Ray cluster (`serve --ray`): three Ray nodes on this machine, each
+with a custom resource naming it, and the front-end joined to the head node."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.conftest import GEMMA_FILE, GEMMA_YAML, assert_error, metric_samples, place, start_server, stop_server
+
+cluster_utils = pytest.importorskip("ray.cluster_utils")
+
+NODE_MEMORY = {"object_store_memory": 80 << 20}
+STORY = {"prompt": "Once upon a time, in a kingdom by the sea,", "max_tokens": 400, "stop": [], "temperature": 0}
+
+
+def model_yaml(name: str, extra: str) -> str:
+    return GEMMA_YAML.format(model=GEMMA_FILE).replace("name: gemma", f"name: {name}").replace(
+        "threads: 2", "threads: 1") + extra
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, gemma_gguf):
+    folder = tmp_path_factory.mktemp("models")
+    place(gemma_gguf, folder / GEMMA_FILE)
+    (folder / "on-b.yaml").write_text(model_yaml("on-b", "resources: {num_cpus: 1, custom: {node_b: 1}}\n"))
+    (folder / "two.yaml").write_text(model_yaml("two", "replicas: 2\nresources: {num_cpus: 1, custom: {slot: 1}}\n"))
+    (folder / "nowhere.yaml").write_text(model_yaml("nowhere", "resources: {num_gpus: 8}\n"))
+    ray_cluster = cluster_utils.Cluster(initialize_head=True, connect=False, head_node_args={
+        "num_cpus": 2, "resources": {"node_a": 1, "slot": 1}, "include_dashboard": False, **NODE_MEMORY,
+        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
+    # The front-end joins the cluster through the raylet on its machine: started before the
+    # other nodes, it is the head's, so removing node B leaves it connected.
+    server = start_server(folder, tmp_path_factory.mktemp("logs"), "--ray", ray_cluster.address)
+    node_b = ray_cluster.add_node(num_cpus=2, resources={"node_b": 1, "slot": 1}, **NODE_MEMORY)
+    ray_cluster.wait_for_nodes()
+    try:
+        yield ray_cluster, server, node_b
+    finally:
+        stop_server(server)
+        ray_cluster.shutdown()
+
+
+def monitor(server, model: str) -> dict:
+    response = server.get("/backend/monitor", params={"model": model})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_model_asking_for_node_b_runs_there_and_answers_streamed_and_not(cluster):
+    _, server, node_b = cluster
+    client = server.client()
+    reply = client.chat.completions.create(model="on-b", messages=[{"role": "user", "content": "What is the capital "
+                                                                                             "of France?"}])
+    assert "Paris" in reply.choices[0].message.content
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in client.chat.completions.create(
+        model="on-b", messages=[{"role": "user", "content": "What is the capital of France?"}], stream=True)
+        if chunk.choices)
+    assert streamed == reply.choices[0].message.content
+    status = monitor(server, "on-b")
+    assert [replica["node_id"] for replica in status["replicas"]] == [node_b.node_id]
+    assert status["replicas"][0]["served"] == 2 and status["state"] == "ready"
+    assert status["engine"]["tokens_generated"] > 0  # the replica's engine, through its ping
+    loaded = {model["model"]: model for model in server.get("/system").json()["loaded"]}
+    assert loaded["on-b"]["replicas"][0]["node_id"] == node_b.node_id
+    assert metric_samples(server)[("localhost_ai_replicas", (("model", "on-b"), ("node", node_b.node_id)))] == 1
+
+
+def test_two_replicas_on_two_nodes_both_take_requests_under_load(cluster):
+    ray_cluster, server, node_b = cluster
+    client = server.client()
+
+    def ask(n: int) -> str:
+        return client.completions.create(model="two", prompt=f"{n} plus {n} is", max_tokens=16).choices[0].text
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(8)))
+    assert all(answers)
+    replicas = monitor(server, "two")["replicas"]
+    assert sorted(replica["node_id"] for replica in replicas) == sorted([ray_cluster.head_node.node_id, node_b.node_id])
+    assert all(replica["served"] >= 2 for replica in replicas), replicas
+    assert sum(replica["served"] for replica in replicas) == 8
+
+
+def test_a_request_cancelled_by_its_client_stops_on_the_replica(cluster):
+    _, server, _ = cluster
+    with requests.post(server.url + "/v1/completions", json={**STORY, "model": "on-b", "stream": True}, stream=True,
+                       timeout=60) as response:
+        assert response.status_code == 200
+        for n, _ in enumerate(line for line in response.iter_lines() if line.startswith(b"data: ")):
+            if n >= 3:
+                break
+
+    def stopped() -> bool:
+        status = monitor(server, "on-b")
+        return status["running"] == 0 and status["replicas"][0]["pending"] == 0
+
+    server.wait_for(stopped, timeout=30)
+    generated = monitor(server, "on-b")["engine"]["tokens_generated"]
+    time.sleep(1.0)
+    assert monitor(server, "on-b")["engine"]["tokens_generated"] == generated  # nothing runs on
+    server.wait_for(lambda: "cancelled after" in server.log(), timeout=30)  # the replica's own log, forwarded
+
+
+def test_a_model_asking_for_what_no_node_has_is_a_503_at_once(cluster):
+    _, server, _ = cluster
+    started = time.monotonic()
+    response = server.post("/v1/completions", json={"model": "nowhere", "prompt": "Hi", "max_tokens": 2})
+    error = assert_error(response, 503)
+    assert time.monotonic() - started < 10
+    assert error["code"] == "no_node_fits" and "nowhere" in error["message"] and "GPU=8" in error["message"]
+
+
+def test_removing_a_node_mid_stream_fails_its_stream_cleanly_and_the_next_is_served_from_the_other(cluster):
+    ray_cluster, server, node_b = cluster
+    head = ray_cluster.head_node.node_id
+    monitor(server, "two")  # loaded by the test above
+    streams = [requests.post(server.url + "/v1/completions", json={**STORY, "model": "two", "stream": True},
+                             stream=True, timeout=120) for _ in range(2)]
+    lines = [response.iter_lines() for response in streams]
+    for it in lines:  # both are generating, one on each replica
+        assert next(line for line in it if line.startswith(b"data: "))
+    replicas = monitor(server, "two")["replicas"]
+    assert sorted(replica["running"] for replica in replicas) == [1, 1]
+
+    ray_cluster.remove_node(node_b)
+
+    outcomes = []
+    for it, response in zip(lines, streams):
+        payloads = [line[6:] for line in it if line.startswith(b"data: ")]
+        response.close()
+        errors = [json.loads(p)["error"] for p in payloads if p != b"[DONE]" and "error" in json.loads(p)]
+        outcomes.append(errors[0] if errors else "finished")
+    assert outcomes.count("finished") == 1, outcomes
+    error = next(outcome for outcome in outcomes if outcome != "finished")
+    assert error["code"] == "replica_died" and "'two'" in error["message"], error
+
+    def served_by_ready() -> dict:  # a replacement may be waiting for a node with room (none has)
+        return {r["node_id"]: r["served"] for r in monitor(server, "two")["replicas"] if r["state"] == "ready"}
+
+    served = served_by_ready()
+    assert list(served) == [head]
+    reply = server.client().completions.create(model="two", prompt="The capital of France is", max_tokens=8)
+    assert reply.choices[0].text
+    assert served_by_ready()[head] == served[head] + 1
+
+    # The model that asked for node B had its only replica there: it has gone, and it fits nowhere now.
+    server.wait_for(lambda: monitor(server, "on-b")["state"] == "unloaded", timeout=30)
+    assert_error(server.post("/v1/completions", json={"model": "on-b", "prompt": "Hi", "max_tokens": 2}), 503)
