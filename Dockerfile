@@ -12,7 +12,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY localhost_ai ./localhost_ai
 # AVX2 rather than -march=native: llama.cpp's AMX kernels crash on Q4_K weights (README).
-RUN CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON" pip install --no-cache-dir '.[demo]'
+# EXTRAS: the package's extras to install; examples/ray builds with "demo,ray".
+ARG EXTRAS=demo
+RUN CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON" pip install --no-cache-dir ".[${EXTRAS}]"
 
 # Beyond loopback a key is required: docker run -e API_KEY=... (or -e INSECURE_NO_KEY=true
 # for a container nothing else can reach); without either the server says so and exits.

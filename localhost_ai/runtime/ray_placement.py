@@ -83,8 +83,8 @@ async def check_fits(config: ModelConfig) -> None:
     nodes = [node for node in await asyncio.to_thread(ray.nodes) if node.get("Alive")]
     if not any(_node_fits(node, amounts, labels) for node in nodes):
         raise NotReady(f"Model '{config.name}' fits on no node of the Ray cluster: a replica needs "
-                       f"{_describe_needs(amounts, labels)} (the model's `resources`), and none of its "
-                       f"{len(nodes)} node(s) alive has that much.", code="no_node_fits")
+                       f"{_describe_needs(amounts, labels)} (the model's `resources`), and none of the "
+                       f"{len(nodes)} node(s) alive offers all of that.", code="no_node_fits")
 
 
 class ReplicaClient(WorkerProcess):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -29,6 +30,7 @@ def cluster(tmp_path_factory, gemma_gguf):
     place(gemma_gguf, folder / GEMMA_FILE)
     (folder / "on-b.yaml").write_text(model_yaml("on-b", "resources: {num_cpus: 1, custom: {node_b: 1}}\n"))
     (folder / "two.yaml").write_text(model_yaml("two", "replicas: 2\nresources: {num_cpus: 1, custom: {slot: 1}}\n"))
+    (folder / "zone-b.yaml").write_text(model_yaml("zone-b", "resources: {num_cpus: 1, node_labels: {zone: b}}\n"))
     (folder / "nowhere.yaml").write_text(model_yaml("nowhere", "resources: {num_gpus: 8}\n"))
     ray_cluster = cluster_utils.Cluster(initialize_head=True, connect=False, head_node_args={
         "num_cpus": 2, "resources": {"node_a": 1, "slot": 1}, "include_dashboard": False, **NODE_MEMORY,
@@ -36,7 +38,7 @@ def cluster(tmp_path_factory, gemma_gguf):
     # The front-end joins the cluster through the raylet on its machine: started before the
     # other nodes, it is the head's, so removing node B leaves it connected.
     server = start_server(folder, tmp_path_factory.mktemp("logs"), "--ray", ray_cluster.address)
-    node_b = ray_cluster.add_node(num_cpus=2, resources={"node_b": 1, "slot": 1}, **NODE_MEMORY)
+    node_b = ray_cluster.add_node(num_cpus=2, resources={"node_b": 1, "slot": 1}, labels={"zone": "b"}, **NODE_MEMORY)
     ray_cluster.wait_for_nodes()
     try:
         yield ray_cluster, server, node_b
@@ -68,6 +70,14 @@ def test_a_model_asking_for_node_b_runs_there_and_answers_streamed_and_not(clust
     loaded = {model["model"]: model for model in server.get("/system").json()["loaded"]}
     assert loaded["on-b"]["replicas"][0]["node_id"] == node_b.node_id
     assert metric_samples(server)[("localhost_ai_replicas", (("model", "on-b"), ("node", node_b.node_id)))] == 1
+
+
+def test_a_model_asking_for_a_node_label_runs_on_the_node_carrying_it(cluster):
+    _, server, node_b = cluster
+    reply = server.client().completions.create(model="zone-b", prompt="The capital of France is", max_tokens=4)
+    assert reply.choices[0].text
+    assert [replica["node_id"] for replica in monitor(server, "zone-b")["replicas"]] == [node_b.node_id]
+    server.post("/backend/shutdown", json={"model": "zone-b"}).raise_for_status()  # its CPU goes back to node B
 
 
 def test_two_replicas_on_two_nodes_both_take_requests_under_load(cluster):
@@ -151,3 +161,19 @@ def test_removing_a_node_mid_stream_fails_its_stream_cleanly_and_the_next_is_ser
     # The model that asked for node B had its only replica there: it has gone, and it fits nowhere now.
     server.wait_for(lambda: monitor(server, "on-b")["state"] == "unloaded", timeout=30)
     assert_error(server.post("/v1/completions", json={"model": "on-b", "prompt": "Hi", "max_tokens": 2}), 503)
+
+
+def test_without_ray_the_same_yaml_is_served_by_a_local_worker_and_ray_is_not_loaded(tmp_path, gemma_gguf, make_server):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    place(gemma_gguf, folder / GEMMA_FILE)
+    (folder / "two.yaml").write_text(model_yaml("two", "replicas: 2\nresources: {num_cpus: 1, custom: {slot: 1}}\n"))
+    server = make_server(folder)
+    reply = server.client().completions.create(model="two", prompt="The capital of France is", max_tokens=4)
+    assert reply.choices[0].text
+    status = monitor(server, "two")
+    assert status["pid"] and "replicas" not in status
+    system = server.get("/system").json()
+    assert [m["ignored_fields"] for m in system["models"] if m["id"] == "two"] == [[]]
+    maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+    assert "_raylet" not in maps and "/ray/" not in maps  # the front-end never imported ray
