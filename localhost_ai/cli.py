@@ -32,7 +32,7 @@ async def _serve(settings: settings_module.Settings) -> None:
     if settings.ray:
         from localhost_ai.runtime import ray_placement  # imports ray: only when asked for
 
-        placement = ray_placement.placement(settings.ray_placement_timeout)
+        placement = ray_placement.placement(settings)
     app = create_app(settings, placement)
     registry = app[REGISTRY]
     # lingering_time: after an answer to a body not read whole (a 408, a 413), the rest is

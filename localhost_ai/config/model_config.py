@@ -57,6 +57,7 @@ class ModelConfig:
     replicas: int = 1  # with --ray: copies of the model in the cluster
     # With --ray, what one replica needs of a node: num_cpus, num_gpus, memory (bytes), custom, node_labels.
     resources: dict[str, Any] = field(default_factory=dict)
+    installed_from: tuple[dict[str, Any], ...] = ()  # a gallery install's files: filename, uri, sha256
     embeddings: bool = False
     stopwords: tuple[str, ...] = ()
     system_prompt: str | None = None
@@ -105,6 +106,7 @@ class ModelConfig:
         values.update(model_path=Path(data["model_path"]), source=Path(data["source"]),
                       stopwords=tuple(data["stopwords"]), known_usecases=tuple(data["known_usecases"]),
                       media=tuple(data.get("media") or ()),
+                      installed_from=tuple(data.get("installed_from") or ()),
                       mmproj=Path(data["mmproj"]) if data.get("mmproj") else None,
                       options=options(**data["options"]),
                       ignored_fields=tuple((f, why) for f, why in data.get("ignored_fields") or ()))
@@ -258,6 +260,7 @@ def _config(path: Path, text: bytes, data: dict[str, Any], models_root: Path,
         memory_limit=_memory_limit(path, data.get("memory_limit")),
         replicas=data.get("replicas") or 1,
         resources=_resources(data.get("resources")),
+        installed_from=tuple(dict(item) for item in data.get("installed_from") or ()),
         embeddings=bool(data.get("embeddings", False)),
         stopwords=tuple(data.get("stopwords") or ()),
         system_prompt=data.get("system_prompt"),

@@ -332,6 +332,10 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
     # outside, nor a file that was in place already (a user's own weights).
     config.pop("installed_files", None)
     config["installed_files"] = written  # present even when empty: this file is an install's
+    # Where each file came from: a node of a Ray cluster without the models folder fetches
+    # them the same way (runtime/ray_replica.py).  An archive's files are not listed.
+    config["installed_from"] = [{"filename": spec.filename, "uri": spec.uri, "sha256": spec.sha256}
+                                for spec in plan.files if not is_archive(spec.filename)]
     yaml_path = models_path / f"{plan.name}.yaml"
     handle, temporary = tempfile.mkstemp(prefix=f".{plan.name}.", suffix=".yaml.tmp", dir=models_path)
     with os.fdopen(handle, "w") as out:

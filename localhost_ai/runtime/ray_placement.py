@@ -32,6 +32,7 @@ from localhost_ai.errors import APIError, BackendError, NotReady
 from localhost_ai.runtime.client import WorkerClient
 from localhost_ai.runtime.ray_replica import Replica
 from localhost_ai.runtime.worker import WorkerProcess
+from localhost_ai.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,12 @@ def connect(address: str) -> None:
              sum(1 for node in ray.nodes() if node.get("Alive")))
 
 
-def placement(placement_timeout: float) -> Callable[[ModelConfig, Callable[[WorkerClient], None]], WorkerClient]:
+def placement(settings: Settings) -> Callable[[ModelConfig, Callable[[WorkerClient], None]], WorkerClient]:
     """The manager's placement: each model a RayModel."""
-    return lambda config, on_exit: RayModel(config, on_exit, placement_timeout=placement_timeout)
+    fetch = {"allow_private_urls": settings.allow_private_urls, "allow_file_uris": settings.allow_file_uris,
+             "max_download_size": settings.max_download_size}
+    return lambda config, on_exit: RayModel(config, on_exit, placement_timeout=settings.ray_placement_timeout,
+                                            fetch=fetch)
 
 
 def needs(config: ModelConfig) -> tuple[dict[str, float], dict[str, str]]:
@@ -92,10 +96,12 @@ class ReplicaClient(WorkerProcess):
     instead of a socket (the messages and their handling are the same)."""
 
     def __init__(self, config: ModelConfig, on_exit: Callable[[WorkerClient], None], actor_options: dict[str, Any],
-                 placement_timeout: float) -> None:
+                 placement_timeout: float, fetch: dict[str, Any]) -> None:
         super().__init__(config, on_exit)
         self.actor_options = actor_options
         self.placement_timeout = placement_timeout
+        self.fetch = fetch
+        self.placed_config: dict[str, Any] | None = None  # the config with its paths on the replica's node
         self.actor: Any = None
         self.where: dict[str, Any] = {}
         self.served = 0
@@ -122,24 +128,30 @@ class ReplicaClient(WorkerProcess):
         try:
             # Returns once Ray has placed the actor on a node and started it.
             self.where = await asyncio.wait_for(_awaitable(self.actor.where.remote()), self.placement_timeout)
-        except (asyncio.TimeoutError, GetTimeoutError):
+            placed = await _awaitable(self.actor.place_files.remote(self.config.to_wire(), self.fetch))
+            if "error" in placed:
+                raise BackendError(f"Model '{self.name}': its files could not be put on node "
+                                   f"{self.where.get('node_ip')} ({(self.node_id or '?')[:12]}): {placed['error']}",
+                                   code="model_files_failed")
+        except BaseException as exc:  # cancelled too: no actor is left waiting in the cluster
             ray.kill(self.actor)
             self.state = "dead"
-            raise NotReady(f"Model '{self.name}': no node of the Ray cluster had room for a replica within "
-                           f"{self.placement_timeout:g} s (--ray-placement-timeout); the nodes that could hold one "
-                           f"are busy with other work.", code="no_node_free") from None
-        except RayError as exc:
-            self.state = "dead"
-            raise BackendError(f"Model '{self.name}': its replica could not start: {_short(exc)}",
-                               code="replica_failed") from None
-        except BaseException:  # cancelled while it waited for a node: not left waiting in the cluster
-            ray.kill(self.actor)
-            self.state = "dead"
+            if isinstance(exc, (asyncio.TimeoutError, GetTimeoutError)):
+                raise NotReady(f"Model '{self.name}': no node of the Ray cluster had room for a replica within "
+                               f"{self.placement_timeout:g} s (--ray-placement-timeout); the nodes that could hold "
+                               f"one are busy with other work.", code="no_node_free") from None
+            if isinstance(exc, RayError):
+                raise BackendError(f"Model '{self.name}': its replica could not start: {_short(exc)}",
+                                   code="replica_failed") from None
             raise
+        self.placed_config = placed
         log.info("model %s: replica pid %s on node %s (%s); loading %s", self.name, self.pid, self.where.get("node_ip"),
                  (self.node_id or "")[:12], self.config.model_path.name)
         seconds = await self._load([self._read(self.actor.messages.remote())])
         log.info("model %s: replica on node %s loaded in %.2fs", self.name, self.where.get("node_ip"), seconds)
+
+    def _config_to_load(self) -> dict[str, Any]:
+        return self.placed_config or self.config.to_wire()
 
     def _send(self, message: dict[str, Any]) -> None:
         if self.actor is None or self.state in ("dead", "starting"):
@@ -225,12 +237,13 @@ class RayModel(WorkerClient):
     (a 503 naming the model) and is replaced in the background."""
 
     def __init__(self, config: ModelConfig, on_exit: Callable[[WorkerClient], None], *,
-                 placement_timeout: float = 120.0) -> None:
+                 placement_timeout: float = 120.0, fetch: dict[str, Any] | None = None) -> None:
         amounts, labels = needs(config)
         if config.threads is None:  # neither the YAML nor --threads: as many as the replica reserves
             config = replace(config, threads=max(1, round(amounts.get("CPU", 1))))
         super().__init__(config, on_exit)
         self.placement_timeout = placement_timeout
+        self.fetch = fetch or {}
         self.replicas: list[ReplicaClient] = []
         self._changed = asyncio.Event()
         self._counted_nodes: set[str] = set()
@@ -301,7 +314,7 @@ class RayModel(WorkerClient):
         self._update()
 
     async def _add(self) -> ReplicaClient:
-        replica = ReplicaClient(self.config, self._replica_gone, self.actor_options, self.placement_timeout)
+        replica = ReplicaClient(self.config, self._replica_gone, self.actor_options, self.placement_timeout, self.fetch)
         self.replicas.append(replica)
         try:
             await replica.start()

@@ -122,13 +122,16 @@ class WorkerProcess(WorkerClient):
         self._loaded = asyncio.get_running_loop().create_future()
         self._tasks = [asyncio.create_task(reader) for reader in readers]
         try:
-            self._send({"op": "load", "config": self.config.to_wire()})
+            self._send({"op": "load", "config": self._config_to_load()})
             seconds = await self._loaded
         except BaseException:
             await self.stop(grace=2)
             raise
         self.state = "ready"
         return seconds
+
+    def _config_to_load(self) -> dict[str, Any]:
+        return self.config.to_wire()
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._writer is None or self._writer.is_closing():

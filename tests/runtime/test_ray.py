@@ -3,6 +3,7 @@ with a custom resource naming it, and the front-end joined to the head node."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,8 +11,11 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import GEMMA_FILE, GEMMA_YAML, assert_error, metric_samples, place, start_server, stop_server
+from tests.gallery.conftest import one_file_body, wait_job
+from tests.gallery.fakehub import start_fake_hub
 
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
@@ -25,7 +29,14 @@ def model_yaml(name: str, extra: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, gemma_gguf):
+def hub():
+    fake, http = start_fake_hub()
+    yield fake
+    http.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, gemma_gguf, hub):
     folder = tmp_path_factory.mktemp("models")
     place(gemma_gguf, folder / GEMMA_FILE)
     (folder / "on-b.yaml").write_text(model_yaml("on-b", "resources: {num_cpus: 1, custom: {node_b: 1}}\n"))
@@ -37,9 +48,14 @@ def cluster(tmp_path_factory, gemma_gguf):
         "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
     # The front-end joins the cluster through the raylet on its machine: started before the
     # other nodes, it is the head's, so removing node B leaves it connected.
-    server = start_server(folder, tmp_path_factory.mktemp("logs"), "--ray", ray_cluster.address)
+    server = start_server(folder, tmp_path_factory.mktemp("logs"), "--ray", ray_cluster.address, env=hub.env)
     node_b = ray_cluster.add_node(num_cpus=2, resources={"node_b": 1, "slot": 1}, labels={"zone": "b"}, **NODE_MEMORY)
+    # Node C has a models folder of its own (it shares none with the front-end).
+    node_c_models = tmp_path_factory.mktemp("node-c-models")
+    ray_cluster.add_node(num_cpus=1, resources={"node_c": 1}, env_vars={"MODELS_PATH": str(node_c_models), **hub.env},
+                         **NODE_MEMORY)
     ray_cluster.wait_for_nodes()
+    server.node_c_models = node_c_models
     try:
         yield ray_cluster, server, node_b
     finally:
@@ -114,6 +130,36 @@ def test_a_request_cancelled_by_its_client_stops_on_the_replica(cluster):
     time.sleep(1.0)
     assert monitor(server, "on-b")["engine"]["tokens_generated"] == generated  # nothing runs on
     server.wait_for(lambda: "cancelled after" in server.log(), timeout=30)  # the replica's own log, forwarded
+
+
+def test_a_node_without_the_models_folder_fetches_a_gallery_install_s_files_checking_their_sha256(cluster, hub,
+                                                                                                   gemma_gguf):
+    _, server, _ = cluster
+    uri = hub.hf("acme/gemma", "fetched.gguf", gemma_gguf)
+    digest = hashlib.sha256(gemma_gguf.read_bytes()).hexdigest()
+    body = one_file_body(hub, "fetched", "fetched.gguf", uri, digest)
+    body["overrides"] = {"threads": 1, "context_size": 512, "resources": {"num_cpus": 1, "custom": {"node_c": 1}}}
+    job = wait_job(server, server.post("/models/apply", json=body).json()["uuid"], timeout=120)
+    assert job["error"] is None, job
+    installed = yaml.safe_load((server.models_path / "fetched.yaml").read_text())
+    assert installed["installed_from"] == [{"filename": "fetched.gguf", "uri": uri, "sha256": digest}]
+
+    # The source no longer matches what was installed: node C refuses it and keeps nothing.
+    wrong = {**installed, "name": "wrong-sum", "installed_from": [{"filename": "fetched.gguf", "uri": uri,
+                                                                   "sha256": "0" * 64}]}
+    (server.models_path / "wrong-sum.yaml").write_text(yaml.safe_dump(wrong))
+    server.wait_for(lambda: server.get("/v1/models/wrong-sum").status_code == 200)
+    error = assert_error(server.post("/v1/completions", json={"model": "wrong-sum", "prompt": "Hi", "max_tokens": 2}),
+                         500)
+    assert error["code"] == "model_files_failed" and "'wrong-sum'" in error["message"], error
+    assert not (server.node_c_models / "fetched.gguf").exists()
+
+    fetches = len(hub.requests_for("fetched.gguf"))
+    reply = server.client().completions.create(model="fetched", prompt="The capital of France is", max_tokens=4)
+    assert reply.choices[0].text
+    assert (server.node_c_models / "fetched.gguf").stat().st_size == gemma_gguf.stat().st_size
+    assert len(hub.requests_for("fetched.gguf")) > fetches  # fetched again, by node C
+    server.post("/backend/shutdown", json={"model": "fetched"}).raise_for_status()
 
 
 def test_a_model_asking_for_what_no_node_has_is_a_503_at_once(cluster):
