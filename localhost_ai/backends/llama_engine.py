@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # when it kept fewer than this share of them (a rejected draft still costs its row).
 DRAFT_TRIAL = 32
 DRAFT_PAYS = 0.3
+DRAFT_PROBE_EVERY = 8  # a lone sequence whose drafts do not pay still verifies one after this many steps
 
 # Prompt rows scored in one step: each row's logits take n_vocab floats (1 MiB for Gemma 3's
 # 262,144-token vocabulary) in llama.cpp's output buffer.
@@ -75,6 +76,7 @@ class Sequence:
     drafted: int = 0  # draft tokens it verified, and kept
     kept: int = 0
     rejected: int = 0  # verifications that ended at a draft the target's pick disagreed with
+    unverified: int = 0  # steps in a row its drafts were not worth verifying (weighed drafting)
     output: "queue.Queue[tuple[str, Any]]" = field(default_factory=queue.Queue)
     stopped: bool = False  # the caller has what it wants (a stop word)
     cached: int = 0  # prompt tokens found in the slot's cells
@@ -213,6 +215,11 @@ class Engine:
         `draft_max`: the most draft tokens a sequence verifies in one step."""
         self.lib = llama_cpp
         self.chunk = chunk
+        if draft_max and (llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model)):
+            # A recurrent state cannot be cut back to drop rejected drafts (llama.cpp refuses,
+            # and the next decode fails for every sequence): no drafts for such a model.
+            log.info("no speculative decoding: the model keeps a recurrent state, which cannot drop rejected drafts")
+            draft_max = 0
         self.draft_max = draft_max
         self.context_per_slot = context_per_slot
         self.batch_size = max(chunk + slots, slots * (1 + draft_max), media_batch)
@@ -471,7 +478,13 @@ class Engine:
             sequence.drafter = None
             return []
         if weighed and drafts:
-            del drafts[worth_verifying(drafts, sequence.kept, sequence.rejected, self.costs):]
+            worth = worth_verifying(drafts, sequence.kept, sequence.rejected, self.costs)
+            # Never none for good: a record that says drafts do not pay would then never change,
+            # though the text may start to repeat itself.  One draft now and then tries again.
+            sequence.unverified = 0 if worth else sequence.unverified + 1
+            if sequence.unverified >= DRAFT_PROBE_EVERY:
+                worth, sequence.unverified = 1, 0
+            del drafts[worth:]
         return drafts
 
     def _readers(self) -> list[Sequence]:

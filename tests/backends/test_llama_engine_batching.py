@@ -197,3 +197,27 @@ def test_a_sequence_that_drafts_alone_gets_no_drafts_in_company_and_the_same_ans
     assert answer(llm, lone) == expected
     after = running.snapshot()
     assert after["draft_accepted"] > together["draft_accepted"]
+
+
+def test_a_lone_sequence_whose_drafts_seemed_not_to_pay_tries_again_and_keeps_them(engine):
+    """Row costs measured at a busy moment (or two early rejections) must not end drafting
+    for good: a record that says drafts do not pay would otherwise never change."""
+    from localhost_ai.backends.llama_engine import RowCosts
+    from localhost_ai.backends.llama_speculative import PromptLookup
+
+    running, llm = engine
+    saved = running.costs
+    running.costs = RowCosts()
+    for rows in range(1, 34):  # every extra row looks as dear as a whole step: no draft pays
+        running.costs.note(rows, 0.02 * rows)
+    try:
+        before = running.snapshot()
+        lone = sequence(llm, "", budget=60, prompt=f"Copy the text exactly.\nText: {PARAGRAPH}\nCopy: ",
+                        drafter=PromptLookup())
+        running.submit(lone)
+        assert PARAGRAPH[:40] in answer(llm, lone)[0]
+        after = running.snapshot()
+    finally:
+        running.costs = saved
+    assert after["drafted"] - before["drafted"] >= 60 // 8 - 1  # one draft every eight steps at least
+    assert after["draft_accepted"] > before["draft_accepted"]
