@@ -436,6 +436,7 @@ class Engine:
         started = time.perf_counter()
         self._decode(n)
         if alone:
+            self.lib.llama_synchronize(self.ctx)  # a GPU build's decode returns before it is done
             self.costs.note(n, time.perf_counter() - started)
         for sequence, first, tokens in rows:
             base = sequence.n_past
