@@ -170,8 +170,8 @@ _OPTIONS = [
     Option("--max-queue", "MAX_QUEUE", int, "calls that may wait per model before 429 (default 64)", minimum=1),
     Option("--shutdown-grace", "SHUTDOWN_GRACE", parse_duration,
            "time running requests get to finish on SIGTERM (default 10s)"),
-    Option("--ray", "RAY_ADDRESS", str, "run models as replicas in this Ray cluster: its address (ray://HOST:10001 "
-           "or HOST:6379) or auto (default: a child process each, on this machine)"),
+    Option("--ray", "RAY_ADDRESS", str, "run models as replicas in this Ray cluster: its address (HOST:6379) or auto "
+           "(default: a child process each, on this machine)"),
     Option("--ray-placement-timeout", "RAY_PLACEMENT_TIMEOUT", parse_duration,
            "time a replica may wait for a node of the cluster with room for it before 503 (default 2m)", minimum=0.001),
     Option("--galleries", "GALLERIES", str, 'JSON list of {"name", "url"} galleries (default: this project\'s own)'),

@@ -43,6 +43,10 @@ _REPLACE_MAX_DELAY = 30.0
 
 def connect(address: str) -> None:
     """Join the cluster as its driver (blocking: before the server's event loop runs)."""
+    if address.startswith("ray://"):
+        # Ray Client cannot carry an actor's stream, and each of its calls would block the loop.
+        raise SystemExit("localhost-ai: --ray needs the cluster's own address (HOST:6379, or auto on a machine that "
+                         "joined it with ray start), not a Ray Client address (ray://)")
     # Ray hides GPUs from a replica that reserves none (num_gpus: 0), and warns that it will
     # stop doing so by default: it is what a model that asked for no GPU should get.
     warnings.filterwarnings("ignore", message=".*RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO.*", category=FutureWarning)
@@ -124,7 +128,12 @@ class ReplicaClient(WorkerProcess):
 
     async def start(self) -> None:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        self.actor = _actor_class().options(**self.actor_options).remote(level)
+        try:
+            self.actor = _actor_class().options(**self.actor_options).remote(level)
+        except ValueError as exc:  # a resource or label Ray will not take
+            self.state = "dead"
+            raise BackendError(f"Model '{self.name}': Ray refuses its `resources`: {_short(exc)}",
+                               code="invalid_resources") from None
         try:
             # Returns once Ray has placed the actor on a node and started it.
             self.where = await asyncio.wait_for(_awaitable(self.actor.where.remote()), self.placement_timeout)
@@ -247,7 +256,7 @@ class RayModel(WorkerClient):
         self.replicas: list[ReplicaClient] = []
         self._changed = asyncio.Event()
         self._counted_nodes: set[str] = set()
-        self._background: set[asyncio.Task] = set()
+        self._replacer: asyncio.Task | None = None
         options: dict[str, Any] = {
             "num_cpus": amounts.get("CPU", 0), "num_gpus": amounts.get("GPU", 0),
             "resources": {k: v for k, v in amounts.items() if k not in ("CPU", "GPU", "memory")},
@@ -312,6 +321,7 @@ class RayModel(WorkerClient):
             raise failures[0]
         self.state = "ready"
         self._update()
+        self._keep_replicas()  # one that loaded and died while the others loaded
 
     async def _add(self) -> ReplicaClient:
         replica = ReplicaClient(self.config, self._replica_gone, self.actor_options, self.placement_timeout, self.fetch)
@@ -329,38 +339,51 @@ class RayModel(WorkerClient):
         if replica in self.replicas:
             self.replicas.remove(replica)  # type: ignore[arg-type]
         self._update()
-        if not replica.expected_exit and self.state == "ready":
+        if not replica.expected_exit and self.state in ("loading", "ready"):
             metrics.WORKER_DEATHS.labels(self.name).inc()
-            task = asyncio.create_task(self._replace())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._keep_replicas()
+
+    def _keep_replicas(self) -> None:
+        """One task at a time places the replicas the model lacks (a replica that dies while
+        it loads does not start a second, which would skip the waiting and place too many)."""
+        if self.state == "ready" and len(self.replicas) < self.config.replicas and (
+                self._replacer is None or self._replacer.done()):
+            self._replacer = asyncio.create_task(self._replace())
 
     async def _replace(self) -> None:
-        """A new replica for one that died, tried again (waiting longer each time) while the
+        """New replicas for those that died, tried again (waiting longer each time) while the
         model's others serve; with none left and none placeable, the model is gone, and its
         next request places it afresh (and hears why it cannot be)."""
         delay = _REPLACE_FIRST_DELAY
         while self.state == "ready" and len(self.replicas) < self.config.replicas:
             try:
                 await check_fits(self.config)
+                if self.state != "ready":  # stopped or killed meanwhile: nothing to place for
+                    return
                 await self._add()
                 metrics.WORKER_RESTARTS.labels(self.name).inc()
                 log.info("model %s: a new replica serves it (%d of %d)", self.name, len(self._ready()),
                          self.config.replicas)
-                return
-            except APIError as exc:
+                delay = _REPLACE_FIRST_DELAY
+                continue
+            except Exception as exc:  # a Ray error too: the loop must end in a replica or the model's end
+                reason = exc.message if isinstance(exc, APIError) else _short(exc)
+                if self.state != "ready":
+                    return
                 if not self._ready():
-                    log.error("model %s: no replica left and none can be placed (%s)", self.name, exc.message)
+                    log.error("model %s: no replica left and none can be placed (%s)", self.name, reason)
                     self._die()
                     return
-                log.warning("model %s: no new replica yet (%s); trying again in %.0f s", self.name, exc.message, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _REPLACE_MAX_DELAY)
+                log.warning("model %s: no new replica yet (%s); trying again in %.0f s", self.name, reason, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _REPLACE_MAX_DELAY)
 
     def _die(self) -> None:
         if self.state == "dead":
             return
         self.state = "dead"
+        if self._replacer is not None and self._replacer is not asyncio.current_task():
+            self._replacer.cancel()  # its replica, mid-way, is killed as it is cancelled
         for replica in list(self.replicas):
             replica.kill("its model was stopped")
         self._count_replicas()
@@ -378,8 +401,8 @@ class RayModel(WorkerClient):
             return
         self.expected_exit = True
         self.state = "stopping"
-        for task in list(self._background):
-            task.cancel()
+        if self._replacer is not None:
+            self._replacer.cancel()
         await asyncio.gather(*(replica.stop(grace) for replica in list(self.replicas)), return_exceptions=True)
         self._die()
 
@@ -395,6 +418,7 @@ class RayModel(WorkerClient):
             if self.state != "ready":
                 raise NotReady(f"Model '{self.name}' has no replica serving it; the next request places it again.",
                                code="replica_died", headers={"Retry-After": "1"})
+            self._keep_replicas()  # a replica is being placed, whatever happened before
             await self._changed.wait()
 
     async def ping(self, timeout: float) -> dict[str, Any]:

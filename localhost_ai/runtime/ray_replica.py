@@ -28,6 +28,7 @@ class Replica:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self.worker = Worker(self._send)
+        self._cancelled: collections.deque[str] = collections.deque(maxlen=1024)  # cancels before their call
 
     def _send(self, message: dict[str, Any]) -> None:
         self._out.append(message)
@@ -79,10 +80,18 @@ class Replica:
                     return
 
     async def handle(self, message: dict[str, Any]) -> None:
-        if message.get("op") == "shutdown":  # frees the model: not on the actor's event loop
+        op = message.get("op")
+        if op == "shutdown":  # frees the model: not on the actor's event loop
             await asyncio.get_running_loop().run_in_executor(None, self.worker.handle, message)
-        else:
-            self.worker.handle(message)
+            return
+        # An async actor's calls may run out of order (a call whose body Ray moves through
+        # its object store arrives late): a cancel that came first drops its call.
+        if op == "cancel" and message.get("id") not in self.worker.calls:
+            self._cancelled.append(message.get("id"))
+        elif op == "call" and message.get("id") in self._cancelled:
+            self._cancelled.remove(message.get("id"))
+            return
+        self.worker.handle(message)
 
 
 async def _fetch_file(root: Path, item: dict[str, Any], fetch: dict[str, Any]) -> None:
