@@ -182,6 +182,16 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
 
 @pytest.fixture(scope="module")
+def hub():
+    """A loopback server playing Hugging Face and GitHub (tests/gallery/fakehub.py), one per
+    module (a module may set its own, per test)."""
+    from tests.gallery.fakehub import running_hub
+
+    with running_hub() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
 def gemma_server(tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path) -> Iterator[Server]:
     """One server per test module over a folder holding only `gemma`, shared to save loads."""
     folder = tmp_path_factory.mktemp("models")

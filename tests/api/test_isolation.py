@@ -20,7 +20,7 @@ from localhost_ai.errors import InvalidRequest
 from localhost_ai.runtime.batching import Batcher
 from tests.conftest import GEMMA_FILE, place
 from tests.gallery.conftest import gallery_env, wait_job
-from tests.gallery.fakehub import start_fake_hub
+from tests.gallery.fakehub import running_hub
 from tests.inprocess import PLUGINS, app_for, fake_models
 
 HI = [{"role": "user", "content": "hi"}]
@@ -232,9 +232,8 @@ def test_a_template_that_loops_for_long_is_stopped_and_the_thread_goes_on(monkey
 
 @pytest.fixture
 def hub():
-    fake, server = start_fake_hub()
-    yield fake
-    server.shutdown()
+    with running_hub() as fake:
+        yield fake
 
 
 def test_healthz_stays_fast_while_a_folding_template_is_applied(tmp_path, hub, gemma_gguf, make_server):

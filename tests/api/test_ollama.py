@@ -21,18 +21,10 @@ from tests.api.doors import PROBE_TEMPLATE, WEATHER, probed
 from tests.api.test_tools import USER_DETAIL, model
 from tests.conftest import GEMMA_FILE, Server, place, start_server, stop_server
 from tests.gallery.conftest import gallery_env
-from tests.gallery.fakehub import start_fake_hub
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 TOOL = {"type": "function", "function": {"name": "get_weather", "description": "The current weather in a city",
                                          "parameters": WEATHER}}
-
-
-@pytest.fixture(scope="module")
-def hub():
-    fake, http = start_fake_hub()
-    yield fake
-    http.shutdown()
 
 
 @pytest.fixture(scope="module")

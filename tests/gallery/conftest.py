@@ -7,14 +7,13 @@ import time
 
 import pytest
 
-from tests.gallery.fakehub import FakeHub, start_fake_hub
+from tests.gallery.fakehub import FakeHub, running_hub
 
 
 @pytest.fixture
 def hub():
-    fake, server = start_fake_hub()
-    yield fake
-    server.shutdown()
+    with running_hub() as fake:
+        yield fake
 
 
 def sha(data: bytes) -> str:

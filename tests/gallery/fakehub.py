@@ -5,10 +5,12 @@ cut off mid-way, or fail, as real hubs sometimes are."""
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Iterator
 
 
 @dataclass
@@ -125,3 +127,13 @@ def start_fake_hub() -> tuple[FakeHub, ThreadingHTTPServer]:
     hub.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return hub, server
+
+
+@contextmanager
+def running_hub() -> Iterator[FakeHub]:
+    """A fake hub for the length of the block (a fixture's scope)."""
+    fake, server = start_fake_hub()
+    try:
+        yield fake
+    finally:
+        server.shutdown()

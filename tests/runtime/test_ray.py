@@ -15,7 +15,6 @@ import yaml
 
 from tests.conftest import GEMMA_FILE, GEMMA_YAML, assert_error, metric_samples, place, start_server, stop_server
 from tests.gallery.conftest import one_file_body, wait_job
-from tests.gallery.fakehub import start_fake_hub
 
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
@@ -26,13 +25,6 @@ STORY = {"prompt": "Once upon a time, in a kingdom by the sea,", "max_tokens": 4
 def model_yaml(name: str, extra: str) -> str:
     return GEMMA_YAML.format(model=GEMMA_FILE).replace("name: gemma", f"name: {name}").replace(
         "threads: 2", "threads: 1") + extra
-
-
-@pytest.fixture(scope="module")
-def hub():
-    fake, http = start_fake_hub()
-    yield fake
-    http.shutdown()
 
 
 @pytest.fixture(scope="module")

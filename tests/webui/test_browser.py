@@ -16,7 +16,6 @@ import yaml
 from tests.audio.conftest import CONTENT_WORDS
 from tests.conftest import GEMMA_FILE, place, start_server, stop_server
 from tests.gallery.conftest import sha
-from tests.gallery.fakehub import start_fake_hub
 from tests.inprocess import PLUGINS, fake_models
 from tests.mmproj_fixture import build_vision_projector
 
@@ -29,13 +28,6 @@ FILLERS = 30  # entries of a second gallery: with gemma-hub, two pages of 24
 GEMMA = {"name": "gemma", "backend": "llama-cpp", "context_size": 1024, "threads": 2,
          "parameters": {"model": GEMMA_FILE, "max_tokens": 400},
          "template": {"chat": "{% for m in messages %}{{ m.content }}{% endfor %}"}}
-
-
-@pytest.fixture(scope="module")
-def hub():
-    fake, server = start_fake_hub()
-    yield fake
-    server.shutdown()
 
 
 @pytest.fixture(scope="module")
