@@ -64,12 +64,16 @@ def model_schema(backends: list[str]) -> dict[str, Any]:
             # node of the cluster (Ray's own names); without --ray, one local worker as always.
             "replicas": {"type": "integer", "minimum": 1, "maximum": 64},
             # Written by a gallery install: where each file came from, so a node that does not
-            # share the models folder can fetch them (checked there again before any download).
+            # share the models folder can fetch them (checked there again before any download,
+            # gallery/mirror.py).
             "installed_from": {"type": "array", "maxItems": 64, "items": {
                 "type": "object", "required": ["filename", "uri"], "additionalProperties": False,
                 "properties": {"filename": {"type": "string", "minLength": 1, "maxLength": 1024},
                                "uri": {"type": "string", "minLength": 1, "maxLength": 4096},
-                               "sha256": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}]}}}},
+                               "sha256": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}]},
+                               # An archive's: each file it put in place, and that file's sha256.
+                               "unpacked": {"type": "object", "maxProperties": 4096, "additionalProperties": {
+                                   "type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}}}},
             "resources": {
                 "type": "object",
                 "additionalProperties": False,

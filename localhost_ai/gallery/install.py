@@ -308,12 +308,13 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
             folder = PurePosixPath(spec.filename).parent / plan.name
             try:
                 async with _target_locks.setdefault(models_path / folder, asyncio.Lock()):
-                    placed, names = await _unpack_in_place(plan, models_path, target, folder, max_file_size,
-                                                           check_names=len(archives) == 1)
+                    placed, names, sums = await _unpack_in_place(plan, models_path, target, folder, max_file_size,
+                                                                 check_names=len(archives) == 1)
             finally:
                 if wrote:  # unpacked or refused, it goes; a copy of an archive a user put there stays
                     target.unlink(missing_ok=True)
             unpacked.update(names)
+            members[spec.filename] = sums
             return placed
 
     # Files in place that an install wrote (this model's earlier one, or another's that
@@ -321,6 +322,7 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
     managed = set().union(*(_installed(data) for _, _, data in model_files(models_path)))
     archives = [spec for spec in plan.files if is_archive(spec.filename)]
     unpacked: dict[str, str] = {}  # a file as the config names it (inside its archive) -> where it went
+    members: dict[str, dict[str, str]] = {}  # an archive -> each file it put in place -> its sha256
     written = []
     for spec in plan.files:  # one at a time within a job, so progress reads as one file
         written += [name for name, wrote in await fetch(spec) if wrote or name in managed]
@@ -333,9 +335,10 @@ async def execute(session: aiohttp.ClientSession, plan: Plan, models_path: Path,
     config.pop("installed_files", None)
     config["installed_files"] = written  # present even when empty: this file is an install's
     # Where each file came from: a node of a Ray cluster without the models folder fetches
-    # them the same way (runtime/ray_replica.py).  An archive's files are not listed.
-    config["installed_from"] = [{"filename": spec.filename, "uri": spec.uri, "sha256": spec.sha256}
-                                for spec in plan.files if not is_archive(spec.filename)]
+    # them the same way (gallery/mirror.py).
+    config["installed_from"] = [{"filename": spec.filename, "uri": spec.uri, "sha256": spec.sha256,
+                                 **({"unpacked": members[spec.filename]} if spec.filename in members else {})}
+                                for spec in plan.files]
     yaml_path = models_path / f"{plan.name}.yaml"
     handle, temporary = tempfile.mkstemp(prefix=f".{plan.name}.", suffix=".yaml.tmp", dir=models_path)
     with os.fdopen(handle, "w") as out:
@@ -357,16 +360,17 @@ def _file_fields(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
 
 
 async def _unpack_in_place(plan: Plan, models_path: Path, archive: Path, folder: PurePosixPath,
-                           max_file_size: int | None, check_names: bool) -> tuple[list[tuple[str, bool]], dict[str, str]]:
+                           max_file_size: int | None,
+                           check_names: bool) -> tuple[list[tuple[str, bool]], dict[str, str], dict[str, str]]:
     """Unpack a verified archive into `folder`, then put each of its files in place by the
     rules for a downloaded file (check_ownership): its own, or nobody's, or already there.
-    Returns (file, whether written) for each, and where each went by its name in the
-    archive.  `check_names`: the config's files must be in the archive (or in place).  On
+    Returns (file, whether written) for each, where each went by its name in the archive,
+    and each file's sha256.  `check_names`: the config's files must be in the archive (or in place).  On
     failure or cancel, the files it had put in place go again."""
     stop = threading.Event()
     workdir = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".unpack", dir=archive.parent))
 
-    def place() -> tuple[list[tuple[str, bool]], dict[str, str]]:
+    def place() -> tuple[list[tuple[str, bool]], dict[str, str], dict[str, str]]:
         moved: list[Path] = []
         try:
             unpacked = unpack(archive, workdir, max_file_size, stop)
@@ -397,7 +401,7 @@ async def _unpack_in_place(plan: Plan, models_path: Path, archive: Path, folder:
                                        "unpacked.", code="invalid_archive") from None
                 moved.append(target)
                 placed.append((spec.filename, True))
-            return placed, names
+            return placed, names, {spec.filename: spec.sha256 for spec in specs}
         except BaseException:
             for path in moved:
                 path.unlink(missing_ok=True)

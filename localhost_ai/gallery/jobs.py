@@ -9,7 +9,7 @@ import uuid as uuid_module
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 
@@ -19,6 +19,7 @@ from localhost_ai.gallery.install import FileSpec, InstallRequest, Plan, execute
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 RATE_WINDOW = 5.0  # seconds of progress a job's speed is measured over
 
 
@@ -189,6 +190,33 @@ class JobRunner:
         finally:
             job.processed = True
             job.finished = time.monotonic()
+
+    def track(self, label: str, model: str, files: list[FileSpec], work: Callable[[Job], Awaitable[T]]) -> Job:
+        """A job whose work runs elsewhere (a Ray node fetching a model's files for its
+        replica there): listed, polled and cancelled like an install.  `work(job)` reports
+        through job.on_progress; its error or cancel is the job's, and is raised again to
+        whoever awaits job.task."""
+        self.forget_finished()
+        job = Job(uuid=str(uuid_module.uuid4()), label=label, plan=Plan(model, {}, files))
+        self.jobs[job.uuid] = job
+        job.task = asyncio.create_task(self._tracked(job, model, work(job)))
+        return job
+
+    async def _tracked(self, job: Job, model: str, work: Awaitable[T]) -> T:
+        job.message = "starting"
+        try:
+            result = await work
+        except asyncio.CancelledError:
+            job.cancelled, job.message = True, "cancelled"
+            raise
+        except Exception as exc:
+            job.error, job.message = getattr(exc, "message", None) or str(exc), "error"
+            raise
+        finally:
+            job.processed = True
+            job.finished = time.monotonic()
+        job.installed_model, job.progress, job.message = model, 100.0, "completed"
+        return result
 
     def _remove_partials(self, job: Job) -> None:
         """Only the partial files this job was writing: one waiting for another job's file
