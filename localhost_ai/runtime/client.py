@@ -60,6 +60,11 @@ class WorkerClient(abc.ABC):
         """What the model's status shows of where it runs, beyond the pid (its replicas)."""
         return {}
 
+    def processes(self) -> list["WorkerClient"]:
+        """What the watchdog pings and, when one hangs, kills (--busy-timeout): the worker
+        itself, or each of a model's replicas, so that one hung replica goes alone."""
+        return [self]
+
     @abc.abstractmethod
     async def start(self) -> None:
         """Start the worker and load the model; raise the load error if it fails."""

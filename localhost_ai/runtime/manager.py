@@ -115,15 +115,14 @@ class ModelManager:
 
     async def live_status(self, name: str) -> dict[str, Any]:
         """status(), plus the figures a ready worker reports of its work (`engine`)."""
-        status = self.status(name)
         worker = self._workers.get(name)
+        stats = None
         if worker is not None and worker.state == "ready":
-            try:
+            with contextlib.suppress(asyncio.TimeoutError, ConnectionError, APIError):
                 stats = (await worker.ping(2.0)).get("stats")
-            except (asyncio.TimeoutError, ConnectionError, APIError):
-                stats = None
-            if stats:
-                status["engine"] = stats
+        status = self.status(name)  # after the ping: a model's replicas show the figures it gave
+        if stats:
+            status["engine"] = stats
         return status
 
     def keep_alive(self, name: str, seconds: float | None) -> None:
@@ -329,21 +328,26 @@ class ModelManager:
             await self.unload(worker.name)
 
     async def _check_busy(self, worker: WorkerClient) -> None:
-        """A worker that does not answer, or whose running call has made no progress, for
-        `busy_timeout` is killed; its calls fail and the next call starts it again."""
-        timeout = self.options.busy_timeout
+        """A worker (or one replica of a model) that does not answer, or whose running call
+        has made no progress, for `busy_timeout` is killed; its calls fail and the next call
+        starts it again (or the model's other replicas serve it while it is replaced)."""
         self._pinging.add(worker.name)
         try:
-            pong = await worker.ping(timeout)
+            await asyncio.gather(*(self._check_process(process) for process in worker.processes() if process.running))
+        finally:
+            self._pinging.discard(worker.name)
+
+    async def _check_process(self, process: WorkerClient) -> None:
+        timeout = self.options.busy_timeout
+        try:
+            pong = await process.ping(timeout)
         except asyncio.TimeoutError:
-            worker.kill(f"did not answer for {timeout:.0f}s (--busy-timeout) and was killed")
+            process.kill(f"did not answer for {timeout:.0f}s (--busy-timeout) and was killed")
             return
         except APIError:
             return
-        finally:
-            self._pinging.discard(worker.name)
         if pong.get("stalled_for", 0) >= timeout:
-            worker.kill(f"made no progress on a call for {pong['stalled_for']:.0f}s (--busy-timeout) and was killed")
+            process.kill(f"made no progress on a call for {pong['stalled_for']:.0f}s (--busy-timeout) and was killed")
 
     async def close(self) -> None:
         if self._watchdog:
