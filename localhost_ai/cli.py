@@ -26,14 +26,16 @@ async def _serve(settings: settings_module.Settings) -> None:
     from aiohttp import web
 
     from localhost_ai.api import create_app
-    from localhost_ai.api.keys import REGISTRY
+    from localhost_ai.api.keys import JOBS, REGISTRY
 
     placement = None
     if settings.ray:
         from localhost_ai.runtime import ray_placement  # imports ray: only when asked for
 
-        placement = ray_placement.placement(settings)
+        placement = ray_placement.Placement(settings)
     app = create_app(settings, placement)
+    if placement is not None:
+        placement.jobs = lambda: app.get(JOBS)  # a node's fetch of a model's files is a gallery job
     registry = app[REGISTRY]
     # lingering_time: after an answer to a body not read whole (a 408, a 413), the rest is
     # read and dropped for at most 2 s, then the connection closes (aiohttp's default is 10 s).

@@ -12,8 +12,6 @@ least-loaded routing exactly.  Imported only with --ray: nothing else imports ra
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import time
 import warnings
@@ -22,16 +20,14 @@ from dataclasses import replace
 from typing import Any, AsyncIterator, Callable
 
 import ray
-from ray.exceptions import GetTimeoutError, RayError
 
 from localhost_ai import metrics
 from localhost_ai.config import ModelConfig
 from localhost_ai.contract import Request
 from localhost_ai.contract.events import Event
-from localhost_ai.errors import APIError, BackendError, NotReady
+from localhost_ai.errors import APIError, NotReady
 from localhost_ai.runtime.client import WorkerClient
-from localhost_ai.runtime.ray_replica import Replica
-from localhost_ai.runtime.worker import WorkerProcess
+from localhost_ai.runtime.ray_replica_client import ReplicaClient, short
 from localhost_ai.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,12 +51,18 @@ def connect(address: str) -> None:
              sum(1 for node in ray.nodes() if node.get("Alive")))
 
 
-def placement(settings: Settings) -> Callable[[ModelConfig, Callable[[WorkerClient], None]], WorkerClient]:
-    """The manager's placement: each model a RayModel."""
-    fetch = {"allow_private_urls": settings.allow_private_urls, "allow_file_uris": settings.allow_file_uris,
-             "max_download_size": settings.max_download_size}
-    return lambda config, on_exit: RayModel(config, on_exit, placement_timeout=settings.ray_placement_timeout,
-                                            fetch=fetch)
+class Placement:
+    """The manager's placement under --ray: each model a RayModel.  `jobs`: how to reach the
+    gallery's JobRunner, which lists a node's fetch of a model's files (set by the server)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.placement_timeout = settings.ray_placement_timeout
+        self.fetch = {"allow_private_urls": settings.allow_private_urls, "allow_file_uris": settings.allow_file_uris,
+                      "max_download_size": settings.max_download_size}
+        self.jobs: Callable[[], Any] | None = None
+
+    def __call__(self, config: ModelConfig, on_exit: Callable[[WorkerClient], None]) -> WorkerClient:
+        return RayModel(config, on_exit, placement_timeout=self.placement_timeout, fetch=self.fetch, jobs=self.jobs)
 
 
 def needs(config: ModelConfig) -> tuple[dict[str, float], dict[str, str]]:
@@ -95,149 +97,28 @@ async def check_fits(config: ModelConfig) -> None:
                        f"{len(nodes)} node(s) alive offers all of that.", code="no_node_fits")
 
 
-class ReplicaClient(WorkerProcess):
-    """One replica: a local worker process's calls, pings and loading over a Ray actor
-    instead of a socket (the messages and their handling are the same)."""
+# Engine figures that are a replica's settings, not counts: the model's figure is theirs
+# when every replica has the same.
+_SETTINGS = ("context_per_slot", "prefill_chunk")
 
-    def __init__(self, config: ModelConfig, on_exit: Callable[[WorkerClient], None], actor_options: dict[str, Any],
-                 placement_timeout: float, fetch: dict[str, Any]) -> None:
-        super().__init__(config, on_exit)
-        self.actor_options = actor_options
-        self.placement_timeout = placement_timeout
-        self.fetch = fetch
-        self.placed_config: dict[str, Any] | None = None  # the config with its paths on the replica's node
-        self.actor: Any = None
-        self.where: dict[str, Any] = {}
-        self.served = 0
 
-    @property
-    def pid(self) -> int | None:
-        return self.where.get("pid")
-
-    @property
-    def node_id(self) -> str | None:
-        return self.where.get("node_id")
-
-    def memory(self) -> int | None:
-        return None
-
-    def describe(self) -> dict[str, Any]:
-        return {"node_id": self.node_id, "node_ip": self.where.get("node_ip"), "host": self.where.get("host"),
-                "pid": self.pid, "state": self.state, "running": self.running, "pending": self.pending,
-                "served": self.served, "concurrency": self.concurrency}
-
-    async def start(self) -> None:
-        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        try:
-            self.actor = _actor_class().options(**self.actor_options).remote(level)
-        except ValueError as exc:  # a resource or label Ray will not take
-            self.state = "dead"
-            raise BackendError(f"Model '{self.name}': Ray refuses its `resources`: {_short(exc)}",
-                               code="invalid_resources") from None
-        try:
-            # Returns once Ray has placed the actor on a node and started it.
-            self.where = await asyncio.wait_for(_awaitable(self.actor.where.remote()), self.placement_timeout)
-            placed = await _awaitable(self.actor.place_files.remote(self.config.to_wire(), self.fetch))
-            if "error" in placed:
-                raise BackendError(f"Model '{self.name}': its files could not be put on node "
-                                   f"{self.where.get('node_ip')} ({(self.node_id or '?')[:12]}): {placed['error']}",
-                                   code="model_files_failed")
-        except BaseException as exc:  # cancelled too: no actor is left waiting in the cluster
-            ray.kill(self.actor)
-            self.state = "dead"
-            if isinstance(exc, (asyncio.TimeoutError, GetTimeoutError)):
-                raise NotReady(f"Model '{self.name}': no node of the Ray cluster had room for a replica within "
-                               f"{self.placement_timeout:g} s (--ray-placement-timeout); the nodes that could hold "
-                               f"one are busy with other work.", code="no_node_free") from None
-            if isinstance(exc, RayError):
-                raise BackendError(f"Model '{self.name}': its replica could not start: {_short(exc)}",
-                                   code="replica_failed") from None
-            raise
-        self.placed_config = placed
-        log.info("model %s: replica pid %s on node %s (%s); loading %s", self.name, self.pid, self.where.get("node_ip"),
-                 (self.node_id or "")[:12], self.config.model_path.name)
-        seconds = await self._load([self._read(self.actor.messages.remote())])
-        log.info("model %s: replica on node %s loaded in %.2fs", self.name, self.where.get("node_ip"), seconds)
-
-    def _config_to_load(self) -> dict[str, Any]:
-        return self.placed_config or self.config.to_wire()
-
-    def _send(self, message: dict[str, Any]) -> None:
-        if self.actor is None or self.state in ("dead", "starting"):
-            raise BackendError(f"Model '{self.name}': its replica is not running.", code="worker_gone")
-        self.actor.handle.remote(message)
-
-    async def _read(self, stream: Any) -> None:  # type: ignore[override]
-        failure: BaseException | None = None
-        try:
-            async for ref in stream:
-                for message in await ref:
-                    if message.get("type") == "bye":
-                        return
-                    self._dispatch(message)
-        except RayError as exc:
-            failure = exc
-        except Exception as exc:
-            log.error("model %s: bad message from its replica: %s", self.name, exc)
-            failure = exc
-        finally:
-            self._ended(failure)
-
-    def _ended(self, failure: BaseException | None) -> None:
-        """The stream ended: the replica said goodbye, or it (or its node) died."""
-        with contextlib.suppress(Exception):
-            ray.kill(self.actor)  # its process, whatever state it is in
-        where = f"on node {self.where.get('node_ip')} ({(self.node_id or '?')[:12]})"
-        if self.expected_exit:
-            error: APIError = BackendError(f"Model '{self.name}' was unloaded while this request waited.",
-                                           code="model_unloaded")
+def merge_stats(replicas: list[dict[str, Any]]) -> dict[str, Any]:
+    """A model's engine figures from its replicas': counts added up, a `max_` figure the
+    largest, a setting (_SETTINGS) the replicas' own when they agree (left out otherwise)."""
+    merged: dict[str, Any] = {}
+    for key in dict.fromkeys(key for stats in replicas for key in stats):
+        values = [stats[key] for stats in replicas
+                  if isinstance(stats.get(key), (int, float)) and not isinstance(stats.get(key), bool)]
+        if not values:
+            continue
+        if key in _SETTINGS:
+            if len(set(values)) == 1:
+                merged[key] = values[0]
+        elif key.startswith("max_"):
+            merged[key] = max(values)
         else:
-            reason = self.death_reason or (_short(failure) if failure else "ended unexpectedly")
-            log.error("model %s: replica %s died: %s", self.name, where, reason)
-            error = NotReady(f"Model '{self.name}': its replica {where} stopped ({reason}). The model is served from "
-                             f"its other replicas, or a new one; try again.", code="replica_died",
-                             headers={"Retry-After": "1"})
-        self._gone(error)
-
-    def kill(self, reason: str) -> None:
-        if self.actor is not None and self.state != "dead":
-            self.death_reason = reason
-            ray.kill(self.actor)
-
-    async def stop(self, grace: float = 10.0) -> None:
-        if self.actor is None or self.state == "dead":
-            return
-        if self.state == "starting":  # still waiting for a node: nothing loaded to free
-            ray.kill(self.actor)
-            self.state = "dead"
-            return
-        self.expected_exit = True
-        self.state = "stopping"
-        with contextlib.suppress(APIError):
-            self._send({"op": "shutdown"})
-        try:
-            await asyncio.wait_for(self.exited.wait(), timeout=grace)
-        except asyncio.TimeoutError:
-            log.warning("model %s: replica on node %s did not stop in %.0fs; killing it", self.name,
-                        self.where.get("node_ip"), grace)
-            ray.kill(self.actor)
-            await self.exited.wait()
-
-
-@functools.cache
-def _actor_class() -> Any:
-    return ray.remote(Replica)
-
-
-def _awaitable(ref: Any) -> Any:
-    async def wait() -> Any:
-        return await ref
-    return wait()
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+            merged[key] = sum(values)
+    return merged
 
 
 class RayModel(WorkerClient):
@@ -246,13 +127,15 @@ class RayModel(WorkerClient):
     (a 503 naming the model) and is replaced in the background."""
 
     def __init__(self, config: ModelConfig, on_exit: Callable[[WorkerClient], None], *,
-                 placement_timeout: float = 120.0, fetch: dict[str, Any] | None = None) -> None:
+                 placement_timeout: float = 120.0, fetch: dict[str, Any] | None = None,
+                 jobs: Callable[[], Any] | None = None) -> None:
         amounts, labels = needs(config)
         if config.threads is None:  # neither the YAML nor --threads: as many as the replica reserves
             config = replace(config, threads=max(1, round(amounts.get("CPU", 1))))
         super().__init__(config, on_exit)
         self.placement_timeout = placement_timeout
         self.fetch = fetch or {}
+        self.jobs = jobs
         self.replicas: list[ReplicaClient] = []
         self._changed = asyncio.Event()
         self._counted_nodes: set[str] = set()
@@ -324,7 +207,8 @@ class RayModel(WorkerClient):
         self._keep_replicas()  # one that loaded and died while the others loaded
 
     async def _add(self) -> ReplicaClient:
-        replica = ReplicaClient(self.config, self._replica_gone, self.actor_options, self.placement_timeout, self.fetch)
+        replica = ReplicaClient(self.config, self._replica_gone, self.actor_options, self.placement_timeout, self.fetch,
+                                self.jobs)
         self.replicas.append(replica)
         try:
             await replica.start()
@@ -367,7 +251,7 @@ class RayModel(WorkerClient):
                 delay = _REPLACE_FIRST_DELAY
                 continue
             except Exception as exc:  # a Ray error too: the loop must end in a replica or the model's end
-                reason = exc.message if isinstance(exc, APIError) else _short(exc)
+                reason = exc.message if isinstance(exc, APIError) else short(exc)
                 if self.state != "ready":
                     return
                 if not self._ready():
@@ -421,20 +305,20 @@ class RayModel(WorkerClient):
             self._keep_replicas()  # a replica is being placed, whatever happened before
             await self._changed.wait()
 
+    def processes(self) -> list[WorkerClient]:
+        return list(self._ready())  # a hung replica is killed alone, and replaced
+
     async def ping(self, timeout: float) -> dict[str, Any]:
+        """The replicas' answers together (a replica that does not answer is left out: the
+        watchdog pings each one itself)."""
         replicas = self._ready()
         pongs = await asyncio.gather(*(replica.ping(timeout) for replica in replicas), return_exceptions=True)
         answered = [pong for pong in pongs if isinstance(pong, dict)]
         if replicas and not answered:
             raise asyncio.TimeoutError()
-        stats: dict[str, Any] = {}
-        for pong in answered:
-            for key, value in (pong.get("stats") or {}).items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    stats[key] = stats.get(key, 0) + value
         return {"running": sum(pong.get("running", 0) for pong in answered),
                 "stalled_for": max((pong.get("stalled_for", 0.0) for pong in answered), default=0.0),
-                "stats": stats}
+                "stats": merge_stats([pong.get("stats") or {} for pong in answered])}
 
     @asynccontextmanager
     async def call(self, request: Request) -> AsyncIterator[AsyncIterator[Event]]:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from localhost_ai.gallery import mirror
 from localhost_ai.runtime.worker_main import Worker
 
 log = logging.getLogger("localhost_ai.replica")
@@ -43,25 +44,35 @@ class Replica:
         return {"node_id": context.get_node_id(), "host": socket.gethostname(), "pid": os.getpid(),
                 "node_ip": ray.util.get_node_ip_address()}
 
-    async def place_files(self, config: dict[str, Any], fetch: dict[str, Any]) -> dict[str, Any]:
+    async def place_files(self, config: dict[str, Any], fetch: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The model's config with its paths in this node's models folder (the node's
-        MODELS_PATH, else the front-end's path), once the files a gallery install listed
-        (`installed_from`) are there: a missing one is fetched as the gallery does (its
-        sha256 checked, a broken download resumed on the next try).  `fetch`: the front-end's
-        allow_private_urls, allow_file_uris and max_download_size.  An error comes back as
-        {"error": text}: what failed, for the front-end to say."""
+        MODELS_PATH, else the front-end's path), once the files a gallery install recorded
+        (`installed_from`) are there with their checksums (gallery/mirror.py).  Yields
+        {"fetching": [file names]} first when some must be fetched (the front-end lists a
+        job for it), then {"progress": [file name, bytes, total]} now and then, and at the
+        end {"config": ...}, or {"error": text}: what failed, for the front-end to say.
+        `fetch`: the front-end's allow_private_urls, allow_file_uris and max_download_size."""
         front_root = Path(config["source"]).parent
         node_root = Path(os.environ.get("MODELS_PATH") or front_root).resolve()
         try:
-            for item in config.get("installed_from") or ():
-                await _fetch_file(node_root, item, fetch)
+            wanted = mirror.items(node_root, config.get("installed_from"))
+            if wanted and await asyncio.to_thread(mirror.missing, wanted):
+                async with mirror.node_lock(node_root, config["name"]):
+                    lacking = await asyncio.to_thread(mirror.missing, wanted)  # another replica's fetch may be done
+                    if lacking:
+                        yield {"fetching": [item.filename for item in lacking]}
+                        reporter = _Reporter()
+                        async for report in _reports(reporter, mirror.put_in_place(lacking, fetch, reporter)):
+                            yield report
+                        log.info("fetched %s into %s", ", ".join(item.filename for item in lacking), node_root)
         except Exception as exc:
-            return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
+            yield {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
+            return
         placed = dict(config)
         for key in ("model_path", "source", "mmproj"):
             if placed.get(key) and Path(placed[key]).is_relative_to(front_root):
                 placed[key] = str(node_root / Path(placed[key]).relative_to(front_root))
-        return placed
+        yield {"config": placed}
 
     async def messages(self) -> AsyncIterator[list[dict[str, Any]]]:
         """What the worker sends, in order, until it said goodbye."""
@@ -94,32 +105,31 @@ class Replica:
         self.worker.handle(message)
 
 
-async def _fetch_file(root: Path, item: dict[str, Any], fetch: dict[str, Any]) -> None:
-    """One file of a gallery install into this node's models folder, unless it is there:
-    one replica on the node fetches it while the others wait for it (a lock file)."""
-    import fcntl
+class _Reporter:
+    """The download's progress, kept for `_reports` to send: the latest figures per file."""
 
-    from localhost_ai.gallery.download import download, new_session
-    from localhost_ai.gallery.install import check_relpath, target_path
-    from localhost_ai.gallery.uris import resolve
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[int, int | None]] = {}
 
-    target = target_path(root, check_relpath(item.get("filename"), "installed_from"), "installed_from")
-    if target.exists():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
-        if target.exists():  # another replica on this node fetched it meanwhile
-            return
-        source = resolve(item["uri"], allow_file=bool(fetch.get("allow_file_uris")), param="installed_from")
-        log.info("fetching %s for this node from %s", item["filename"], item["uri"])
-        reported = [0.0]
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        self.latest[name] = (done, total)
 
-        def progress(done: int, total: int | None) -> None:
-            if time.monotonic() - reported[0] >= 5 and total:
-                reported[0] = time.monotonic()
-                log.info("fetching %s: %d%%", item["filename"], 100 * done // total)
 
-        async with new_session(bool(fetch.get("allow_private_urls"))) as session:
-            await download(session, source, target, item.get("sha256"), progress, fetch.get("max_download_size"))
-        log.info("fetched %s into %s", item["filename"], root)
+async def _reports(reporter: _Reporter, work: Any, every: float = 0.25) -> AsyncIterator[dict[str, Any]]:
+    """Run `work` (which reports to `reporter`), yielding its progress every `every`
+    seconds; its error is raised; cancelled, it is cancelled too."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait([task], timeout=every)
+            for name, (bytes_done, total) in reporter.latest.items():
+                yield {"progress": [name, bytes_done, total]}
+            reporter.latest.clear()
+            if done:
+                task.result()
+                return
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

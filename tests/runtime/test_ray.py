@@ -3,8 +3,14 @@ with a custom resource naming it, and the front-end joined to the head node."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import os
+import signal
+import tarfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,12 +41,15 @@ def cluster(tmp_path_factory, gemma_gguf, hub):
     (folder / "two.yaml").write_text(model_yaml("two", "replicas: 2\nresources: {num_cpus: 1, custom: {slot: 1}}\n"))
     (folder / "zone-b.yaml").write_text(model_yaml("zone-b", "resources: {num_cpus: 1, node_labels: {zone: b}}\n"))
     (folder / "nowhere.yaml").write_text(model_yaml("nowhere", "resources: {num_gpus: 8}\n"))
+    # Both on the head node (half its node_a each).
+    (folder / "hang.yaml").write_text(model_yaml("hang", "replicas: 2\nresources: {num_cpus: 0.5, custom: {node_a: 0.5}}\n"))
     ray_cluster = cluster_utils.Cluster(initialize_head=True, connect=False, head_node_args={
         "num_cpus": 2, "resources": {"node_a": 1, "slot": 1}, "include_dashboard": False, **NODE_MEMORY,
         "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
     # The front-end joins the cluster through the raylet on its machine: started before the
     # other nodes, it is the head's, so removing node B leaves it connected.
-    server = start_server(folder, tmp_path_factory.mktemp("logs"), "--ray", ray_cluster.address, env=hub.env)
+    server = start_server(folder, tmp_path_factory.mktemp("logs"), "--ray", ray_cluster.address, "--busy-timeout", "8",
+                          env=hub.env)
     node_b = ray_cluster.add_node(num_cpus=2, resources={"node_b": 1, "slot": 1}, labels={"zone": "b"}, **NODE_MEMORY)
     # Node C has a models folder of its own (it shares none with the front-end).
     node_c_models = tmp_path_factory.mktemp("node-c-models")
@@ -75,6 +84,7 @@ def test_a_model_asking_for_node_b_runs_there_and_answers_streamed_and_not(clust
     assert [replica["node_id"] for replica in status["replicas"]] == [node_b.node_id]
     assert status["replicas"][0]["served"] == 2 and status["state"] == "ready"
     assert status["engine"]["tokens_generated"] > 0  # the replica's engine, through its ping
+    assert status["replicas"][0]["engine"]["tokens_generated"] == status["engine"]["tokens_generated"]
     loaded = {model["model"]: model for model in server.get("/system").json()["loaded"]}
     assert loaded["on-b"]["replicas"][0]["node_id"] == node_b.node_id
     assert metric_samples(server)[("localhost_ai_replicas", (("model", "on-b"), ("node", node_b.node_id)))] == 1
@@ -102,6 +112,13 @@ def test_two_replicas_on_two_nodes_both_take_requests_under_load(cluster):
     assert sorted(replica["node_id"] for replica in replicas) == sorted([ray_cluster.head_node.node_id, node_b.node_id])
     assert all(replica["served"] >= 2 for replica in replicas), replicas
     assert sum(replica["served"] for replica in replicas) == 8
+    # The model's engine figures: its replicas' counts added up, their settings as they are.
+    status = monitor(server, "two")
+    engines = [replica["engine"] for replica in status["replicas"]]
+    assert status["engine"]["tokens_generated"] == sum(engine["tokens_generated"] for engine in engines) > 0
+    assert status["engine"]["slots"] == sum(engine["slots"] for engine in engines)
+    assert status["engine"]["context_per_slot"] == engines[0]["context_per_slot"] == engines[1]["context_per_slot"]
+    assert status["engine"]["max_sequences_in_step"] == max(engine["max_sequences_in_step"] for engine in engines)
 
 
 def test_a_request_cancelled_by_its_client_stops_on_the_replica(cluster):
@@ -124,8 +141,14 @@ def test_a_request_cancelled_by_its_client_stops_on_the_replica(cluster):
     server.wait_for(lambda: "cancelled after" in server.log(), timeout=30)  # the replica's own log, forwarded
 
 
-def test_a_node_without_the_models_folder_fetches_a_gallery_install_s_files_checking_their_sha256(cluster, hub,
-                                                                                                   gemma_gguf):
+def node_jobs(server, model: str) -> list[dict]:
+    """The gallery jobs of nodes fetching `model`'s files, oldest first."""
+    jobs = server.get("/models/jobs").json().values()
+    return [job for job in jobs if job["gallery_element_name"].startswith(f"{model} on node ")]
+
+
+def test_a_node_without_the_models_folder_fetches_a_gallery_install_s_files_as_a_job_checking_their_sha256(
+        cluster, hub, gemma_gguf):
     _, server, _ = cluster
     uri = hub.hf("acme/gemma", "fetched.gguf", gemma_gguf)
     digest = hashlib.sha256(gemma_gguf.read_bytes()).hexdigest()
@@ -145,13 +168,121 @@ def test_a_node_without_the_models_folder_fetches_a_gallery_install_s_files_chec
                          500)
     assert error["code"] == "model_files_failed" and "'wrong-sum'" in error["message"], error
     assert not (server.node_c_models / "fetched.gguf").exists()
+    [failed] = node_jobs(server, "wrong-sum")
+    assert failed["processed"] and "sha256" in failed["error"], failed
 
     fetches = len(hub.requests_for("fetched.gguf"))
     reply = server.client().completions.create(model="fetched", prompt="The capital of France is", max_tokens=4)
     assert reply.choices[0].text
-    assert (server.node_c_models / "fetched.gguf").stat().st_size == gemma_gguf.stat().st_size
+    fetched = server.node_c_models / "fetched.gguf"
+    assert fetched.stat().st_size == gemma_gguf.stat().st_size
     assert len(hub.requests_for("fetched.gguf")) > fetches  # fetched again, by node C
+    [job] = node_jobs(server, "fetched")  # listed as the gallery's jobs are, and finished
+    assert job["message"] == "completed" and job["installed_model"] == "fetched" and job["error"] is None, job
+    assert job["downloaded_bytes"] == job["total_bytes"] == gemma_gguf.stat().st_size
     server.post("/backend/shutdown", json={"model": "fetched"}).raise_for_status()
+
+    # Loaded again with its file in place: no fetch, no job.  With the file changed on the
+    # node (an older install's weights), fetched again: a file counts only with its checksum.
+    server.client().completions.create(model="fetched", prompt="Hi", max_tokens=2)
+    server.post("/backend/shutdown", json={"model": "fetched"}).raise_for_status()
+    assert len(node_jobs(server, "fetched")) == 1
+    with fetched.open("ab") as handle:
+        handle.write(b"older weights")
+    server.client().completions.create(model="fetched", prompt="Hi", max_tokens=2)
+    assert len(node_jobs(server, "fetched")) == 2
+    assert hashlib.sha256(fetched.read_bytes()).hexdigest() == digest
+    server.post("/backend/shutdown", json={"model": "fetched"}).raise_for_status()
+
+
+def test_a_node_fetches_an_archive_install_and_puts_its_files_where_the_install_did(cluster, hub, gemma_gguf,
+                                                                                       tmp_path):
+    _, server, _ = cluster
+    bundle = tmp_path / "bundle.tar"
+    with tarfile.open(bundle, "w") as tar:
+        tar.add(gemma_gguf, arcname="weights/model.gguf")
+        info = tarfile.TarInfo("README")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    uri = hub.hf("acme/bundle", "bundle.tar", bundle)
+    config = hub.github("acme/defs", "bundled.yaml", "name: bundled\nparameters:\n  model: weights/model.gguf\n")
+    body = {"config_url": config, "files": [{"filename": "bundle.tar", "uri": uri,
+                                             "sha256": hashlib.sha256(bundle.read_bytes()).hexdigest()}],
+            "overrides": {"threads": 1, "context_size": 512, "resources": {"num_cpus": 1, "custom": {"node_c": 1}}}}
+    job = wait_job(server, server.post("/models/apply", json=body).json()["uuid"], timeout=120)
+    assert job["error"] is None, job
+    installed = yaml.safe_load((server.models_path / "bundled.yaml").read_text())
+    [record] = installed["installed_from"]
+    assert record["filename"] == "bundle.tar" and set(record["unpacked"]) == set(installed["installed_files"])
+
+    reply = server.client().completions.create(model="bundled", prompt="The capital of France is", max_tokens=4)
+    assert reply.choices[0].text
+    node = server.node_c_models
+    assert (node / installed["parameters"]["model"]).read_bytes() == gemma_gguf.read_bytes()
+    assert (node / "bundled" / "README").read_bytes() == b"hello"
+    assert not (node / "bundle.tar").exists()  # unpacked, and gone, as on the front-end
+    [job] = node_jobs(server, "bundled")
+    assert job["message"] == "completed", job
+    server.post("/backend/shutdown", json={"model": "bundled"}).raise_for_status()
+
+
+def test_a_node_s_fetch_cancelled_as_a_job_fails_its_request_and_leaves_no_partial_file(cluster, hub, gemma_gguf):
+    _, server, _ = cluster
+    place(gemma_gguf, server.models_path / "slow.gguf")
+    uri = hub.hf("acme/slow", "slow.gguf", gemma_gguf, delay=0.05)
+    digest = hashlib.sha256(gemma_gguf.read_bytes()).hexdigest()
+    (server.models_path / "slow.yaml").write_text(model_yaml("slow", "resources: {num_cpus: 1, custom: {node_c: 1}}\n")
+                                                  .replace(GEMMA_FILE, "slow.gguf") + yaml.safe_dump(
+        {"installed_from": [{"filename": "slow.gguf", "uri": uri, "sha256": digest}]}))
+    server.wait_for(lambda: server.get("/v1/models/slow").status_code == 200)
+    answer: dict = {}
+    asking = threading.Thread(target=lambda: answer.update(response=server.post(
+        "/v1/completions", json={"model": "slow", "prompt": "Hi", "max_tokens": 2})))
+    asking.start()
+    server.wait_for(lambda: any(job["downloaded_bytes"] for job in node_jobs(server, "slow")), timeout=60)
+    [job] = node_jobs(server, "slow")
+    assert job["cancellable"] and job["total_bytes"] == gemma_gguf.stat().st_size, job
+    cancelled = server.post(f"/models/jobs/{job['uuid']}/cancel").json()
+    assert cancelled["cancelled"] and cancelled["processed"], cancelled
+    asking.join(timeout=60)
+    error = assert_error(answer["response"], 503)
+    assert error["code"] == "model_files_cancelled" and job["uuid"] in error["message"], error
+    assert not any(path.name.startswith("slow.gguf") for path in server.node_c_models.iterdir())
+
+
+def test_a_hung_replica_is_killed_alone_after_busy_timeout_and_the_other_serves(cluster):
+    _, server, _ = cluster
+    client = server.client()
+    assert client.completions.create(model="hang", prompt="Hi", max_tokens=2).choices
+    assert [replica["state"] for replica in monitor(server, "hang")["replicas"]] == ["ready", "ready"]
+    with requests.post(server.url + "/v1/completions", json={**STORY, "model": "hang", "stream": True}, stream=True,
+                       timeout=120) as response:
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith(b"data: "))
+        [busy] = [replica for replica in monitor(server, "hang")["replicas"] if replica["running"]]
+        os.kill(busy["pid"], signal.SIGSTOP)  # hangs: answers nothing, generates nothing
+        try:
+            payloads = [line[6:] for line in lines if line.startswith(b"data: ")]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(busy["pid"], signal.SIGCONT)
+    errors = [json.loads(p)["error"] for p in payloads if p != b"[DONE]" and "error" in json.loads(p)]
+    assert errors and errors[0]["code"] == "replica_died" and "--busy-timeout" in errors[0]["message"], errors
+
+    def gone() -> bool:
+        try:
+            os.kill(busy["pid"], 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    server.wait_for(gone, timeout=30)  # its process, killed
+    # The other replica serves on, and a new one takes the hung one's place.
+    assert client.completions.create(model="hang", prompt="Hi", max_tokens=2).choices
+    status = monitor(server, "hang")
+    assert status["state"] in ("ready", "busy") and busy["pid"] not in [r["pid"] for r in status["replicas"]]
+    server.wait_for(lambda: [r["state"] for r in monitor(server, "hang")["replicas"]] == ["ready", "ready"], timeout=90)
+    server.post("/backend/shutdown", json={"model": "hang"}).raise_for_status()
 
 
 def test_a_model_asking_for_what_no_node_has_is_a_503_at_once(cluster):

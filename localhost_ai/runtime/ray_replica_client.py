@@ -1,0 +1,254 @@
+"""One replica of a model in a Ray cluster, as the front-end sees it: a local worker
+process's calls, pings and loading (`WorkerProcess`) over a Ray actor instead of a socket.
+`ray_placement.RayModel` holds a model's replicas; the actor is `ray_replica.Replica`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import ray
+from ray.exceptions import GetTimeoutError, RayError
+
+from localhost_ai.config import ModelConfig
+from localhost_ai.errors import APIError, BackendError, NotReady
+from localhost_ai.gallery.install import FileSpec
+from localhost_ai.runtime.client import WorkerClient
+from localhost_ai.runtime.ray_replica import Replica
+from localhost_ai.runtime.worker import WorkerProcess
+
+log = logging.getLogger(__name__)
+
+
+class ReplicaClient(WorkerProcess):
+    """One replica: a local worker process's calls, pings and loading over a Ray actor
+    instead of a socket (the messages and their handling are the same)."""
+
+    def __init__(self, config: ModelConfig, on_exit: Callable[[WorkerClient], None], actor_options: dict[str, Any],
+                 placement_timeout: float, fetch: dict[str, Any], jobs: Callable[[], Any] | None = None) -> None:
+        """`fetch`: the gallery's download settings, for a node that fetches the model's
+        files; `jobs`: the gallery's JobRunner (once the server runs), which lists that fetch."""
+        super().__init__(config, on_exit)
+        self.actor_options = actor_options
+        self.placement_timeout = placement_timeout
+        self.fetch = fetch
+        self.jobs = jobs
+        self.placed_config: dict[str, Any] | None = None  # the config with its paths on the replica's node
+        self.actor: Any = None
+        self.where: dict[str, Any] = {}
+        self.served = 0
+        self.engine: dict[str, Any] = {}  # its engine figures, as its last answer to a ping gave them
+        # Ray's calls (a message, a kill) leave the event loop: one thread, so they go in order,
+        # and a call body Ray copies into its object store holds up no other request.
+        self._submitter = ThreadPoolExecutor(1, thread_name_prefix=f"ray-{config.name}"[:15])
+        self._submitted_last = False
+
+    def _submit(self, function: Callable[..., Any], *args: Any) -> None:
+        if self._submitted_last:  # the actor was killed: nothing more goes to it
+            return
+
+        def run() -> None:
+            try:
+                function(*args)
+            except Exception as exc:  # the replica's stream reports a dead actor: this only logs
+                log.warning("model %s: Ray refused %s: %s", self.name, getattr(function, "__name__", "a call"),
+                            short(exc))
+        self._submitter.submit(run)
+
+    def _kill_actor(self) -> None:
+        """Its process goes, whatever state it is in; nothing more is sent to it."""
+        self._submit(ray.kill, self.actor)
+        self._submitted_last = True
+        self._submitter.shutdown(wait=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.where.get("pid")
+
+    @property
+    def node_id(self) -> str | None:
+        return self.where.get("node_id")
+
+    def memory(self) -> int | None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "node_ip": self.where.get("node_ip"), "host": self.where.get("host"),
+                "pid": self.pid, "state": self.state, "running": self.running, "pending": self.pending,
+                "served": self.served, "concurrency": self.concurrency, "engine": self.engine}
+
+    async def start(self) -> None:
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        try:
+            self.actor = await asyncio.get_running_loop().run_in_executor(
+                self._submitter, lambda: _actor_class().options(**self.actor_options).remote(level))
+        except ValueError as exc:  # a resource or label Ray will not take
+            self.state = "dead"
+            self._submitter.shutdown(wait=False)
+            raise BackendError(f"Model '{self.name}': Ray refuses its `resources`: {short(exc)}",
+                               code="invalid_resources") from None
+        try:
+            # Returns once Ray has placed the actor on a node and started it.
+            self.where = await asyncio.wait_for(_awaitable(self.actor.where.remote()), self.placement_timeout)
+            placed = await self._place_files()
+        except BaseException as exc:  # cancelled too: no actor is left waiting in the cluster
+            self._kill_actor()
+            self.state = "dead"
+            if isinstance(exc, (asyncio.TimeoutError, GetTimeoutError)):
+                raise NotReady(f"Model '{self.name}': no node of the Ray cluster had room for a replica within "
+                               f"{self.placement_timeout:g} s (--ray-placement-timeout); the nodes that could hold "
+                               f"one are busy with other work.", code="no_node_free") from None
+            if isinstance(exc, RayError):
+                raise BackendError(f"Model '{self.name}': its replica could not start: {short(exc)}",
+                                   code="replica_failed") from None
+            raise
+        self.placed_config = placed
+        log.info("model %s: replica pid %s on node %s (%s); loading %s", self.name, self.pid, self.where.get("node_ip"),
+                 (self.node_id or "")[:12], self.config.model_path.name)
+        seconds = await self._load([self._read(self.actor.messages.remote())])
+        log.info("model %s: replica on node %s loaded in %.2fs", self.name, self.where.get("node_ip"), seconds)
+
+    async def ping(self, timeout: float) -> dict[str, Any]:
+        pong = await super().ping(timeout)
+        self.engine = pong.get("stats") or self.engine  # for its entry in the model's status
+        return pong
+
+    @property
+    def _node(self) -> str:
+        return f"node {self.where.get('node_ip')} ({(self.node_id or '?')[:12]})"
+
+    async def _place_files(self) -> dict[str, Any]:
+        """The config with its paths on the replica's node, once the node has the model's
+        files.  A node that must fetch them does so as a gallery job (/models/jobs), which
+        its poller sees and may cancel."""
+        stream = self.actor.place_files.remote(self.config.to_wire(), self.fetch)
+        first = await _next(stream)
+        runner = self.jobs() if self.jobs else None
+        if "fetching" not in first:
+            return self._placed(first)
+        files = [FileSpec(name, "") for name in first["fetching"]]
+        log.info("model %s: %s fetches %s", self.name, self._node, ", ".join(first["fetching"]))
+        if runner is None:  # no job list (the gallery is not running): fetched all the same
+            return await self._follow(stream, None)
+        job = runner.track(f"{self.name} on {self._node}", self.name, files, lambda job: self._follow(stream, job))
+        try:
+            return await asyncio.shield(job.task)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            if job.task is not None and job.task.cancelled():  # the job was cancelled, not this load
+                raise NotReady(f"Model '{self.name}': fetching its files onto {self._node} was cancelled (job "
+                               f"{job.uuid}).", code="model_files_cancelled") from None
+            if job.task is not None:
+                job.task.cancel()
+            raise
+
+    async def _follow(self, stream: Any, job: Any) -> dict[str, Any]:
+        """The node's reports until its answer; cancelled, the node stops the download it
+        was making (and removes its partial file) before the replica goes."""
+        try:
+            while True:
+                item = await _next(stream)
+                if "progress" not in item:
+                    return self._placed(item)
+                name, done, total = item["progress"]
+                if job is not None:
+                    job.on_progress(FileSpec(name, ""), done, total)
+        except asyncio.CancelledError:
+            ray.cancel(stream)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(_next(stream), 10)
+            raise
+
+    def _placed(self, answer: dict[str, Any]) -> dict[str, Any]:
+        if "error" in answer:
+            raise BackendError(f"Model '{self.name}': its files could not be put on {self._node}: {answer['error']}",
+                               code="model_files_failed")
+        return answer["config"]
+
+    def _config_to_load(self) -> dict[str, Any]:
+        return self.placed_config or self.config.to_wire()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self.actor is None or self.state in ("dead", "starting"):
+            raise BackendError(f"Model '{self.name}': its replica is not running.", code="worker_gone")
+        self._submit(self.actor.handle.remote, message)
+
+    async def _read(self, stream: Any) -> None:  # type: ignore[override]
+        failure: BaseException | None = None
+        try:
+            async for ref in stream:
+                for message in await ref:
+                    if message.get("type") == "bye":
+                        return
+                    self._dispatch(message)
+        except RayError as exc:
+            failure = exc
+        except Exception as exc:
+            log.error("model %s: bad message from its replica: %s", self.name, exc)
+            failure = exc
+        finally:
+            self._ended(failure)
+
+    def _ended(self, failure: BaseException | None) -> None:
+        """The stream ended: the replica said goodbye, or it (or its node) died."""
+        self._kill_actor()
+        where = f"on {self._node}"
+        if self.expected_exit:
+            error: APIError = BackendError(f"Model '{self.name}' was unloaded while this request waited.",
+                                           code="model_unloaded")
+        else:
+            reason = self.death_reason or (short(failure) if failure else "ended unexpectedly")
+            log.error("model %s: replica %s died: %s", self.name, where, reason)
+            error = NotReady(f"Model '{self.name}': its replica {where} stopped ({reason}). The model is served from "
+                             f"its other replicas, or a new one; try again.", code="replica_died",
+                             headers={"Retry-After": "1"})
+        self._gone(error)
+
+    def kill(self, reason: str) -> None:
+        if self.actor is not None and self.state != "dead":
+            self.death_reason = reason
+            self._submit(ray.kill, self.actor)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self.actor is None or self.state == "dead":
+            return
+        if self.state == "starting":  # still waiting for a node: nothing loaded to free
+            self._kill_actor()
+            self.state = "dead"
+            return
+        self.expected_exit = True
+        self.state = "stopping"
+        with contextlib.suppress(APIError):
+            self._send({"op": "shutdown"})
+        try:
+            await asyncio.wait_for(self.exited.wait(), timeout=grace)
+        except asyncio.TimeoutError:
+            log.warning("model %s: replica on node %s did not stop in %.0fs; killing it", self.name,
+                        self.where.get("node_ip"), grace)
+            self._submit(ray.kill, self.actor)
+            await self.exited.wait()
+
+
+@functools.cache
+def _actor_class() -> Any:
+    return ray.remote(Replica)
+
+
+async def _next(stream: Any) -> Any:
+    """The next item of an actor's stream (a Ray streaming generator)."""
+    return await (await stream.__anext__())
+
+
+def _awaitable(ref: Any) -> Any:
+    async def wait() -> Any:
+        return await ref
+    return wait()
+
+
+def short(exc: BaseException) -> str:
+    """The first line of an error, for a message to a client."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
