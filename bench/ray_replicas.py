@@ -1,21 +1,23 @@
 """Serving through a Ray cluster (`serve --ray`) against the local worker process, and one
 single-threaded replica against two on two nodes.
 
-    python bench/ray_replicas.py [--tokens 128] [--rounds 3] [--streams 8]
+    python bench/ray_replicas.py [--tokens 128] [--rounds 3] [--streams 8 16]
 
 A Ray cluster of two nodes runs on this machine (`ray.cluster_utils`: the head, then node B),
 each with a `slot` resource so that a model asking for one slot per replica gets one replica
-per node.  Printed:
+per node.  Each replica runs 8 sequences at once (`parallel: 8`).  Printed, in this order:
+  step cost    llama.cpp alone (no server), one thread: ms of one decode step of 4 rows and
+               of 8, and what that allows two replicas to make of 8 streams split 4 and 4
+               against one replica running all 8 in a step;
   one stream   tokens/s of one greedy stream of Gemma 3 270M (2 threads, no drafting)
                through the local worker process and through one Ray replica, the prompts
                alternating between them, and the ratio (aim: at least 0.9);
-  replicas     aggregate tokens/s of `--streams` concurrent greedy streams against one
-               single-threaded replica and against two, one on each node (aim: at least 1.7x);
+  replicas     aggregate tokens/s of N concurrent greedy streams (each of --streams) against
+               one single-threaded replica and against two, one on each node (aim: at least
+               1.7x).  At 16 streams each of the two replicas runs a full step of 8, as the
+               one replica does; at 8 they run 4 each, and the step cost bounds the gain;
   local        the same against one and two local worker processes with no Ray: what two
-               single-threaded processes make of this machine at all;
-  memory read  GB/s one process reads alone and two together: decoding reads the weights
-               every step, so this, not the cores, bounds a second replica here.
-The order printed: memory read, one stream, replicas, local."""
+               single-threaded processes make of this machine at all."""
 
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ import argparse
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-import numpy
 import requests
 from ray.cluster_utils import Cluster
 
@@ -60,40 +61,57 @@ def split_streams(url: str, models: list[str], streams: int, tokens: int) -> flo
     return sum(counts) / (time.perf_counter() - started)
 
 
-def _read_memory(seconds: float = 4.0) -> float:
-    """GB/s one process reads out of a 256 MiB array (more than any cache here)."""
-    data = numpy.ones((256 << 20) // 8)
-    started, passes = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds:
-        data.sum()
-        passes += 1
-    return passes * data.nbytes / (time.perf_counter() - started) / 1e9
+def step_costs(weights, rows: tuple[int, ...] = (4, 8), steps: int = 40) -> dict[int, float]:
+    """Median ms of one llama.cpp decode step of `rows` sequences' next tokens (one thread,
+    logits for every row, as a replica's engine asks), with no server around it."""
+    import statistics
 
+    import llama_cpp
 
-def memory_bandwidth() -> tuple[float, float]:
-    """GB/s read by one process alone, and by two at once (their sum): decoding reads the
-    weights once a step, so this bounds what a second replica on the machine can add."""
-    with ProcessPoolExecutor(2) as pool:
-        alone = pool.submit(_read_memory).result()
-        together = sum(pool.map(_read_memory, [4.0, 4.0]))
-    return alone, together
+    model = llama_cpp.llama_model_load_from_file(str(weights).encode(), llama_cpp.llama_model_default_params())
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx, params.n_seq_max, params.kv_unified = 512 * max(rows), max(rows), False
+    params.n_batch = params.n_ubatch = 512
+    params.n_threads = params.n_threads_batch = 1
+    ctx = llama_cpp.llama_init_from_model(model, params)
+    batch = llama_cpp.llama_batch_init(512, 0, 1)
+    costs = {}
+    for count in rows:
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        times = []
+        for step in range(steps):
+            for row in range(count):
+                batch.token[row], batch.pos[row], batch.n_seq_id[row], batch.logits[row] = 100 + step, step, 1, True
+                batch.seq_id[row][0] = row
+            batch.n_tokens = count
+            started = time.perf_counter()
+            llama_cpp.llama_decode(ctx, batch)
+            times.append(time.perf_counter() - started)
+        costs[count] = statistics.median(times[5:]) * 1000
+    llama_cpp.llama_batch_free(batch)
+    llama_cpp.llama_free(ctx)
+    llama_cpp.llama_model_free(model)
+    return costs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--streams", type=int, nargs="+", default=[8, 16])
     args = parser.parse_args()
 
-    alone, together = memory_bandwidth()
-    print(f"memory read: one process {alone:.1f} GB/s, two at once {together:.1f} GB/s ({together / alone:.2f}x)")
     cluster = Cluster(initialize_head=True, connect=False,
                       head_node_args={**NODE, "resources": {"slot": 1}, "include_dashboard": False})
     try:
         with gemma_server(SOLO) as local, gemma_server("", "--ray", cluster.address) as through_ray:
             cluster.add_node(**NODE, resources={"slot": 1})  # after the front-end joined the head's raylet
             cluster.wait_for_nodes()
+            with ProcessPoolExecutor(1) as pool:  # its own process: this one's memory stays as it was
+                cost = pool.submit(step_costs, local.weights).result()
+            print(f"step cost, llama.cpp alone, one thread: 4 rows {cost[4]:.1f} ms, 8 rows {cost[8]:.1f} ms; "
+                  f"8 streams split 4 and 4 over two replicas make at most "
+                  f"{2 * 4 / cost[4] / (8 / cost[8]):.2f}x what one replica makes of them")
             add_model(through_ray.url, through_ray.weights.parent, "solo", SOLO)
             for url in (local.url, through_ray.url):  # warm: the first prompt of a model is slower
                 one_stream(url, "bench" if url == local.url else "solo", OPENINGS[0], 16)
@@ -110,30 +128,35 @@ def main() -> None:
             unload(through_ray.url, "solo")
             unload(local.url, "bench")
 
-            aggregate = {}
+            aggregate: dict[tuple[str, int], float] = {}
             for name, replicas in (("one", 1), ("two", 2)):
                 add_model(through_ray.url, through_ray.weights.parent, name, PER_NODE + f"replicas: {replicas}\n")
-                through_server(through_ray.url, name, args.streams, 16)  # warm
-                figures = [through_server(through_ray.url, name, args.streams, args.tokens)[0]
-                           for _ in range(args.rounds)]
-                aggregate[name] = sum(figures) / len(figures)
+                through_server(through_ray.url, name, max(args.streams), 16)  # warm
                 nodes = {r["node_id"][:8] for r in requests.get(f"{through_ray.url}/backend/monitor",
                                                                  params={"model": name}).json()["replicas"]}
-                print(f"{replicas} single-threaded replica(s) on {len(nodes)} node(s), {args.streams} streams: "
-                      f"{aggregate[name]:.1f} tok/s")
+                for streams in args.streams:
+                    figures = [through_server(through_ray.url, name, streams, args.tokens)[0]
+                               for _ in range(args.rounds)]
+                    aggregate[name, streams] = sum(figures) / len(figures)
+                    print(f"{replicas} single-threaded replica(s) on {len(nodes)} node(s), {streams} streams: "
+                          f"{aggregate[name, streams]:.1f} tok/s")
                 unload(through_ray.url, name)
                 time.sleep(1)
-            print(f"two replicas / one: {aggregate['two'] / aggregate['one']:.2f}x")
+            for streams in args.streams:
+                print(f"{streams} streams: two replicas / one: "
+                      f"{aggregate['two', streams] / aggregate['one', streams]:.2f}x")
 
             # The machine's own ceiling for the same work: two local worker processes (one
             # thread each) against one, no Ray at all.
             for name in ("l1", "l2"):
                 add_model(local.url, local.weights.parent, name, PER_NODE)
-            through_server(local.url, "l1", args.streams, 16)
-            one = [through_server(local.url, "l1", args.streams, args.tokens)[0] for _ in range(args.rounds)]
-            two = [split_streams(local.url, ["l1", "l2"], args.streams, args.tokens) for _ in range(args.rounds)]
-            print(f"local, no Ray: one single-threaded worker {sum(one) / len(one):.1f} tok/s, two "
-                  f"{sum(two) / len(two):.1f} tok/s: {sum(two) / sum(one):.2f}x")
+            through_server(local.url, "l1", max(args.streams), 16)
+            split_streams(local.url, ["l1", "l2"], max(args.streams), 16)
+            for streams in args.streams:
+                one = [through_server(local.url, "l1", streams, args.tokens)[0] for _ in range(args.rounds)]
+                two = [split_streams(local.url, ["l1", "l2"], streams, args.tokens) for _ in range(args.rounds)]
+                print(f"local, no Ray, {streams} streams: one single-threaded worker {sum(one) / len(one):.1f} tok/s, "
+                      f"two {sum(two) / len(two):.1f} tok/s: {sum(two) / sum(one):.2f}x")
     finally:
         cluster.shutdown()
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
+from localhost_ai.errors import InvalidRequest
 from localhost_ai.gallery.archive import ArchiveError, Stopped, remove_workdir, unpack
 from localhost_ai.gallery.download import download, new_session, open_no_follow, remove_partial, sha256_of
 from localhost_ai.gallery.install import check_relpath, target_path
@@ -53,7 +54,8 @@ def items(root: Path, record: Any) -> list[Item]:
     found = []
     for entry in record or ():
         if not isinstance(entry, dict) or not isinstance(entry.get("uri"), str):
-            raise ArchiveError(f"'{PARAM}' lists something that is not a file with a uri.", code="invalid_config")
+            raise InvalidRequest(f"'{PARAM}' lists something that is not a file with a uri.", param=PARAM,
+                                 code="invalid_config")
         target = target_path(root, check_relpath(entry.get("filename"), PARAM), PARAM)
         unpacked = tuple((target_path(root, check_relpath(name, PARAM), PARAM), str(sha).lower())
                          for name, sha in (entry.get("unpacked") or {}).items())
