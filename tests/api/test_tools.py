@@ -344,7 +344,10 @@ def test_legacy_functions_answer_with_function_call(tools_server):
     events = sse_events(tools_server.post("/v1/chat/completions", json={**body, "stream": True}))
     deltas = [json.loads(e)["choices"][0]["delta"] for e in events[:-1]]
     streamed = "".join(d.get("function_call", {}).get("arguments", "") for d in deltas)
-    assert streamed == choice["message"]["function_call"]["arguments"]
+    # The same arguments; not always the same spacing: a lone greedy request is drafted for,
+    # and llama.cpp's logits for a row depend a little on the rows decoded with it, which
+    # can turn a near-tie ('{ "' or '{"') the other way.
+    assert json.loads(streamed) == json.loads(choice["message"]["function_call"]["arguments"])
 
 
 def test_nexa_function_calling_endpoint(tools_server):
