@@ -210,7 +210,8 @@ class JobRunner:
             job.cancelled, job.message = True, "cancelled"
             raise
         except Exception as exc:
-            job.error, job.message = getattr(exc, "message", None) or str(exc), "error"
+            text = getattr(exc, "message", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            job.error, job.message = text, "error"
             raise
         finally:
             job.processed = True

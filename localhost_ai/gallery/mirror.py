@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
+from localhost_ai.config.model_config import YAML_SUFFIXES
 from localhost_ai.errors import InvalidRequest
 from localhost_ai.gallery.archive import ArchiveError, Stopped, remove_workdir, unpack
 from localhost_ai.gallery.download import download, new_session, open_no_follow, remove_partial, sha256_of
@@ -56,12 +57,19 @@ def items(root: Path, record: Any) -> list[Item]:
         if not isinstance(entry, dict) or not isinstance(entry.get("uri"), str):
             raise InvalidRequest(f"'{PARAM}' lists something that is not a file with a uri.", param=PARAM,
                                  code="invalid_config")
-        target = target_path(root, check_relpath(entry.get("filename"), PARAM), PARAM)
-        unpacked = tuple((target_path(root, check_relpath(name, PARAM), PARAM), str(sha).lower())
-                         for name, sha in (entry.get("unpacked") or {}).items())
+        target = _target(root, entry.get("filename"))
+        unpacked = tuple((_target(root, name), str(sha).lower()) for name, sha in (entry.get("unpacked") or {}).items())
         sha256 = entry.get("sha256")
         found.append(Item(entry["filename"], target, entry["uri"], sha256.lower() if sha256 else None, unpacked))
     return found
+
+
+def _target(root: Path, name: Any) -> Path:
+    """A file's place in `root`: inside it, and never a model definition (as an install)."""
+    if isinstance(name, str) and name.lower().endswith(YAML_SUFFIXES):
+        raise InvalidRequest(f"'{PARAM}' names a model definition ({name}); it is not a file to fetch.", param=PARAM,
+                             code="invalid_filename")
+    return target_path(root, check_relpath(name, PARAM), PARAM)
 
 
 def _mark(target: Path) -> Path:
@@ -93,20 +101,25 @@ def in_place(target: Path, sha256: str | None) -> bool:
     return True
 
 
-def missing(wanted: list[Item]) -> list[Item]:
-    return [item for item in wanted if not all(in_place(target, sha) for target, sha in item.wanted())]
+def missing(wanted: list[Item], verify: bool = True) -> list[Item]:
+    """The items not in place.  `verify`: a file there counts only with its checksum (a
+    node's own folder); without, any file there counts (the front-end's own folder, whose
+    files are its installs' and its users': never replaced from here)."""
+    return [item for item in wanted
+            if not all(in_place(target, sha if verify else None) for target, sha in item.wanted())]
 
 
 @contextlib.asynccontextmanager
-async def node_lock(root: Path, name: str) -> AsyncIterator[None]:
-    """One fetch of a model's files at a time on this node (its replicas are processes)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open_no_follow(root / f".{name}.fetch.lock", "w") as lock:
-        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+async def node_lock(wanted: list[Item]) -> AsyncIterator[None]:
+    """One fetch of each file at a time on this node (replicas are processes, and two models
+    may share a file): a lock file beside each, taken in one order so two fetches never
+    wait for each other."""
+    with contextlib.ExitStack() as held:
+        for target in sorted({item.target for item in wanted}):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            lock = held.enter_context(open_no_follow(target.with_name(f".{target.name}.fetch.lock"), "w"))
+            await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+        yield  # closing each lock file releases its lock
 
 
 async def put_in_place(wanted: list[Item], fetch: dict[str, Any], progress: FileProgress) -> None:

@@ -333,7 +333,8 @@ class ModelManager:
         starts it again (or the model's other replicas serve it while it is replaced)."""
         self._pinging.add(worker.name)
         try:
-            await asyncio.gather(*(self._check_process(process) for process in worker.processes() if process.running))
+            await asyncio.gather(*(self._check_process(process) for process in worker.processes() if process.running),
+                                 return_exceptions=True)
         finally:
             self._pinging.discard(worker.name)
 

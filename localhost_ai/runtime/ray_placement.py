@@ -195,8 +195,15 @@ class RayModel(WorkerClient):
     async def start(self) -> None:
         await check_fits(self.config)
         self.state = "loading"
-        results = await asyncio.gather(*(self._add() for _ in range(self.config.replicas)), return_exceptions=True)
-        failures = [result for result in results if isinstance(result, BaseException)]
+        adding = [asyncio.ensure_future(self._add()) for _ in range(self.config.replicas)]
+        try:
+            await asyncio.wait(adding, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in adding:  # one failed (a cancelled fetch, say): the others are not left to go on
+                task.cancel()
+        results = await asyncio.gather(*adding, return_exceptions=True)
+        failures = sorted((result for result in results if isinstance(result, BaseException)),
+                          key=lambda failure: isinstance(failure, asyncio.CancelledError))  # the cause first
         if failures:
             await asyncio.gather(*(replica.stop(grace=2) for replica in list(self.replicas)), return_exceptions=True)
             self.state = "dead"
@@ -253,6 +260,11 @@ class RayModel(WorkerClient):
             except Exception as exc:  # a Ray error too: the loop must end in a replica or the model's end
                 reason = exc.message if isinstance(exc, APIError) else short(exc)
                 if self.state != "ready":
+                    return
+                if isinstance(exc, APIError) and exc.code == "model_files_cancelled":  # a user said stop
+                    log.warning("model %s: no new replica (%s)", self.name, reason)
+                    if not self._ready():
+                        self._die()
                     return
                 if not self._ready():
                     log.error("model %s: no replica left and none can be placed (%s)", self.name, reason)

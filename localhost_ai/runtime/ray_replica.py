@@ -56,9 +56,10 @@ class Replica:
         node_root = Path(os.environ.get("MODELS_PATH") or front_root).resolve()
         try:
             wanted = mirror.items(node_root, config.get("installed_from"))
-            if wanted and await asyncio.to_thread(mirror.missing, wanted):
-                async with mirror.node_lock(node_root, config["name"]):
-                    lacking = await asyncio.to_thread(mirror.missing, wanted)  # another replica's fetch may be done
+            own = node_root != front_root.resolve()  # a folder of the node's own, not the front-end's
+            if wanted and await asyncio.to_thread(mirror.missing, wanted, own):
+                async with mirror.node_lock(wanted):
+                    lacking = await asyncio.to_thread(mirror.missing, wanted, own)  # another's fetch may be done
                     if lacking:
                         yield {"fetching": [item.filename for item in lacking]}
                         reporter = _Reporter()

@@ -47,17 +47,35 @@ class ReplicaClient(WorkerProcess):
         self._submitter = ThreadPoolExecutor(1, thread_name_prefix=f"ray-{config.name}"[:15])
         self._submitted_last = False
 
-    def _submit(self, function: Callable[..., Any], *args: Any) -> None:
+    def _submit(self, function: Callable[..., Any], *args: Any,
+                on_error: Callable[[BaseException], None] | None = None) -> None:
+        """`on_error`: called on the event loop if Ray refuses (else it is only logged: the
+        replica's stream reports a dead actor)."""
         if self._submitted_last:  # the actor was killed: nothing more goes to it
             return
+        loop = asyncio.get_running_loop()
 
         def run() -> None:
             try:
                 function(*args)
-            except Exception as exc:  # the replica's stream reports a dead actor: this only logs
+            except Exception as exc:
                 log.warning("model %s: Ray refused %s: %s", self.name, getattr(function, "__name__", "a call"),
                             short(exc))
+                if on_error is not None:
+                    loop.call_soon_threadsafe(on_error, exc)
         self._submitter.submit(run)
+
+    def _refused(self, message: dict[str, Any], exc: BaseException) -> None:
+        """A message Ray would not take (a body it could not store, say): its call fails
+        rather than waiting for ever, its ping fails without counting as a hang."""
+        error = BackendError(f"Model '{self.name}': the request could not be sent to its replica on {self._node}: "
+                             f"{short(exc)}", code="replica_failed")
+        call = self.calls.get(message.get("id", "")) if message.get("op") == "call" else None
+        if call is not None:
+            call.queue.put_nowait(error)
+        future = self._pongs.get(message.get("id", "")) if message.get("op") == "ping" else None
+        if future is not None and not future.done():
+            future.set_exception(error)
 
     def _kill_actor(self) -> None:
         """Its process goes, whatever state it is in; nothing more is sent to it."""
@@ -138,7 +156,9 @@ class ReplicaClient(WorkerProcess):
         try:
             return await asyncio.shield(job.task)  # type: ignore[arg-type]
         except asyncio.CancelledError:
-            if job.task is not None and job.task.cancelled():  # the job was cancelled, not this load
+            task = asyncio.current_task()
+            cancelling = getattr(task, "cancelling", None)  # Python 3.11: this load is being cancelled
+            if job.task is not None and job.task.cancelled() and not (cancelling and cancelling()):
                 raise NotReady(f"Model '{self.name}': fetching its files onto {self._node} was cancelled (job "
                                f"{job.uuid}).", code="model_files_cancelled") from None
             if job.task is not None:
@@ -157,7 +177,8 @@ class ReplicaClient(WorkerProcess):
                 if job is not None:
                     job.on_progress(FileSpec(name, ""), done, total)
         except asyncio.CancelledError:
-            ray.cancel(stream)
+            with contextlib.suppress(Exception):
+                ray.cancel(stream)
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(_next(stream), 10)
             raise
@@ -174,7 +195,7 @@ class ReplicaClient(WorkerProcess):
     def _send(self, message: dict[str, Any]) -> None:
         if self.actor is None or self.state in ("dead", "starting"):
             raise BackendError(f"Model '{self.name}': its replica is not running.", code="worker_gone")
-        self._submit(self.actor.handle.remote, message)
+        self._submit(self.actor.handle.remote, message, on_error=lambda exc: self._refused(message, exc))
 
     async def _read(self, stream: Any) -> None:  # type: ignore[override]
         failure: BaseException | None = None

@@ -259,7 +259,9 @@ def test_a_hung_replica_is_killed_alone_after_busy_timeout_and_the_other_serves(
                        timeout=120) as response:
         lines = response.iter_lines()
         assert next(line for line in lines if line.startswith(b"data: "))
-        [busy] = [replica for replica in monitor(server, "hang")["replicas"] if replica["running"]]
+        replicas = monitor(server, "hang")["replicas"]
+        [busy] = [replica for replica in replicas if replica["running"]]
+        [other] = [replica for replica in replicas if not replica["running"]]
         os.kill(busy["pid"], signal.SIGSTOP)  # hangs: answers nothing, generates nothing
         try:
             payloads = [line[6:] for line in lines if line.startswith(b"data: ")]
@@ -281,6 +283,8 @@ def test_a_hung_replica_is_killed_alone_after_busy_timeout_and_the_other_serves(
     assert client.completions.create(model="hang", prompt="Hi", max_tokens=2).choices
     status = monitor(server, "hang")
     assert status["state"] in ("ready", "busy") and busy["pid"] not in [r["pid"] for r in status["replicas"]]
+    [still] = [r for r in status["replicas"] if r["pid"] == other["pid"]]  # killed alone: the other one serves on
+    assert still["state"] == "ready" and still["served"] >= other["served"], (other, still)
     server.wait_for(lambda: [r["state"] for r in monitor(server, "hang")["replicas"]] == ["ready", "ready"], timeout=90)
     server.post("/backend/shutdown", json={"model": "hang"}).raise_for_status()
 
@@ -346,3 +350,14 @@ def test_without_ray_the_same_yaml_is_served_by_a_local_worker_and_ray_is_not_lo
     assert [m["ignored_fields"] for m in system["models"] if m["id"] == "two"] == [[]]
     maps = Path(f"/proc/{server.process.pid}/maps").read_text()
     assert "_raylet" not in maps and "/ray/" not in maps  # the front-end never imported ray
+
+
+def test_a_model_s_engine_figures_add_its_replicas_counts_and_keep_only_shared_settings():
+    from localhost_ai.runtime.ray_placement import merge_stats
+
+    merged = merge_stats([{"tokens_generated": 5, "slots": 8, "context_per_slot": 1024, "prefill_chunk": 512,
+                           "max_sequences_in_step": 3},
+                          {"tokens_generated": 7, "slots": 8, "context_per_slot": 2048, "prefill_chunk": 512,
+                           "max_sequences_in_step": 6, "drafted": 2}])
+    assert merged == {"tokens_generated": 12, "slots": 16, "prefill_chunk": 512, "max_sequences_in_step": 6,
+                      "drafted": 2}  # replicas that disagree on context_per_slot: no one figure for the model
