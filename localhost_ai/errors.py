@@ -100,3 +100,9 @@ def _rebuild(cls: type[APIError], message: str, state: dict[str, Any]) -> APIErr
     Exception.__init__(error, message)
     error.__dict__.update(state)
     return error
+
+
+def short(exc: BaseException) -> str:
+    """The first line of an error (at most 300 characters), for a message to a client."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

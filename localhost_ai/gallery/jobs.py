@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 
-from localhost_ai.errors import APIError
+from localhost_ai.errors import APIError, short
 from localhost_ai.gallery.download import new_session, remove_partial
 from localhost_ai.gallery.install import FileSpec, InstallRequest, Plan, execute, make_plan
 
@@ -210,8 +210,7 @@ class JobRunner:
             job.cancelled, job.message = True, "cancelled"
             raise
         except Exception as exc:
-            text = getattr(exc, "message", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            job.error, job.message = text, "error"
+            job.error, job.message = getattr(exc, "message", None) or short(exc), "error"
             raise
         finally:
             job.processed = True

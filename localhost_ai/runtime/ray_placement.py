@@ -25,9 +25,9 @@ from localhost_ai import metrics
 from localhost_ai.config import ModelConfig
 from localhost_ai.contract import Request
 from localhost_ai.contract.events import Event
-from localhost_ai.errors import APIError, NotReady
+from localhost_ai.errors import APIError, NotReady, short
 from localhost_ai.runtime.client import WorkerClient
-from localhost_ai.runtime.ray_replica_client import ReplicaClient, short
+from localhost_ai.runtime.ray_replica_client import ReplicaClient
 from localhost_ai.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 
 from localhost_ai.config import ModelConfig
-from localhost_ai.errors import APIError, BackendError, NotReady
+from localhost_ai.errors import APIError, BackendError, NotReady, short
 from localhost_ai.gallery.install import FileSpec
 from localhost_ai.runtime.client import WorkerClient
 from localhost_ai.runtime.ray_replica import Replica
@@ -267,9 +267,3 @@ def _awaitable(ref: Any) -> Any:
     async def wait() -> Any:
         return await ref
     return wait()
-
-
-def short(exc: BaseException) -> str:
-    """The first line of an error, for a message to a client."""
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
