@@ -253,7 +253,7 @@ def check_ownership(plan: Plan, models_path: Path, overwrite: bool) -> None:
             own = (path, data)
             continue
         owners[path.name] = other
-        for filename in _files_of(data):  # as a spec names it: `./x.gguf` is `x.gguf`
+        for filename in files_of(data):  # as a spec names it: `./x.gguf` is `x.gguf`
             owners.setdefault(PurePosixPath(filename).as_posix(), other)
     if yaml_name in owners:
         raise InvalidRequest(f"This install would write {yaml_name}, which defines model '{owners[yaml_name]}'.",
@@ -449,7 +449,7 @@ def _installed(data: dict[str, Any]) -> set[str]:
     return {str(f) for f in data.get("installed_files") or [] if isinstance(f, str)}
 
 
-def _files_of(data: dict[str, Any]) -> set[str]:
+def files_of(data: dict[str, Any]) -> set[str]:
     """Every file a model's YAML names: its record, and its weights."""
     return _installed(data) | {holder[key] for holder, key in _file_fields(data)}
 
@@ -462,7 +462,7 @@ def delete_model(models_path: Path, name: str) -> list[str]:
         raise NotFound(f"No installed model is named '{name}'.", param="name", code="model_not_found")
     yaml_path, data = configs.pop(name)
     others = [d for _, path, d in model_files(models_path) if path != yaml_path]
-    still_used = {PurePosixPath(f).as_posix() for d in others for f in _files_of(d)}
+    still_used = {PurePosixPath(f).as_posix() for d in others for f in files_of(d)}
     removed = [yaml_path.name]
     yaml_path.unlink()
     for filename in sorted(_installed(data) - still_used):

@@ -19,14 +19,15 @@ import stat
 import tempfile
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, AsyncIterator, Callable
 
 from localhost_ai.config.model_config import YAML_SUFFIXES
 from localhost_ai.errors import InvalidRequest
 from localhost_ai.gallery.archive import ArchiveError, Stopped, remove_workdir, unpack
-from localhost_ai.gallery.download import download, new_session, open_no_follow, remove_partial, sha256_of
-from localhost_ai.gallery.install import check_relpath, target_path
+from localhost_ai.gallery.download import (already_installed, download, new_session, open_no_follow, remove_partial,
+                                           sha256_of)
+from localhost_ai.gallery.install import check_relpath, files_of, model_files, target_path
 from localhost_ai.gallery.uris import resolve
 
 log = logging.getLogger(__name__)
@@ -50,26 +51,78 @@ class Item:
         return list(self.unpacked) if self.unpacked else [(self.target, self.sha256)]
 
 
-def items(root: Path, record: Any) -> list[Item]:
-    """The record, checked as anything from a YAML file is: every name inside `root`."""
+def _entries(record: Any) -> list[tuple[dict[str, Any], PurePosixPath, str | None, list[tuple[PurePosixPath, str]]]]:
+    """The record's entries checked as anything from a YAML file is: (the entry, its file's
+    name, its sha256, the files it unpacked with theirs), every name plain and relative."""
+    def sha_of(value: Any) -> str | None:
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequest(f"'{PARAM}' gives a sha256 that is not text.", param=PARAM, code="invalid_config")
+        return value.lower() if value else None
+
     found = []
     for entry in record or ():
-        if not isinstance(entry, dict) or not isinstance(entry.get("uri"), str):
+        if (not isinstance(entry, dict) or not isinstance(entry.get("uri"), str)
+                or not isinstance(entry.get("unpacked") or {}, dict)):
             raise InvalidRequest(f"'{PARAM}' lists something that is not a file with a uri.", param=PARAM,
                                  code="invalid_config")
-        target = _target(root, entry.get("filename"))
-        unpacked = tuple((_target(root, name), str(sha).lower()) for name, sha in (entry.get("unpacked") or {}).items())
-        sha256 = entry.get("sha256")
-        found.append(Item(entry["filename"], target, entry["uri"], sha256.lower() if sha256 else None, unpacked))
+        unpacked = [(_name(name), sha_of(sha) or "") for name, sha in (entry.get("unpacked") or {}).items()]
+        found.append((entry, _name(entry.get("filename")), sha_of(entry.get("sha256")), unpacked))
     return found
 
 
-def _target(root: Path, name: Any) -> Path:
-    """A file's place in `root`: inside it, and never a model definition (as an install)."""
+def items(root: Path, record: Any) -> list[Item]:
+    """The record's files in the models folder `root`: every name inside it."""
+    return [Item(entry["filename"], _target(root, name), entry["uri"], sha256,
+                 tuple((_target(root, inner), inner_sha) for inner, inner_sha in unpacked))
+            for entry, name, sha256, unpacked in _entries(record)]
+
+
+def _checksums(record: Any) -> dict[PurePosixPath, str | None]:
+    """Each file the record names (an archive, and the files it unpacked), with its sha256."""
+    return {path: sha for _, name, sha256, unpacked in _entries(record) for path, sha in [(name, sha256), *unpacked]}
+
+
+def check_owned(root: Path, name: str, record: Any) -> None:
+    """What a node may replace for model `name` is its own, as an install writes only its
+    own (install.check_ownership).  A file its record names with a checksum, which another
+    model in the front-end's folder (`root`) also names, is refused unless that model
+    records the same checksum for it, or the front-end's copy has this checksum (what the
+    node writes is then what the front-end serves): else a node would replace the other
+    model's file with this one's."""
+    ours = [(path, sha) for path, sha in _checksums(record).items() if sha]
+    if not ours:
+        return
+    claims: list[tuple[PurePosixPath, str, str | None]] = []  # (file or folder, the model naming it, its checksum)
+    for other, _, data in model_files(root):
+        if other == name:
+            continue
+        recorded: dict[PurePosixPath, str | None] = {}
+        with contextlib.suppress(InvalidRequest):  # a record that does not check out claims nothing by it
+            recorded = _checksums(data.get(PARAM))
+        named = {PurePosixPath(filename) for filename in files_of(data)} | set(recorded)
+        claims += [(path, other, recorded.get(path)) for path in named]
+    for path, sha in ours:
+        for claimed, other, their_sha in claims:
+            if path != claimed and not path.is_relative_to(claimed):
+                continue
+            if their_sha == sha or already_installed(root / path, sha):
+                continue  # the same content for both, or this model's record is what the front-end has
+            raise InvalidRequest(f"its '{PARAM}' gives {path} a checksum that model '{other}', which uses that file "
+                                 f"too, does not have: a node would replace that model's file. Install '{name}' again "
+                                 f"under files of its own.", param=PARAM, code="file_not_owned")
+
+
+def _name(name: Any) -> PurePosixPath:
+    """A file name of the record: plain, relative, and never a model definition (as an install)."""
     if isinstance(name, str) and name.lower().endswith(YAML_SUFFIXES):
         raise InvalidRequest(f"'{PARAM}' names a model definition ({name}); it is not a file to fetch.", param=PARAM,
                              code="invalid_filename")
-    return target_path(root, check_relpath(name, PARAM), PARAM)
+    return check_relpath(name, PARAM)
+
+
+def _target(root: Path, name: PurePosixPath) -> Path:
+    """A file's place in `root`: inside it (a link leading out is refused)."""
+    return target_path(root, name, PARAM)
 
 
 def _mark(target: Path) -> Path:

@@ -190,7 +190,7 @@ class ModelManager:
             metrics.MODEL_LOADS.labels(config.name, "failed").inc()
             if self._workers.get(config.name) is worker:
                 del self._workers[config.name]
-            if isinstance(exc, APIError):
+            if isinstance(exc, APIError) and exc.code != "model_unloaded":  # unloaded while it loaded: no failure
                 self._record_failure(config, exc)
             self._notify()
             raise

@@ -25,9 +25,11 @@ from localhost_ai import metrics
 from localhost_ai.config import ModelConfig
 from localhost_ai.contract import Request
 from localhost_ai.contract.events import Event
-from localhost_ai.errors import APIError, NotReady, short
+from localhost_ai.errors import APIError, BackendError, InvalidRequest, NotReady, short
+from localhost_ai.gallery import mirror
 from localhost_ai.runtime.client import WorkerClient
 from localhost_ai.runtime.ray_replica_client import ReplicaClient
+from localhost_ai.runtime.worker import unloaded
 from localhost_ai.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -193,7 +195,9 @@ class RayModel(WorkerClient):
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        await check_fits(self.config)
+        await self._check()
+        if self.expected_exit:  # stopped meanwhile: no replica is made for it
+            raise unloaded(self.name)
         self.state = "loading"
         adding = [asyncio.ensure_future(self._add()) for _ in range(self.config.replicas)]
         try:
@@ -213,7 +217,19 @@ class RayModel(WorkerClient):
         self._update()
         self._keep_replicas()  # one that loaded and died while the others loaded
 
+    async def _check(self) -> None:
+        """What must hold before a replica is made: a node that fits it, and a fetch that
+        would replace only the model's own files."""
+        await check_fits(self.config)
+        try:
+            await asyncio.to_thread(mirror.check_owned, self.config.source.parent, self.name,
+                                    list(self.config.installed_from))
+        except InvalidRequest as exc:  # the model's definition is at fault, not the request
+            raise BackendError(f"Model '{self.name}': {exc.message}", code=exc.code) from None
+
     async def _add(self) -> ReplicaClient:
+        if self.expected_exit:  # stopped before this replica was begun
+            raise unloaded(self.name)
         replica = ReplicaClient(self.config, self._replica_gone, self.actor_options, self.placement_timeout, self.fetch,
                                 self.jobs)
         self.replicas.append(replica)
@@ -248,7 +264,7 @@ class RayModel(WorkerClient):
         delay = _REPLACE_FIRST_DELAY
         while self.state == "ready" and len(self.replicas) < self.config.replicas:
             try:
-                await check_fits(self.config)
+                await self._check()
                 if self.state != "ready":  # stopped or killed meanwhile: nothing to place for
                     return
                 await self._add()

@@ -19,9 +19,11 @@ from localhost_ai.errors import APIError, BackendError, NotReady, short
 from localhost_ai.gallery.install import FileSpec
 from localhost_ai.runtime.client import WorkerClient
 from localhost_ai.runtime.ray_replica import Replica
-from localhost_ai.runtime.worker import WorkerProcess
+from localhost_ai.runtime.worker import WorkerProcess, unloaded
 
 log = logging.getLogger(__name__)
+
+_FETCH_STOP_TIMEOUT = 10.0  # how long a node has to stop a fetch and remove its partial file
 
 
 class ReplicaClient(WorkerProcess):
@@ -46,6 +48,7 @@ class ReplicaClient(WorkerProcess):
         # and a call body Ray copies into its object store holds up no other request.
         self._submitter = ThreadPoolExecutor(1, thread_name_prefix=f"ray-{config.name}"[:15])
         self._submitted_last = False
+        self._fetching: asyncio.Future | None = None  # its node's fetch of the model's files, while it runs
 
     def _submit(self, function: Callable[..., Any], *args: Any,
                 on_error: Callable[[BaseException], None] | None = None) -> None:
@@ -78,10 +81,16 @@ class ReplicaClient(WorkerProcess):
             future.set_exception(error)
 
     def _kill_actor(self) -> None:
-        """Its process goes, whatever state it is in; nothing more is sent to it."""
-        self._submit(ray.kill, self.actor)
+        """Its process goes, whatever state it is in; nothing more is sent to it.  The kill
+        runs on the thread that creates the actor, after it: an actor still being created
+        when its load is stopped or cancelled is killed as soon as it exists."""
+        self._submit(self._kill_now)
         self._submitted_last = True
         self._submitter.shutdown(wait=False)
+
+    def _kill_now(self) -> None:
+        if self.actor is not None:
+            ray.kill(self.actor)
 
     @property
     def pid(self) -> int | None:
@@ -101,21 +110,26 @@ class ReplicaClient(WorkerProcess):
 
     async def start(self) -> None:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        options = self.actor_options
+
+        def create() -> None:  # on the submitter thread: a kill sent meanwhile runs after it
+            self.actor = _actor_class().options(**options).remote(level)
         try:
-            self.actor = await asyncio.get_running_loop().run_in_executor(
-                self._submitter, lambda: _actor_class().options(**self.actor_options).remote(level))
-        except ValueError as exc:  # a resource or label Ray will not take
-            self.state = "dead"
-            self._submitter.shutdown(wait=False)
-            raise BackendError(f"Model '{self.name}': Ray refuses its `resources`: {short(exc)}",
-                               code="invalid_resources") from None
-        try:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._submitter, create)
+            except ValueError as exc:  # a resource or label Ray will not take
+                raise BackendError(f"Model '{self.name}': Ray refuses its `resources`: {short(exc)}",
+                                   code="invalid_resources") from None
+            if self.expected_exit:  # stopped while Ray created it
+                raise unloaded(self.name)
             # Returns once Ray has placed the actor on a node and started it.
             self.where = await asyncio.wait_for(_awaitable(self.actor.where.remote()), self.placement_timeout)
             placed = await self._place_files()
         except BaseException as exc:  # cancelled too: no actor is left waiting in the cluster
             self._kill_actor()
             self.state = "dead"
+            if self.expected_exit and not isinstance(exc, asyncio.CancelledError):
+                raise unloaded(self.name) from None  # stop() killed it: not a failure of the model
             if isinstance(exc, (asyncio.TimeoutError, GetTimeoutError)):
                 raise NotReady(f"Model '{self.name}': no node of the Ray cluster had room for a replica within "
                                f"{self.placement_timeout:g} s (--ray-placement-timeout); the nodes that could hold "
@@ -145,25 +159,32 @@ class ReplicaClient(WorkerProcess):
         its poller sees and may cancel."""
         stream = self.actor.place_files.remote(self.config.to_wire(), self.fetch)
         first = await _next(stream)
-        runner = self.jobs() if self.jobs else None
         if "fetching" not in first:
             return self._placed(first)
         files = [FileSpec(name, "") for name in first["fetching"]]
         log.info("model %s: %s fetches %s", self.name, self._node, ", ".join(first["fetching"]))
+        runner = self.jobs() if self.jobs else None
+        job = None
         if runner is None:  # no job list (the gallery is not running): fetched all the same
-            return await self._follow(stream, None)
-        job = runner.track(f"{self.name} on {self._node}", self.name, files, lambda job: self._follow(stream, job))
+            fetching: asyncio.Future = asyncio.ensure_future(self._follow(stream, None))
+        else:
+            job = runner.track(f"{self.name} on {self._node}", self.name, files, lambda job: self._follow(stream, job))
+            fetching = job.task  # type: ignore[assignment]
+        self._fetching = fetching
         try:
-            return await asyncio.shield(job.task)  # type: ignore[arg-type]
+            return await asyncio.shield(fetching)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            cancelling = getattr(task, "cancelling", None)  # Python 3.11: this load is being cancelled
-            if job.task is not None and job.task.cancelled() and not (cancelling and cancelling()):
+            cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Python 3.11: this load is cancelled
+            if fetching.cancelled() and not (cancelling and cancelling()):  # the fetch was, by its job or stop()
+                if self.expected_exit:
+                    raise unloaded(self.name) from None
                 raise NotReady(f"Model '{self.name}': fetching its files onto {self._node} was cancelled (job "
-                               f"{job.uuid}).", code="model_files_cancelled") from None
-            if job.task is not None:
-                job.task.cancel()
+                               f"{job.uuid if job else '-'}).", code="model_files_cancelled") from None
+            fetching.cancel()  # the node stops its download and removes its partial before the actor goes
+            await asyncio.wait({fetching}, timeout=_FETCH_STOP_TIMEOUT)
             raise
+        finally:
+            self._fetching = None
 
     async def _follow(self, stream: Any, job: Any) -> dict[str, Any]:
         """The node's reports until its answer; cancelled, the node stops the download it
@@ -180,7 +201,7 @@ class ReplicaClient(WorkerProcess):
             with contextlib.suppress(Exception):
                 ray.cancel(stream)
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(_next(stream), 10)
+                await asyncio.wait_for(_next(stream), _FETCH_STOP_TIMEOUT)
             raise
 
     def _placed(self, answer: dict[str, Any]) -> dict[str, Any]:
@@ -218,15 +239,13 @@ class ReplicaClient(WorkerProcess):
         self._kill_actor()
         where = f"on {self._node}"
         if self.expected_exit:
-            error: APIError = BackendError(f"Model '{self.name}' was unloaded while this request waited.",
-                                           code="model_unloaded")
-        else:
-            reason = self.death_reason or (short(failure) if failure else "ended unexpectedly")
-            log.error("model %s: replica %s died: %s", self.name, where, reason)
-            error = NotReady(f"Model '{self.name}': its replica {where} stopped ({reason}). The model is served from "
-                             f"its other replicas, or a new one; try again.", code="replica_died",
-                             headers={"Retry-After": "1"})
-        self._gone(error)
+            self._gone(unloaded(self.name))
+            return
+        reason = self.death_reason or (short(failure) if failure else "ended unexpectedly")
+        log.error("model %s: replica %s died: %s", self.name, where, reason)
+        self._gone(NotReady(f"Model '{self.name}': its replica {where} stopped ({reason}). The model is served from "
+                            f"its other replicas, or a new one; try again.", code="replica_died",
+                            headers={"Retry-After": "1"}))
 
     def kill(self, reason: str) -> None:
         if self.actor is not None and self.state != "dead":
@@ -234,13 +253,17 @@ class ReplicaClient(WorkerProcess):
             self._submit(ray.kill, self.actor)
 
     async def stop(self, grace: float = 10.0) -> None:
-        if self.actor is None or self.state == "dead":
+        if self.state == "dead":
             return
-        if self.state == "starting":  # still waiting for a node: nothing loaded to free
+        self.expected_exit = True
+        if self.state == "starting":  # being created or placed, or its node fetching files: nothing loaded
+            fetching = self._fetching
+            if fetching is not None and not fetching.done():
+                fetching.cancel()  # its job ends cancelled; the node removes its partial file, then goes
+                await asyncio.wait({fetching}, timeout=grace)
             self._kill_actor()
             self.state = "dead"
             return
-        self.expected_exit = True
         self.state = "stopping"
         with contextlib.suppress(APIError):
             self._send({"op": "shutdown"})

@@ -38,6 +38,11 @@ def _error_from(fields: dict[str, Any]) -> APIError:
                     type=fields.get("type"), param=fields.get("param"), code=fields.get("code"))
 
 
+def unloaded(name: str) -> APIError:
+    """What a call (or a load) waiting on a worker that was stopped on purpose hears."""
+    return BackendError(f"Model '{name}' was unloaded while this request waited.", code="model_unloaded")
+
+
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "stopped"
@@ -224,7 +229,7 @@ class WorkerProcess(WorkerClient):
                 code="worker_died",
             )
         else:
-            error = BackendError(f"Model '{self.name}' was unloaded while this request waited.", code="model_unloaded")
+            error = unloaded(self.name)
         self._gone(error)
 
     def _gone(self, error: APIError) -> None:

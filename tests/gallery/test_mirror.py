@@ -8,6 +8,7 @@ import hashlib
 import os
 
 import pytest
+import yaml
 
 from localhost_ai.errors import InvalidRequest
 from localhost_ai.gallery import mirror
@@ -21,6 +22,8 @@ from localhost_ai.gallery import mirror
     {"filename": "ok.tar", "uri": "huggingface://a/b/c", "unpacked": {"../../escape": "0" * 64}},
     {"filename": "ok.tar", "uri": "huggingface://a/b/c", "unpacked": {"m/model.YML": "0" * 64}},
     {"filename": "ok.gguf"},
+    {"filename": "ok.gguf", "uri": "huggingface://a/b/c", "sha256": 12},
+    {"filename": "ok.tar", "uri": "huggingface://a/b/c", "unpacked": ["model.gguf"]},
 ])
 def test_a_record_naming_anything_outside_the_folder_or_a_definition_is_refused(tmp_path, entry):
     with pytest.raises(InvalidRequest):
@@ -56,3 +59,38 @@ def test_fetches_of_one_file_on_a_node_take_turns_and_its_lock_file_is_beside_it
     asyncio.run(both())
     assert [kind for kind, _ in order] == ["in", "out", "in", "out"]
     assert (tmp_path / "sub" / ".w.gguf.fetch.lock").exists()
+
+
+def _define(folder, name: str, model: str, record: list | None = None) -> None:
+    data = {"name": name, "parameters": {"model": model}}
+    if record is not None:
+        data["installed_from"] = record
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(data))
+
+
+def test_a_record_giving_another_model_s_file_other_content_is_refused_before_any_node_replaces_it(tmp_path):
+    (tmp_path / "b.gguf").write_bytes(b"model b")
+    b_sum, other_sum = hashlib.sha256(b"model b").hexdigest(), hashlib.sha256(b"model a").hexdigest()
+    _define(tmp_path, "b", "b.gguf")  # a user's own model: no record, the file is its
+    claim = [{"filename": "b.gguf", "uri": "huggingface://x/y/b.gguf", "sha256": other_sum}]
+    with pytest.raises(InvalidRequest) as refused:
+        mirror.check_owned(tmp_path, "a", claim)
+    assert refused.value.code == "file_not_owned" and "model 'b'" in refused.value.message
+    mirror.check_owned(tmp_path, "a", [{**claim[0], "sha256": b_sum}])  # the same bytes: shared, not replaced
+    mirror.check_owned(tmp_path, "b", claim)  # its own file: its record decides
+
+    # Another install recording other content for the same file, or for a file in a folder
+    # another model names (a diffusers folder, say), is refused as well.
+    _define(tmp_path, "c", "c.gguf", [{"filename": "c.gguf", "uri": "huggingface://x/y/c.gguf", "sha256": b_sum}])
+    with pytest.raises(InvalidRequest):
+        mirror.check_owned(tmp_path, "a", [{"filename": "c.gguf", "uri": "huggingface://x/y/c", "sha256": other_sum}])
+    mirror.check_owned(tmp_path, "a", [{"filename": "c.gguf", "uri": "huggingface://x/y/c", "sha256": b_sum}])
+    # A record claiming the file with other content does not lock out the model whose
+    # content the front-end's copy has.
+    (tmp_path / "c.gguf").write_bytes(b"model a")
+    mirror.check_owned(tmp_path, "a", [{"filename": "c.gguf", "uri": "huggingface://x/y/c", "sha256": other_sum}])
+    _define(tmp_path, "pics", "pics")
+    with pytest.raises(InvalidRequest):
+        mirror.check_owned(tmp_path, "a", [{"filename": "pics.tar", "uri": "huggingface://x/y/p", "sha256": b_sum,
+                                            "unpacked": {"pics/unet.bin": other_sum}}])
+    mirror.check_owned(tmp_path, "a", [{"filename": "mine.gguf", "uri": "huggingface://x/y/m", "sha256": other_sum}])

@@ -159,15 +159,26 @@ def test_a_node_without_the_models_folder_fetches_a_gallery_install_s_files_as_a
     installed = yaml.safe_load((server.models_path / "fetched.yaml").read_text())
     assert installed["installed_from"] == [{"filename": "fetched.gguf", "uri": uri, "sha256": digest}]
 
+    # A hand-written record giving that model's file other content: refused before a node
+    # replaces the file, as an install writing it would be.
+    claim = {**installed, "name": "claim", "installed_from": [{"filename": "fetched.gguf", "uri": uri,
+                                                               "sha256": "0" * 64}]}
+    (server.models_path / "claim.yaml").write_text(yaml.safe_dump(claim))
+    server.wait_for(lambda: server.get("/v1/models/claim").status_code == 200)
+    error = assert_error(server.post("/v1/completions", json={"model": "claim", "prompt": "Hi", "max_tokens": 2}), 500)
+    assert error["code"] == "file_not_owned" and "model 'fetched'" in error["message"], error
+    assert node_jobs(server, "claim") == []
+
     # The source no longer matches what was installed: node C refuses it and keeps nothing.
-    wrong = {**installed, "name": "wrong-sum", "installed_from": [{"filename": "fetched.gguf", "uri": uri,
-                                                                   "sha256": "0" * 64}]}
+    place(gemma_gguf, server.models_path / "wrong.gguf")
+    wrong = {**installed, "name": "wrong-sum", "parameters": {**installed["parameters"], "model": "wrong.gguf"},
+             "installed_from": [{"filename": "wrong.gguf", "uri": uri, "sha256": "0" * 64}]}
     (server.models_path / "wrong-sum.yaml").write_text(yaml.safe_dump(wrong))
     server.wait_for(lambda: server.get("/v1/models/wrong-sum").status_code == 200)
     error = assert_error(server.post("/v1/completions", json={"model": "wrong-sum", "prompt": "Hi", "max_tokens": 2}),
                          500)
     assert error["code"] == "model_files_failed" and "'wrong-sum'" in error["message"], error
-    assert not (server.node_c_models / "fetched.gguf").exists()
+    assert not any(path.name.startswith(("wrong.gguf", "fetched.gguf")) for path in server.node_c_models.iterdir())
     [failed] = node_jobs(server, "wrong-sum")
     assert failed["processed"] and "sha256" in failed["error"], failed
 
@@ -228,19 +239,9 @@ def test_a_node_fetches_an_archive_install_and_puts_its_files_where_the_install_
 
 def test_a_node_s_fetch_cancelled_as_a_job_fails_its_request_and_leaves_no_partial_file(cluster, hub, gemma_gguf):
     _, server, _ = cluster
-    place(gemma_gguf, server.models_path / "slow.gguf")
-    uri = hub.hf("acme/slow", "slow.gguf", gemma_gguf, delay=0.05)
-    digest = hashlib.sha256(gemma_gguf.read_bytes()).hexdigest()
-    (server.models_path / "slow.yaml").write_text(model_yaml("slow", "resources: {num_cpus: 1, custom: {node_c: 1}}\n")
-                                                  .replace(GEMMA_FILE, "slow.gguf") + yaml.safe_dump(
-        {"installed_from": [{"filename": "slow.gguf", "uri": uri, "sha256": digest}]}))
-    server.wait_for(lambda: server.get("/v1/models/slow").status_code == 200)
-    answer: dict = {}
-    asking = threading.Thread(target=lambda: answer.update(response=server.post(
-        "/v1/completions", json={"model": "slow", "prompt": "Hi", "max_tokens": 2})))
-    asking.start()
-    server.wait_for(lambda: any(job["downloaded_bytes"] for job in node_jobs(server, "slow")), timeout=60)
-    [job] = node_jobs(server, "slow")
+    slow_model(server, hub, gemma_gguf, "slow")
+    asking, answer = ask_in_background(server, "slow")
+    [job] = fetching_jobs(server, "slow")
     assert job["cancellable"] and job["total_bytes"] == gemma_gguf.stat().st_size, job
     cancelled = server.post(f"/models/jobs/{job['uuid']}/cancel").json()
     assert cancelled["cancelled"] and cancelled["processed"], cancelled
@@ -248,6 +249,68 @@ def test_a_node_s_fetch_cancelled_as_a_job_fails_its_request_and_leaves_no_parti
     error = assert_error(answer["response"], 503)
     assert error["code"] == "model_files_cancelled" and job["uuid"] in error["message"], error
     assert not any(path.name.startswith("slow.gguf") for path in server.node_c_models.iterdir())
+
+
+def slow_model(server, hub, gemma_gguf, name: str, extra: str = "resources: {num_cpus: 1, custom: {node_c: 1}}\n"):
+    """A model whose files node C fetches slowly from the hub (its front-end copy in place)."""
+    place(gemma_gguf, server.models_path / f"{name}.gguf")
+    uri = hub.hf(f"acme/{name}", f"{name}.gguf", gemma_gguf, delay=0.05)
+    digest = hashlib.sha256(gemma_gguf.read_bytes()).hexdigest()
+    (server.models_path / f"{name}.yaml").write_text(model_yaml(name, extra).replace(GEMMA_FILE, f"{name}.gguf")
+                                                     + yaml.safe_dump({"installed_from": [
+                                                         {"filename": f"{name}.gguf", "uri": uri, "sha256": digest}]}))
+    server.wait_for(lambda: server.get(f"/v1/models/{name}").status_code == 200)
+
+
+def ask_in_background(server, model: str) -> tuple[threading.Thread, dict]:
+    answer: dict = {}
+    asking = threading.Thread(target=lambda: answer.update(response=server.post(
+        "/v1/completions", json={"model": model, "prompt": "Hi", "max_tokens": 2})))
+    asking.start()
+    return asking, answer
+
+
+def fetching_jobs(server, model: str) -> list[dict]:
+    server.wait_for(lambda: any(job["downloaded_bytes"] and not job["processed"] for job in node_jobs(server, model)),
+                    timeout=60)
+    return node_jobs(server, model)
+
+
+def test_unloading_a_model_while_its_node_fetches_cancels_the_fetch_and_is_no_load_failure(cluster, hub, gemma_gguf):
+    _, server, _ = cluster
+    slow_model(server, hub, gemma_gguf, "unloaded")
+    asking, answer = ask_in_background(server, "unloaded")
+    [job] = fetching_jobs(server, "unloaded")
+    assert server.post("/backend/shutdown", json={"model": "unloaded"}).json()["unloaded"]
+    asking.join(timeout=60)
+    error = assert_error(answer["response"], 500)
+    assert error["code"] == "model_unloaded", error
+    [job] = node_jobs(server, "unloaded")  # the node stopped its download: cancelled, not an error
+    assert job["cancelled"] and job["message"] == "cancelled" and job["error"] is None, job
+    assert not any(path.name.startswith("unloaded.gguf") for path in server.node_c_models.iterdir())
+
+    # Not counted as a failed load: the next request loads it again at once (a new fetch)
+    # rather than hearing the last error until a back-off ends.
+    asking, answer = ask_in_background(server, "unloaded")
+    _, again = fetching_jobs(server, "unloaded")
+    server.post(f"/models/jobs/{again['uuid']}/cancel").raise_for_status()
+    asking.join(timeout=60)
+    assert assert_error(answer["response"], 503)["code"] == "model_files_cancelled"
+
+
+def test_a_first_load_failing_in_one_replica_stops_the_others_instead_of_fetching_again(cluster, hub, gemma_gguf):
+    _, server, _ = cluster
+    # Both replicas on node C: one fetches, the other waits for the file's lock.
+    slow_model(server, hub, gemma_gguf, "pair", "replicas: 2\nresources: {num_cpus: 0.5, custom: {node_c: 0.5}}\n")
+    asking, answer = ask_in_background(server, "pair")
+    [job] = fetching_jobs(server, "pair")
+    server.post(f"/models/jobs/{job['uuid']}/cancel").raise_for_status()
+    asking.join(timeout=60)
+    assert "response" in answer, "still waiting: the other replica went on to fetch the file again"
+    assert assert_error(answer["response"], 503)["code"] == "model_files_cancelled"
+    time.sleep(3)  # the waiting replica would have the lock by now, and list a fetch of its own
+    assert len(node_jobs(server, "pair")) == 1
+    assert not any(path.name.startswith("pair.gguf") for path in server.node_c_models.iterdir())
 
 
 def test_a_hung_replica_is_killed_alone_after_busy_timeout_and_the_other_serves(cluster):
