@@ -33,6 +33,7 @@ from localhost_ai.gallery.uris import resolve
 log = logging.getLogger(__name__)
 
 PARAM = "installed_from"
+_LOCK_POLL = 0.2  # seconds between tries for a file's lock that another fetch holds
 FileProgress = Callable[[str, int, "int | None"], None]
 
 
@@ -166,12 +167,18 @@ def missing(wanted: list[Item], verify: bool = True) -> list[Item]:
 async def node_lock(wanted: list[Item]) -> AsyncIterator[None]:
     """One fetch of each file at a time on this node (replicas are processes, and two models
     may share a file): a lock file beside each, taken in one order so two fetches never
-    wait for each other."""
+    wait for each other.  Waited for without a thread, so a fetch cancelled while it
+    waits leaves nothing waiting behind it."""
     with contextlib.ExitStack() as held:
         for target in sorted({item.target for item in wanted}):
             target.parent.mkdir(parents=True, exist_ok=True)
             lock = held.enter_context(open_no_follow(target.with_name(f".{target.name}.fetch.lock"), "w"))
-            await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(_LOCK_POLL)
         yield  # closing each lock file releases its lock
 
 

@@ -4,8 +4,10 @@ counted only with its checksum (what a Ray node without the models folder relies
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -59,6 +61,32 @@ def test_fetches_of_one_file_on_a_node_take_turns_and_its_lock_file_is_beside_it
     asyncio.run(both())
     assert [kind for kind, _ in order] == ["in", "out", "in", "out"]
     assert (tmp_path / "sub" / ".w.gguf.fetch.lock").exists()
+
+
+def test_a_fetch_cancelled_while_it_waits_for_a_file_s_lock_leaves_the_lock_free(tmp_path):
+    [item] = mirror.items(tmp_path, [{"filename": "w.gguf", "uri": "huggingface://a/b/w.gguf"}])
+
+    async def run() -> list[str]:
+        # One thread for the loop's blocking work, as a node's other work (hashing) needs it.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+        order = []
+
+        async def waiter() -> None:
+            async with mirror.node_lock([item]):
+                order.append("waiter")
+
+        async with mirror.node_lock([item]):
+            waiting = asyncio.create_task(waiter())
+            await asyncio.sleep(0.5)
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            await asyncio.wait_for(asyncio.to_thread(order.append, "thread free"), 2)  # the wait held none
+        async with mirror.node_lock([item]):  # free at once: nothing still waits for it
+            order.append("next")
+        return order
+
+    assert asyncio.run(asyncio.wait_for(run(), 10)) == ["thread free", "next"]
 
 
 def _define(folder, name: str, model: str, record: list | None = None) -> None:
