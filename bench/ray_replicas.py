@@ -68,6 +68,8 @@ def step_costs(weights, rows: tuple[int, ...] = (4, 8), steps: int = 40) -> dict
 
     import llama_cpp
 
+    quiet = llama_cpp.llama_log_callback(lambda level, text, data: None)  # its own process: the log is noise
+    llama_cpp.llama_log_set(quiet, None)
     model = llama_cpp.llama_model_load_from_file(str(weights).encode(), llama_cpp.llama_model_default_params())
     params = llama_cpp.llama_context_default_params()
     params.n_ctx, params.n_seq_max, params.kv_unified = 512 * max(rows), max(rows), False
