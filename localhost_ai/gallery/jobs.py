@@ -158,6 +158,7 @@ class JobRunner:
         job = Job(uuid=str(uuid_module.uuid4()), label=request.label)
         self.jobs[job.uuid] = job
         job.task = asyncio.create_task(self._run(job, request))
+        job.task.add_done_callback(lambda _: _settle(job))
         return job
 
     async def _run(self, job: Job, request: InstallRequest) -> None:
@@ -199,13 +200,14 @@ class JobRunner:
         self.forget_finished()
         job = Job(uuid=str(uuid_module.uuid4()), label=label, plan=Plan(model, {}, files))
         self.jobs[job.uuid] = job
-        job.task = asyncio.create_task(self._tracked(job, model, work(job)))
+        job.task = asyncio.create_task(self._tracked(job, model, work))
+        job.task.add_done_callback(lambda _: _settle(job))
         return job
 
-    async def _tracked(self, job: Job, model: str, work: Awaitable[T]) -> T:
+    async def _tracked(self, job: Job, model: str, work: Callable[[Job], Awaitable[T]]) -> T:
         job.message = "starting"
         try:
-            result = await work
+            result = await work(job)
         except asyncio.CancelledError:
             job.cancelled, job.message = True, "cancelled"
             raise
@@ -250,3 +252,12 @@ class JobRunner:
         await asyncio.gather(*(j.task for j in self.jobs.values() if j.task), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+
+
+def _settle(job: Job) -> None:
+    """A job's task cancelled before its first step never ran its own ending: it ends here
+    as cancelled, rather than being listed as waiting for ever."""
+    if not job.processed:
+        job.cancelled, job.message = True, "cancelled"
+        job.processed = True
+        job.finished = time.monotonic()
