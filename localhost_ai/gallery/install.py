@@ -446,7 +446,8 @@ def installed_configs(models_path: Path) -> dict[str, tuple[Path, dict[str, Any]
 
 def _installed(data: dict[str, Any]) -> set[str]:
     """The install record: the files an install of this model wrote."""
-    return {str(f) for f in data.get("installed_files") or [] if isinstance(f, str)}
+    record = data.get("installed_files")
+    return {f for f in record if isinstance(f, str)} if isinstance(record, list) else set()
 
 
 def files_of(data: dict[str, Any]) -> set[str]:

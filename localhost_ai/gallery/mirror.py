@@ -25,9 +25,8 @@ from typing import Any, AsyncIterator, Callable
 from localhost_ai.config.model_config import YAML_SUFFIXES
 from localhost_ai.errors import InvalidRequest
 from localhost_ai.gallery.archive import ArchiveError, Stopped, remove_workdir, unpack
-from localhost_ai.gallery.download import (already_installed, download, new_session, open_no_follow, remove_partial,
-                                           sha256_of)
-from localhost_ai.gallery.install import check_relpath, files_of, model_files, target_path
+from localhost_ai.gallery.download import download, new_session, open_no_follow, remove_partial, sha256_of
+from localhost_ai.gallery.install import check_relpath, files_of, model_files
 from localhost_ai.gallery.uris import resolve
 
 log = logging.getLogger(__name__)
@@ -39,9 +38,12 @@ FileProgress = Callable[[str, int, "int | None"], None]
 
 @dataclass(frozen=True)
 class Item:
-    """One file of the install: downloaded to `target`; an archive's files, (where, sha256)
-    each, are what it unpacked."""
+    """One file of the install, in the models folder `root`: downloaded to `target`; an
+    archive's files, (where, sha256) each, are what it unpacked.  The names are checked
+    (plain, relative); where a fetch writes is checked when it writes (`_writable`), so a
+    link the folder's owner placed is read through, never written through."""
 
+    root: Path
     filename: str
     target: Path
     uri: str
@@ -60,6 +62,8 @@ def _entries(record: Any) -> list[tuple[dict[str, Any], PurePosixPath, str | Non
             raise InvalidRequest(f"'{PARAM}' gives a sha256 that is not text.", param=PARAM, code="invalid_config")
         return value.lower() if value else None
 
+    if record is not None and not isinstance(record, (list, tuple)):
+        raise InvalidRequest(f"'{PARAM}' must be a list of files.", param=PARAM, code="invalid_config")
     found = []
     for entry in record or ():
         if (not isinstance(entry, dict) or not isinstance(entry.get("uri"), str)
@@ -72,15 +76,41 @@ def _entries(record: Any) -> list[tuple[dict[str, Any], PurePosixPath, str | Non
 
 
 def items(root: Path, record: Any) -> list[Item]:
-    """The record's files in the models folder `root`: every name inside it."""
-    return [Item(entry["filename"], _target(root, name), entry["uri"], sha256,
-                 tuple((_target(root, inner), inner_sha) for inner, inner_sha in unpacked))
+    """The record's files in the models folder `root`."""
+    base = root.resolve()
+    return [Item(base, entry["filename"], base.joinpath(*name.parts), entry["uri"], sha256,
+                 tuple((base.joinpath(*inner.parts), inner_sha) for inner, inner_sha in unpacked))
             for entry, name, sha256, unpacked in _entries(record)]
 
 
 def _checksums(record: Any) -> dict[PurePosixPath, str | None]:
     """Each file the record names (an archive, and the files it unpacked), with its sha256."""
     return {path: sha for _, name, sha256, unpacked in _entries(record) for path, sha in [(name, sha256), *unpacked]}
+
+
+_sums: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: the front-end's files hashed
+
+
+def _regular(path: Path) -> os.stat_result | None:
+    """The file's figures (through a link); None when no regular file is there."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+def _sum_of(path: Path) -> str | None:
+    """The file's sha256, hashed again only when it changed (check_owned runs at every load)."""
+    info = _regular(path)
+    if info is None:
+        return None
+    key = (str(path), info.st_size, info.st_mtime_ns)
+    if key not in _sums:
+        if len(_sums) > 4096:
+            _sums.clear()
+        _sums[key] = sha256_of(path)
+    return _sums[key]
 
 
 def check_owned(root: Path, name: str, record: Any) -> None:
@@ -106,7 +136,7 @@ def check_owned(root: Path, name: str, record: Any) -> None:
         for claimed, other, their_sha in claims:
             if path != claimed and not path.is_relative_to(claimed):
                 continue
-            if their_sha == sha or already_installed(root / path, sha):
+            if their_sha == sha or _sum_of(root.joinpath(*path.parts)) == sha:
                 continue  # the same content for both, or this model's record is what the front-end has
             raise InvalidRequest(f"its '{PARAM}' gives {path} a checksum that model '{other}', which uses that file "
                                  f"too, does not have: a node would replace that model's file. Install '{name}' again "
@@ -121,24 +151,33 @@ def _name(name: Any) -> PurePosixPath:
     return check_relpath(name, PARAM)
 
 
-def _target(root: Path, name: PurePosixPath) -> Path:
-    """A file's place in `root`: inside it (a link leading out is refused)."""
-    return target_path(root, name, PARAM)
+def _inside(item: Item, target: Path) -> None:
+    """Where a fetch writes beside `target` (a lock, a checksum mark, a partial file) is in
+    the models folder: a linked folder leading out is refused."""
+    if not Path(os.path.realpath(target.parent)).is_relative_to(item.root):
+        raise InvalidRequest(f"'{target.relative_to(item.root)}' would be written outside the models folder.",
+                             param=PARAM, code="invalid_filename")
+
+
+def _writable(item: Item, target: Path) -> None:
+    """A file a fetch writes: in the models folder, and not a link (a link the folder's
+    owner placed is theirs: read through, never written through)."""
+    _inside(item, target)
+    if target.is_symlink():
+        raise InvalidRequest(f"{target.relative_to(item.root)} is a link on this node with other content than the "
+                             f"install's; it is not replaced from here.", param=PARAM, code="file_exists")
 
 
 def _mark(target: Path) -> Path:
     return target.with_name(f".{target.name}.sha256")
 
 
-def in_place(target: Path, sha256: str | None) -> bool:
-    """The file is there with its checksum.  A check that passed is remembered beside the
-    file with its size and modification time, so a large model is hashed again only when
-    it changed, not at every replica's start."""
-    try:
-        info = target.lstat()
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISREG(info.st_mode):
+def in_place(item: Item, target: Path, sha256: str | None) -> bool:
+    """The file is there (through a link too) with its checksum.  A check that passed is
+    remembered beside the file with its size and modification time, so a large model is
+    hashed again only when it changed, not at every replica's start."""
+    info = _regular(target)
+    if info is None:
         return False
     if not sha256:
         return True
@@ -149,18 +188,23 @@ def in_place(target: Path, sha256: str | None) -> bool:
                 return True
     if sha256_of(target) != sha256:
         return False
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, InvalidRequest):
+        _inside(item, target)
         with open_no_follow(_mark(target), "w") as handle:
             json.dump(key, handle)
     return True
 
 
+def _there(item: Item, target: Path, sha: str | None, verify: bool) -> bool:
+    """`verify`: the file counts only with its checksum (a node's own folder); without,
+    anything there counts, a link too (the front-end's folder: its files are its installs'
+    and its users', and never replaced from a node)."""
+    return in_place(item, target, sha) if verify else os.path.lexists(target)
+
+
 def missing(wanted: list[Item], verify: bool = True) -> list[Item]:
-    """The items not in place.  `verify`: a file there counts only with its checksum (a
-    node's own folder); without, any file there counts (the front-end's own folder, whose
-    files are its installs' and its users': never replaced from here)."""
-    return [item for item in wanted
-            if not all(in_place(target, sha if verify else None) for target, sha in item.wanted())]
+    """The items not in place (see _there)."""
+    return [item for item in wanted if not all(_there(item, target, sha, verify) for target, sha in item.wanted())]
 
 
 @contextlib.asynccontextmanager
@@ -170,8 +214,10 @@ async def node_lock(wanted: list[Item]) -> AsyncIterator[None]:
     wait for each other.  Waited for without a thread, so a fetch cancelled while it
     waits leaves nothing waiting behind it."""
     with contextlib.ExitStack() as held:
-        for target in sorted({item.target for item in wanted}):
+        for item in sorted({item.target: item for item in wanted}.values(), key=lambda item: item.target):
+            target = item.target
             target.parent.mkdir(parents=True, exist_ok=True)
+            _inside(item, target)
             lock = held.enter_context(open_no_follow(target.with_name(f".{target.name}.fetch.lock"), "w"))
             while True:
                 try:
@@ -182,43 +228,48 @@ async def node_lock(wanted: list[Item]) -> AsyncIterator[None]:
         yield  # closing each lock file releases its lock
 
 
-async def put_in_place(wanted: list[Item], fetch: dict[str, Any], progress: FileProgress) -> None:
+async def put_in_place(wanted: list[Item], fetch: dict[str, Any], progress: FileProgress, verify: bool = True) -> None:
     """Download each item (an archive: and unpack it).  `fetch`: the front-end's
-    allow_private_urls, allow_file_uris and max_download_size.  Cancelled, the file being
-    downloaded leaves no partial behind."""
+    allow_private_urls, allow_file_uris and max_download_size; `verify`: as `missing`'s.
+    Cancelled, the file being downloaded leaves no partial behind (killed, it does: the next
+    fetch resumes it)."""
     max_size = fetch.get("max_download_size")
     async with new_session(bool(fetch.get("allow_private_urls"))) as session:
         for item in wanted:
             source = resolve(item.uri, allow_file=bool(fetch.get("allow_file_uris")), param=PARAM)
+            # An archive goes to a hidden name of its own: never over a file of the archive's name.
+            target = item.target.with_name(f".{item.target.name}.fetch") if item.unpacked else item.target
+            _writable(item, target)
             log.info("fetching %s for this node from %s", item.filename, item.uri)
             try:
-                wrote = await download(session, source, item.target, item.sha256,
-                                       lambda done, total, name=item.filename: progress(name, done, total), max_size)
+                await download(session, source, target, item.sha256,
+                               lambda done, total, name=item.filename: progress(name, done, total), max_size)
             except asyncio.CancelledError:
-                remove_partial(item.target)
+                remove_partial(target)
                 raise
             if item.unpacked:
                 try:
-                    await _unpack(item, max_size)
+                    await _unpack(item, target, max_size, verify)
                 finally:
-                    if wrote:
-                        item.target.unlink(missing_ok=True)
+                    target.unlink(missing_ok=True)
 
 
-async def _unpack(item: Item, max_size: int | None) -> None:
-    """The archive's files where the install put them, found by their checksums."""
+async def _unpack(item: Item, archive: Path, max_size: int | None, verify: bool) -> None:
+    """The archive's files where the install put them, found by their checksums (`verify`:
+    as `missing`'s; a file there that counts is left as it is)."""
     stop = threading.Event()
-    workdir = Path(tempfile.mkdtemp(prefix=f".{item.target.name}.", suffix=".unpack", dir=item.target.parent))
+    workdir = Path(tempfile.mkdtemp(prefix=f".{item.target.name}.", suffix=".unpack", dir=archive.parent))
 
     def place() -> None:
         try:
-            by_sum = {member.sha256: member.path for member in unpack(item.target, workdir, max_size, stop)}
+            by_sum = {member.sha256: member.path for member in unpack(archive, workdir, max_size, stop)}
             placed: dict[str, Path] = {}
             for target, sha in item.unpacked:
                 if stop.is_set():
                     raise Stopped
-                if in_place(target, sha):
+                if _there(item, target, sha, verify):
                     continue
+                _writable(item, target)
                 if sha not in by_sum:
                     raise ArchiveError(f"{item.filename} no longer holds {target.name} as it was installed "
                                        f"(sha256 {sha}); install the model again.", code="checksum_mismatch")

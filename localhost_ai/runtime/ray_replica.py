@@ -57,14 +57,18 @@ class Replica:
         try:
             wanted = mirror.items(node_root, config.get("installed_from"))
             own = node_root != front_root.resolve()  # a folder of the node's own, not the front-end's
-            if wanted and await asyncio.to_thread(mirror.missing, wanted, own):
-                async with mirror.node_lock(wanted):
-                    lacking = await asyncio.to_thread(mirror.missing, wanted, own)  # another's fetch may be done
+            lacking = await asyncio.to_thread(mirror.missing, wanted, own)
+            if lacking:
+                async with mirror.node_lock(lacking):
+                    lacking = await asyncio.to_thread(mirror.missing, lacking, own)  # another's fetch may be done
                     if lacking:
                         yield {"fetching": [item.filename for item in lacking]}
                         reporter = _Reporter()
-                        async for report in _reports(reporter, mirror.put_in_place(lacking, fetch, reporter)):
-                            yield report
+                        # Closed before the lock is let go, however this stream ends: no download goes on unlocked.
+                        async with contextlib.aclosing(
+                                _reports(reporter, mirror.put_in_place(lacking, fetch, reporter, own))) as reports:
+                            async for report in reports:
+                                yield report
                         log.info("fetched %s into %s", ", ".join(item.filename for item in lacking), node_root)
         except Exception as exc:
             yield {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}

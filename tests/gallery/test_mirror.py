@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import os
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -122,3 +124,76 @@ def test_a_record_giving_another_model_s_file_other_content_is_refused_before_an
         mirror.check_owned(tmp_path, "a", [{"filename": "pics.tar", "uri": "huggingface://x/y/p", "sha256": b_sum,
                                             "unpacked": {"pics/unet.bin": other_sum}}])
     mirror.check_owned(tmp_path, "a", [{"filename": "mine.gguf", "uri": "huggingface://x/y/m", "sha256": other_sum}])
+
+
+def _tar(path, files: dict[str, bytes]):
+    with tarfile.open(path, "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+FETCH = {"allow_file_uris": True}
+
+
+def test_in_the_front_end_s_folder_an_archive_fetch_writes_only_what_is_missing(tmp_path):
+    archive = _tar(tmp_path / "src.tar", {"m/model.onnx": b"weights", "m/model.onnx.json": b"{}", "m/README": b"orig"})
+    root = tmp_path / "models"
+    (root / "m").mkdir(parents=True)
+    (root / "m" / "README").write_bytes(b"user edited")  # a user's change: theirs
+    (root / "m" / "model.onnx").write_bytes(b"retrained")
+    (root / "bundle.tar").write_bytes(b"a user's file of the archive's name")
+    record = [{"filename": "bundle.tar", "uri": archive.as_uri(), "sha256": _sha(archive.read_bytes()),
+               "unpacked": {"m/model.onnx": _sha(b"weights"), "m/model.onnx.json": _sha(b"{}"),
+                            "m/README": _sha(b"orig")}}]
+    wanted = mirror.items(root, record)
+    lacking = mirror.missing(wanted, verify=False)
+    assert lacking == wanted  # the .json is missing
+    asyncio.run(mirror.put_in_place(lacking, FETCH, lambda *report: None, verify=False))
+    assert (root / "m" / "model.onnx.json").read_bytes() == b"{}"
+    assert (root / "m" / "README").read_bytes() == b"user edited"
+    assert (root / "m" / "model.onnx").read_bytes() == b"retrained"
+    assert (root / "bundle.tar").read_bytes() == b"a user's file of the archive's name"
+    assert sorted(path.name for path in root.iterdir()) == ["bundle.tar", "m"]  # no archive, no marks left
+    assert sorted(path.name for path in (root / "m").iterdir()) == ["README", "model.onnx", "model.onnx.json"]
+
+    # In a node's own folder the same fetch puts the install's files back.
+    asyncio.run(mirror.put_in_place(mirror.missing(wanted), FETCH, lambda *report: None))
+    assert (root / "m" / "README").read_bytes() == b"orig" and (root / "m" / "model.onnx").read_bytes() == b"weights"
+
+
+def test_a_link_the_folder_s_owner_placed_is_read_through_and_never_written_through(tmp_path):
+    elsewhere = tmp_path / "disk"
+    elsewhere.mkdir()
+    (elsewhere / "w.gguf").write_bytes(b"weights")
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / "w.gguf").symlink_to(elsewhere / "w.gguf")
+    source = tmp_path / "w-new.gguf"
+    source.write_bytes(b"new weights")
+    [item] = mirror.items(root, [{"filename": "w.gguf", "uri": source.as_uri(), "sha256": _sha(b"weights")}])
+    assert mirror.missing([item]) == [] and mirror.missing([item], verify=False) == []
+
+    [other] = mirror.items(root, [{"filename": "w.gguf", "uri": source.as_uri(), "sha256": _sha(b"new weights")}])
+    assert mirror.missing([other]) == [other]
+    with pytest.raises(InvalidRequest) as refused:
+        asyncio.run(mirror.put_in_place([other], FETCH, lambda *report: None))
+    assert refused.value.code == "file_exists"
+    assert (elsewhere / "w.gguf").read_bytes() == b"weights" and (root / "w.gguf").is_symlink()
+
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)  # a folder leading out: nothing written there
+    [inside] = mirror.items(root, [{"filename": "linked/x.gguf", "uri": source.as_uri(), "sha256": _sha(b"x")}])
+    with pytest.raises(InvalidRequest):
+        asyncio.run(mirror.put_in_place([inside], FETCH, lambda *report: None))
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["w.gguf"]
+
+
+def test_another_model_s_malformed_record_claims_nothing(tmp_path):
+    (tmp_path / "odd.yaml").write_text("name: odd\nparameters: {model: o.gguf}\ninstalled_from: 1\ninstalled_files: 1\n")
+    mirror.check_owned(tmp_path, "a", [{"filename": "o2.gguf", "uri": "huggingface://x/y/o", "sha256": "0" * 64}])
