@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 NAMESPACE = "localhost_ai"
 _REPLACE_FIRST_DELAY = 1.0
 _REPLACE_MAX_DELAY = 30.0
+# A replica that failed so is not placed again in the background (it would fail, and fetch,
+# again every 30 s): a user's cancel, or the model's definition or files at fault.
+_FINAL = {"model_files_cancelled", "model_files_failed", "file_not_owned", "invalid_resources"}
 
 
 def connect(address: str) -> None:
@@ -142,6 +145,7 @@ class RayModel(WorkerClient):
         self._changed = asyncio.Event()
         self._counted_nodes: set[str] = set()
         self._replacer: asyncio.Task | None = None
+        self.replacing_failed: str | None = None  # why the replicas it lacks are not being placed
         options: dict[str, Any] = {
             "num_cpus": amounts.get("CPU", 0), "num_gpus": amounts.get("GPU", 0),
             "resources": {k: v for k, v in amounts.items() if k not in ("CPU", "GPU", "memory")},
@@ -169,7 +173,8 @@ class RayModel(WorkerClient):
         return None
 
     def describe(self) -> dict[str, Any]:
-        return {"replicas": [replica.describe() for replica in self.replicas], "replicas_wanted": self.config.replicas}
+        return {"replicas": [replica.describe() for replica in self.replicas], "replicas_wanted": self.config.replicas,
+                "replacing_failed": self.replacing_failed}
 
     def _count_replicas(self) -> None:
         """`localhost_ai_replicas{model,node}`: the model's ready replicas on each node."""
@@ -201,18 +206,23 @@ class RayModel(WorkerClient):
         self.state = "loading"
         adding = [asyncio.ensure_future(self._add()) for _ in range(self.config.replicas)]
         try:
-            await asyncio.wait(adding, return_when=asyncio.FIRST_EXCEPTION)
-        finally:
-            for task in adding:  # one failed (a cancelled fetch, say): the others are not left to go on
-                task.cancel()
-        results = await asyncio.gather(*adding, return_exceptions=True)
-        failures = sorted((result for result in results if isinstance(result, BaseException)),
-                          key=lambda failure: isinstance(failure, asyncio.CancelledError))  # the cause first
-        if failures:
+            try:
+                await asyncio.wait(adding, return_when=asyncio.FIRST_EXCEPTION)
+            finally:
+                for task in adding:  # one failed (a cancelled fetch, say), or the load was: the others stop
+                    task.cancel()
+                results = await asyncio.gather(*adding, return_exceptions=True)
+            failures = sorted((result for result in results if isinstance(result, BaseException)),
+                              key=lambda failure: isinstance(failure, asyncio.CancelledError))  # the cause first
+            if failures:
+                raise failures[0]
+            if self.expected_exit:  # stopped as its last replica loaded
+                raise unloaded(self.name)
+        except BaseException:  # the replicas that loaded go too, however the load ended
             await asyncio.gather(*(replica.stop(grace=2) for replica in list(self.replicas)), return_exceptions=True)
             self.state = "dead"
             self._count_replicas()
-            raise failures[0]
+            raise
         self.state = "ready"
         self._update()
         self._keep_replicas()  # one that loaded and died while the others loaded
@@ -268,6 +278,7 @@ class RayModel(WorkerClient):
                 if self.state != "ready":  # stopped or killed meanwhile: nothing to place for
                     return
                 await self._add()
+                self.replacing_failed = None
                 metrics.WORKER_RESTARTS.labels(self.name).inc()
                 log.info("model %s: a new replica serves it (%d of %d)", self.name, len(self._ready()),
                          self.config.replicas)
@@ -277,8 +288,10 @@ class RayModel(WorkerClient):
                 reason = exc.message if isinstance(exc, APIError) else short(exc)
                 if self.state != "ready":
                     return
-                if isinstance(exc, APIError) and exc.code == "model_files_cancelled":  # a user said stop
-                    log.warning("model %s: no new replica (%s)", self.name, reason)
+                if isinstance(exc, APIError) and exc.code in _FINAL:  # trying again would fail (and fetch) again
+                    log.error("model %s: no new replica (%s); it is served by %d of %d until one is lost or it is "
+                              "loaded again", self.name, reason, len(self._ready()), self.config.replicas)
+                    self.replacing_failed = reason
                     if not self._ready():
                         self._die()
                     return
@@ -290,23 +303,21 @@ class RayModel(WorkerClient):
             await asyncio.sleep(delay)
             delay = min(delay * 2, _REPLACE_MAX_DELAY)
 
-    def _die(self) -> None:
+    def _die(self, reason: str = "its model was stopped") -> None:
         if self.state == "dead":
             return
         self.state = "dead"
         if self._replacer is not None and self._replacer is not asyncio.current_task():
             self._replacer.cancel()  # its replica, mid-way, is killed as it is cancelled
         for replica in list(self.replicas):
-            replica.kill("its model was stopped")
+            replica.kill(reason)
         self._count_replicas()
         self._changed.set()
         self.exited.set()
         self.on_exit(self)
 
     def kill(self, reason: str) -> None:
-        for replica in list(self.replicas):
-            replica.kill(reason)
-        self._die()
+        self._die(reason)
 
     async def stop(self, grace: float = 10.0) -> None:
         if self.state == "dead":

@@ -49,6 +49,7 @@ class ReplicaClient(WorkerProcess):
         self._submitter = ThreadPoolExecutor(1, thread_name_prefix=f"ray-{config.name}"[:15])
         self._submitted_last = False
         self._fetching: asyncio.Future | None = None  # its node's fetch of the model's files, while it runs
+        self._fetch_resumable = False  # the fetch ends with the actor killed: its partial file kept, to resume
 
     def _submit(self, function: Callable[..., Any], *args: Any,
                 on_error: Callable[[BaseException], None] | None = None) -> None:
@@ -69,10 +70,12 @@ class ReplicaClient(WorkerProcess):
         self._submitter.submit(run)
 
     def _refused(self, message: dict[str, Any], exc: BaseException) -> None:
-        """A message Ray would not take (a body it could not store, say): its call fails
-        rather than waiting for ever, its ping fails without counting as a hang."""
+        """A message Ray would not take (a body it could not store, say): its call or the
+        load fails rather than waiting for ever, its ping fails without counting as a hang."""
         error = BackendError(f"Model '{self.name}': the request could not be sent to its replica on {self._node}: "
                              f"{short(exc)}", code="replica_failed")
+        if message.get("op") == "load" and self._loaded is not None and not self._loaded.done():
+            self._loaded.set_exception(error)
         call = self.calls.get(message.get("id", "")) if message.get("op") == "call" else None
         if call is not None:
             call.queue.put_nowait(error)
@@ -159,6 +162,8 @@ class ReplicaClient(WorkerProcess):
         its poller sees and may cancel."""
         stream = self.actor.place_files.remote(self.config.to_wire(), self.fetch)
         first = await _next(stream)
+        if self.expected_exit:  # stopped meanwhile: the actor is going, no job is made for a fetch
+            raise unloaded(self.name)
         if "fetching" not in first:
             return self._placed(first)
         files = [FileSpec(name, "") for name in first["fetching"]]
@@ -180,15 +185,19 @@ class ReplicaClient(WorkerProcess):
                     raise unloaded(self.name) from None
                 raise NotReady(f"Model '{self.name}': fetching its files onto {self._node} was cancelled (job "
                                f"{job.uuid if job else '-'}).", code="model_files_cancelled") from None
-            fetching.cancel()  # the node stops its download and removes its partial before the actor goes
-            await asyncio.wait({fetching}, timeout=_FETCH_STOP_TIMEOUT)
+            # This load is cancelled (the server shuts down, or a sibling replica failed): the
+            # actor is killed mid-download, and the partial file stays for the next fetch to
+            # resume, as an install's does.  Only a user's cancel or an unload removes it.
+            self._fetch_resumable = True
+            fetching.cancel()
             raise
         finally:
             self._fetching = None
 
     async def _follow(self, stream: Any, job: Any) -> dict[str, Any]:
-        """The node's reports until its answer; cancelled, the node stops the download it
-        was making (and removes its partial file) before the replica goes."""
+        """The node's reports until its answer; cancelled (its job, or an unload), the node
+        stops the download it was making and removes its partial file, and its stream ends,
+        before the replica goes."""
         try:
             while True:
                 item = await _next(stream)
@@ -198,10 +207,11 @@ class ReplicaClient(WorkerProcess):
                 if job is not None:
                     job.on_progress(FileSpec(name, ""), done, total)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                ray.cancel(stream)
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(_next(stream), _FETCH_STOP_TIMEOUT)
+            if not self._fetch_resumable:
+                with contextlib.suppress(Exception):
+                    ray.cancel(stream)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(_drain(stream), _FETCH_STOP_TIMEOUT)
             raise
 
     def _placed(self, answer: dict[str, Any]) -> dict[str, Any]:
@@ -279,6 +289,15 @@ class ReplicaClient(WorkerProcess):
 @functools.cache
 def _actor_class() -> Any:
     return ray.remote(Replica)
+
+
+async def _drain(stream: Any) -> None:
+    """Until the stream ends (a report already on its way is not its end)."""
+    try:
+        while True:
+            await _next(stream)
+    except Exception:  # its end, the task's cancel, or the actor gone
+        return
 
 
 async def _next(stream: Any) -> Any:

@@ -264,8 +264,13 @@ def slow_model(server, hub, gemma_gguf, name: str, extra: str = "resources: {num
 
 def ask_in_background(server, model: str) -> tuple[threading.Thread, dict]:
     answer: dict = {}
-    asking = threading.Thread(target=lambda: answer.update(response=server.post(
-        "/v1/completions", json={"model": model, "prompt": "Hi", "max_tokens": 2})))
+
+    def ask() -> None:
+        try:
+            answer["response"] = server.post("/v1/completions", json={"model": model, "prompt": "Hi", "max_tokens": 2})
+        except requests.RequestException as exc:  # its server stopped
+            answer["failure"] = exc
+    asking = threading.Thread(target=ask)
     asking.start()
     return asking, answer
 
@@ -311,6 +316,35 @@ def test_a_first_load_failing_in_one_replica_stops_the_others_instead_of_fetchin
     time.sleep(3)  # the waiting replica would have the lock by now, and list a fetch of its own
     assert len(node_jobs(server, "pair")) == 1
     assert not any(path.name.startswith("pair.gguf") for path in server.node_c_models.iterdir())
+
+
+def test_a_front_end_stopped_while_a_node_fetches_leaves_the_partial_file_for_the_next_fetch_to_resume(
+        cluster, hub, gemma_gguf, tmp_path):
+    ray_cluster, server, _ = cluster
+    (tmp_path / "models").mkdir()
+    other = start_server(tmp_path / "models", tmp_path, "--ray", ray_cluster.address, env=hub.env)
+    try:
+        slow_model(other, hub, gemma_gguf, "resumed")
+        asking, _ = ask_in_background(other, "resumed")
+        fetching_jobs(other, "resumed")
+    finally:
+        stop_server(other)
+    asking.join(timeout=30)
+    partial = server.node_c_models / "resumed.gguf.partial"
+    server.wait_for(lambda: partial.exists() and partial.stat().st_size > 0, timeout=10)  # as an install's is
+    time.sleep(2)  # its replica, killed with the front-end that placed it, writes no more
+    kept = partial.stat().st_size
+    assert 0 < kept < gemma_gguf.stat().st_size
+
+    slow_model(server, hub, gemma_gguf, "resumed")  # the same install, served by the cluster's own front-end
+    hub.behaviour.pop("/acme/resumed/resolve/main/resumed.gguf")  # at full speed now
+    reply = server.client().completions.create(model="resumed", prompt="Hi", max_tokens=2)
+    assert reply.choices
+    last = hub.requests_for("resumed.gguf")[-1]
+    assert last.range == f"bytes={kept}-", last  # resumed where the stopped fetch left off
+    fetched = server.node_c_models / "resumed.gguf"
+    assert hashlib.sha256(fetched.read_bytes()).hexdigest() == hashlib.sha256(gemma_gguf.read_bytes()).hexdigest()
+    server.post("/backend/shutdown", json={"model": "resumed"}).raise_for_status()
 
 
 def test_a_hung_replica_is_killed_alone_after_busy_timeout_and_the_other_serves(cluster):
