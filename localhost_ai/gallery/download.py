@@ -5,16 +5,18 @@ into place only when complete and verified."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import aiohttp
 
@@ -141,7 +143,7 @@ async def download(
         with open_no_follow(meta, "w") as handle:
             handle.write(json.dumps(identity))
         if source.path is not None:
-            actual = await asyncio.to_thread(_copy_local, source.path, partial, progress)
+            actual = await stoppable(lambda stop: _copy_local(source.path, partial, progress, stop))
         else:
             actual = await _fetch_with_retries(session, source, partial, progress, verify=expected is not None,
                                                max_size=max_size)
@@ -166,7 +168,7 @@ async def download(
     return True
 
 
-def _copy_local(path: Path, partial: Path, progress: Progress) -> str:
+def _copy_local(path: Path, partial: Path, progress: Progress, stop: threading.Event) -> str:
     digest = hashlib.sha256()
     try:
         total = path.stat().st_size
@@ -174,6 +176,8 @@ def _copy_local(path: Path, partial: Path, progress: Progress) -> str:
         check_room(partial, total, None)
         with path.open("rb") as src, open_no_follow(partial, "wb") as dst:
             while block := src.read(CHUNK):
+                if stop.is_set():
+                    raise DownloadError(f"copying {path} was stopped")
                 dst.write(block)
                 digest.update(block)
                 done += len(block)
@@ -184,6 +188,24 @@ def _copy_local(path: Path, partial: Path, progress: Progress) -> str:
         raise DownloadError(f"cannot copy {path}: {exc.strerror}") from None
     shutil.copystat(path, partial)
     return digest.hexdigest()
+
+
+T = TypeVar("T")
+
+
+async def stoppable(work: Callable[[threading.Event], T]) -> T:
+    """`work(stop)` on a thread that looks at `stop` between pieces.  Cancelled, it sets
+    `stop` and waits for the thread to end, so nothing the work does comes after the cancel
+    (a partial file written after it was removed, a file put in place after the job ended)."""
+    stop = threading.Event()
+    running = asyncio.ensure_future(asyncio.to_thread(work, stop))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        stop.set()
+        with contextlib.suppress(BaseException):
+            await running
+        raise
 
 
 class _Writer:

@@ -5,7 +5,6 @@ Every name and path from outside is checked to stay inside the models folder."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import os
@@ -28,7 +27,7 @@ from localhost_ai.config.model_config import YAML_SUFFIXES, model_problem
 from localhost_ai.config.templates import PromptTemplateError
 from localhost_ai.errors import InvalidRequest, NotFound
 from localhost_ai.gallery.archive import ArchiveError, Stopped, is_archive, remove_workdir, unpack
-from localhost_ai.gallery.download import Progress, already_installed, download
+from localhost_ai.gallery.download import Progress, already_installed, download, stoppable
 from localhost_ai.gallery.fetch import fetch_bytes, parse_yaml
 from localhost_ai.gallery.index import SAFE_NAME, Entry
 from localhost_ai.gallery.uris import resolve
@@ -367,10 +366,9 @@ async def _unpack_in_place(plan: Plan, models_path: Path, archive: Path, folder:
     Returns (file, whether written) for each, where each went by its name in the archive,
     and each file's sha256.  `check_names`: the config's files must be in the archive (or in place).  On
     failure or cancel, the files it had put in place go again."""
-    stop = threading.Event()
     workdir = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".unpack", dir=archive.parent))
 
-    def place() -> tuple[list[tuple[str, bool]], dict[str, str], dict[str, str]]:
+    def place(stop: threading.Event) -> tuple[list[tuple[str, bool]], dict[str, str], dict[str, str]]:
         moved: list[Path] = []
         try:
             unpacked = unpack(archive, workdir, max_file_size, stop)
@@ -409,14 +407,7 @@ async def _unpack_in_place(plan: Plan, models_path: Path, archive: Path, folder:
         finally:
             remove_workdir(workdir)
 
-    work = asyncio.ensure_future(asyncio.to_thread(place))
-    try:
-        return await asyncio.shield(work)
-    except asyncio.CancelledError:
-        stop.set()  # the thread stops at its next read or file, and takes back what it placed
-        with contextlib.suppress(BaseException):
-            await work
-        raise
+    return await stoppable(place)  # cancelled, it stops at its next read or file, and takes back what it placed
 
 
 def model_files(models_path: Path) -> list[tuple[str, Path, dict[str, Any]]]:

@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Callable
 from localhost_ai.config.model_config import YAML_SUFFIXES
 from localhost_ai.errors import InvalidRequest
 from localhost_ai.gallery.archive import ArchiveError, Stopped, remove_workdir, unpack
-from localhost_ai.gallery.download import download, new_session, open_no_follow, remove_partial, sha256_of
+from localhost_ai.gallery.download import download, new_session, open_no_follow, remove_partial, sha256_of, stoppable
 from localhost_ai.gallery.install import check_relpath, files_of, model_files
 from localhost_ai.gallery.uris import resolve
 
@@ -257,10 +257,9 @@ async def put_in_place(wanted: list[Item], fetch: dict[str, Any], progress: File
 async def _unpack(item: Item, archive: Path, max_size: int | None, verify: bool) -> None:
     """The archive's files where the install put them, found by their checksums (`verify`:
     as `missing`'s; a file there that counts is left as it is)."""
-    stop = threading.Event()
     workdir = Path(tempfile.mkdtemp(prefix=f".{item.target.name}.", suffix=".unpack", dir=archive.parent))
 
-    def place() -> None:
+    def place(stop: threading.Event) -> None:
         try:
             by_sum = {member.sha256: member.path for member in unpack(archive, workdir, max_size, stop)}
             placed: dict[str, Path] = {}
@@ -282,11 +281,4 @@ async def _unpack(item: Item, archive: Path, max_size: int | None, verify: bool)
         finally:
             remove_workdir(workdir)
 
-    work = asyncio.ensure_future(asyncio.to_thread(place))
-    try:
-        await asyncio.shield(work)
-    except asyncio.CancelledError:
-        stop.set()
-        with contextlib.suppress(BaseException):
-            await work
-        raise
+    await stoppable(place)

@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -197,3 +198,30 @@ def test_a_link_the_folder_s_owner_placed_is_read_through_and_never_written_thro
 def test_another_model_s_malformed_record_claims_nothing(tmp_path):
     (tmp_path / "odd.yaml").write_text("name: odd\nparameters: {model: o.gguf}\ninstalled_from: 1\ninstalled_files: 1\n")
     mirror.check_owned(tmp_path, "a", [{"filename": "o2.gguf", "uri": "huggingface://x/y/o", "sha256": "0" * 64}])
+
+
+def test_a_cancelled_copy_of_a_file_uri_stops_and_leaves_no_partial(tmp_path):
+    source = tmp_path / "big.gguf"
+    source.write_bytes(os.urandom(64 << 20))
+    root = tmp_path / "models"
+    root.mkdir()
+    [item] = mirror.items(root, [{"filename": "big.gguf", "uri": source.as_uri(), "sha256": "0" * 64}])
+    reports = []
+
+    def progress(name, done, total):
+        reports.append(done)
+        time.sleep(0.05)  # a slow disk: the copy takes seconds
+
+    async def run() -> int:
+        fetching = asyncio.ensure_future(mirror.put_in_place([item], FETCH, progress))
+        while not reports:
+            await asyncio.sleep(0.01)
+        fetching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetching
+        return len(reports)
+
+    at_cancel = asyncio.run(run())
+    time.sleep(0.5)
+    assert len(reports) <= at_cancel + 1  # the copy stopped with the cancel
+    assert sorted(path.name for path in root.iterdir()) == []
