@@ -193,10 +193,11 @@ def _copy_local(path: Path, partial: Path, progress: Progress, stop: threading.E
 T = TypeVar("T")
 
 
-async def stoppable(work: Callable[[threading.Event], T]) -> T:
+async def stoppable(work: Callable[[threading.Event], T], patience: float = 30.0) -> T:
     """`work(stop)` on a thread that looks at `stop` between pieces.  Cancelled, it sets
     `stop` and waits for the thread to end, so nothing the work does comes after the cancel
-    (a partial file written after it was removed, a file put in place after the job ended)."""
+    (a partial file written after it was removed, a file put in place after the job ended);
+    a thread stuck in one piece (a hung network mount) is waited for `patience` seconds."""
     stop = threading.Event()
     running = asyncio.ensure_future(asyncio.to_thread(work, stop))
     try:
@@ -204,7 +205,7 @@ async def stoppable(work: Callable[[threading.Event], T]) -> T:
     except asyncio.CancelledError:
         stop.set()
         with contextlib.suppress(BaseException):
-            await running
+            await asyncio.wait_for(asyncio.shield(running), patience)
         raise
 
 

@@ -84,8 +84,9 @@ def items(root: Path, record: Any) -> list[Item]:
 
 
 def _checksums(record: Any) -> dict[PurePosixPath, str | None]:
-    """Each file the record names (an archive, and the files it unpacked), with its sha256."""
-    return {path: sha for _, name, sha256, unpacked in _entries(record) for path, sha in [(name, sha256), *unpacked]}
+    """Each file the record names (of an archive, the files it unpacked: a node fetches the
+    archive itself under a hidden name), with its sha256."""
+    return {path: sha for _, name, sha256, unpacked in _entries(record) for path, sha in unpacked or [(name, sha256)]}
 
 
 _sums: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: the front-end's files hashed
@@ -109,7 +110,10 @@ def _sum_of(path: Path) -> str | None:
     if key not in _sums:
         if len(_sums) > 4096:
             _sums.clear()
-        _sums[key] = sha256_of(path)
+        try:
+            _sums[key] = sha256_of(path)
+        except OSError:  # unreadable: not this content
+            return None
     return _sums[key]
 
 
@@ -123,24 +127,28 @@ def check_owned(root: Path, name: str, record: Any) -> None:
     ours = [(path, sha) for path, sha in _checksums(record).items() if sha]
     if not ours:
         return
-    claims: list[tuple[PurePosixPath, str, str | None]] = []  # (file or folder, the model naming it, its checksum)
+    claims: dict[PurePosixPath, list[tuple[str, str | None]]] = {}  # file or folder -> (model naming it, checksum)
     for other, _, data in model_files(root):
         if other == name:
             continue
         recorded: dict[PurePosixPath, str | None] = {}
         with contextlib.suppress(InvalidRequest):  # a record that does not check out claims nothing by it
             recorded = _checksums(data.get(PARAM))
-        named = {PurePosixPath(filename) for filename in files_of(data)} | set(recorded)
-        claims += [(path, other, recorded.get(path)) for path in named]
+        named = set(recorded)
+        for filename in files_of(data):
+            with contextlib.suppress(InvalidRequest):  # only a plain name in the folder claims (not "." or "/x")
+                named.add(check_relpath(PurePosixPath(filename).as_posix(), PARAM))
+        for path in named:
+            if path.parts:
+                claims.setdefault(path, []).append((other, recorded.get(path)))
     for path, sha in ours:
-        for claimed, other, their_sha in claims:
-            if path != claimed and not path.is_relative_to(claimed):
-                continue
-            if their_sha == sha or _sum_of(root.joinpath(*path.parts)) == sha:
-                continue  # the same content for both, or this model's record is what the front-end has
-            raise InvalidRequest(f"its '{PARAM}' gives {path} a checksum that model '{other}', which uses that file "
-                                 f"too, does not have: a node would replace that model's file. Install '{name}' again "
-                                 f"under files of its own.", param=PARAM, code="file_not_owned")
+        for claimed in (path, *path.parents):  # the file, or a folder holding it
+            for other, their_sha in claims.get(claimed, ()):
+                if their_sha == sha or _sum_of(root.joinpath(*path.parts)) == sha:
+                    continue  # the same content for both, or this model's record is what the front-end has
+                raise InvalidRequest(f"its '{PARAM}' gives {path} a checksum that model '{other}', which uses that "
+                                     f"file too, does not have: a node would replace that model's file. Install "
+                                     f"'{name}' again under files of its own.", param=PARAM, code="file_not_owned")
 
 
 def _name(name: Any) -> PurePosixPath:
@@ -216,8 +224,8 @@ async def node_lock(wanted: list[Item]) -> AsyncIterator[None]:
     with contextlib.ExitStack() as held:
         for item in sorted({item.target: item for item in wanted}.values(), key=lambda item: item.target):
             target = item.target
+            _inside(item, target)  # before making its folder: a linked folder leading out gets none
             target.parent.mkdir(parents=True, exist_ok=True)
-            _inside(item, target)
             lock = held.enter_context(open_no_follow(target.with_name(f".{target.name}.fetch.lock"), "w"))
             while True:
                 try:
@@ -237,8 +245,10 @@ async def put_in_place(wanted: list[Item], fetch: dict[str, Any], progress: File
     async with new_session(bool(fetch.get("allow_private_urls"))) as session:
         for item in wanted:
             source = resolve(item.uri, allow_file=bool(fetch.get("allow_file_uris")), param=PARAM)
-            # An archive goes to a hidden name of its own: never over a file of the archive's name.
-            target = item.target.with_name(f".{item.target.name}.fetch") if item.unpacked else item.target
+            # An archive, and any file for the front-end's folder, goes to a hidden name of its own
+            # (never over a file of that name, nor into the partial file an install there resumes).
+            hidden = item.unpacked or not verify
+            target = item.target.with_name(f".{item.target.name}.fetch") if hidden else item.target
             _writable(item, target)
             log.info("fetching %s for this node from %s", item.filename, item.uri)
             try:
@@ -252,6 +262,22 @@ async def put_in_place(wanted: list[Item], fetch: dict[str, Any], progress: File
                     await _unpack(item, target, max_size, verify)
                 finally:
                     target.unlink(missing_ok=True)
+            elif hidden:
+                _writable(item, item.target)
+                _publish(target, item.target, replace=False)
+
+
+def _publish(source: Path, target: Path, replace: bool) -> None:
+    """`source` becomes `target`.  Without `replace` (the front-end's folder) a file that
+    appeared there meanwhile (an install's, a user's) is kept, and `source` dropped."""
+    try:
+        if replace:
+            os.replace(source, target)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(source, target)
+    finally:
+        source.unlink(missing_ok=True)
 
 
 async def _unpack(item: Item, archive: Path, max_size: int | None, verify: bool) -> None:
@@ -262,8 +288,8 @@ async def _unpack(item: Item, archive: Path, max_size: int | None, verify: bool)
     def place(stop: threading.Event) -> None:
         try:
             by_sum = {member.sha256: member.path for member in unpack(archive, workdir, max_size, stop)}
-            placed: dict[str, Path] = {}
-            for target, sha in item.unpacked:
+            used: set[str] = set()
+            for index, (target, sha) in enumerate(item.unpacked):
                 if stop.is_set():
                     raise Stopped
                 if _there(item, target, sha, verify):
@@ -273,11 +299,13 @@ async def _unpack(item: Item, archive: Path, max_size: int | None, verify: bool)
                     raise ArchiveError(f"{item.filename} no longer holds {target.name} as it was installed "
                                        f"(sha256 {sha}); install the model again.", code="checksum_mismatch")
                 target.parent.mkdir(parents=True, exist_ok=True)
-                if sha in placed:  # two names for one content
-                    shutil.copyfile(placed[sha], target)
+                ready = workdir / f".place-{index}"
+                if sha in used:  # two names for one content: two files, not one linked twice
+                    shutil.copyfile(by_sum[sha], ready)
                 else:
-                    os.replace(by_sum[sha], target)
-                    placed[sha] = target
+                    os.link(by_sum[sha], ready)
+                    used.add(sha)
+                _publish(ready, target, replace=verify)
         finally:
             remove_workdir(workdir)
 

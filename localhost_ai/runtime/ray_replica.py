@@ -127,9 +127,9 @@ async def _reports(reporter: _Reporter, work: Any, every: float = 0.25) -> Async
     try:
         while True:
             done, _ = await asyncio.wait([task], timeout=every)
-            for name, (bytes_done, total) in reporter.latest.items():
+            latest, reporter.latest = reporter.latest, {}  # a copy's thread reports into it meanwhile
+            for name, (bytes_done, total) in list(latest.items()):
                 yield {"progress": [name, bytes_done, total]}
-            reporter.latest.clear()
             if done:
                 task.result()
                 return

@@ -225,3 +225,43 @@ def test_a_cancelled_copy_of_a_file_uri_stops_and_leaves_no_partial(tmp_path):
     time.sleep(0.5)
     assert len(reports) <= at_cancel + 1  # the copy stopped with the cancel
     assert sorted(path.name for path in root.iterdir()) == []
+
+
+def test_a_lock_for_a_file_under_a_linked_folder_leading_out_makes_no_folder_there(tmp_path):
+    elsewhere = tmp_path / "disk"
+    elsewhere.mkdir()
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    [item] = mirror.items(root, [{"filename": "linked/a/b/x.gguf", "uri": "huggingface://a/b/x", "sha256": "0" * 64}])
+
+    async def lock() -> None:
+        async with mirror.node_lock([item]):
+            pass
+
+    with pytest.raises(InvalidRequest):
+        asyncio.run(lock())
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_in_the_front_end_s_folder_a_file_that_appears_during_the_fetch_is_kept(tmp_path):
+    source = tmp_path / "w.gguf"
+    source.write_bytes(os.urandom(3 << 20))
+    root = tmp_path / "models"
+    root.mkdir()
+    [item] = mirror.items(root, [{"filename": "w.gguf", "uri": source.as_uri(), "sha256": _sha(source.read_bytes())}])
+
+    def progress(name, done, total):
+        if not (root / "w.gguf").exists():
+            (root / "w.gguf").write_bytes(b"an install's, or a user's")
+        assert not (root / "w.gguf.partial").exists()  # the fetch writes under a name of its own
+
+    asyncio.run(mirror.put_in_place([item], FETCH, progress, verify=False))
+    assert (root / "w.gguf").read_bytes() == b"an install's, or a user's"
+    assert sorted(path.name for path in root.iterdir()) == ["w.gguf"]
+
+
+def test_a_name_that_is_no_file_in_another_yaml_claims_nothing(tmp_path):
+    (tmp_path / "w.gguf").write_bytes(b"mine")
+    (tmp_path / "odd.yaml").write_text('name: odd\nparameters: {model: "."}\ninstalled_files: ["", "/abs"]\n')
+    mirror.check_owned(tmp_path, "a", [{"filename": "w.gguf", "uri": "huggingface://x/y/w", "sha256": _sha(b"new")}])
