@@ -187,10 +187,12 @@ class ModelManager:
         try:
             await worker.start()
         except BaseException as exc:
-            metrics.MODEL_LOADS.labels(config.name, "failed").inc()
+            unloaded = isinstance(exc, APIError) and exc.code == "model_unloaded"  # while it loaded: no failure
+            if not unloaded:
+                metrics.MODEL_LOADS.labels(config.name, "failed").inc()
             if self._workers.get(config.name) is worker:
                 del self._workers[config.name]
-            if isinstance(exc, APIError) and exc.code != "model_unloaded":  # unloaded while it loaded: no failure
+            if isinstance(exc, APIError) and not unloaded:
                 self._record_failure(config, exc)
             self._notify()
             raise

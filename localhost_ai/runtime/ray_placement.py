@@ -12,6 +12,7 @@ least-loaded routing exactly.  Imported only with --ray: nothing else imports ra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import warnings
@@ -146,6 +147,7 @@ class RayModel(WorkerClient):
         self._counted_nodes: set[str] = set()
         self._replacer: asyncio.Task | None = None
         self.replacing_failed: str | None = None  # why the replicas it lacks are not being placed
+        self._try_now = asyncio.Event()  # the last ready replica went while the replacer waited to try again
         options: dict[str, Any] = {
             "num_cpus": amounts.get("CPU", 0), "num_gpus": amounts.get("GPU", 0),
             "resources": {k: v for k, v in amounts.items() if k not in ("CPU", "GPU", "memory")},
@@ -241,7 +243,7 @@ class RayModel(WorkerClient):
         if self.expected_exit:  # stopped before this replica was begun
             raise unloaded(self.name)
         replica = ReplicaClient(self.config, self._replica_gone, self.actor_options, self.placement_timeout, self.fetch,
-                                self.jobs)
+                                self.jobs, on_fetch_cancelled=self._call_off_others)
         self.replicas.append(replica)
         try:
             await replica.start()
@@ -252,12 +254,27 @@ class RayModel(WorkerClient):
         self._update()
         return replica
 
+    async def _call_off_others(self, cancelled: ReplicaClient) -> None:
+        """A user cancelled one replica's fetch while the model first loads: the other
+        replicas starting are called off, and gone, before that fetch stops (one waiting on
+        its node for the same file would otherwise fetch it next)."""
+        if self.state != "loading":
+            return
+        others = [replica for replica in self.replicas if replica is not cancelled and replica.state == "starting"]
+        for replica in others:
+            replica.call_off()
+        starting = {replica.starting for replica in others if replica.starting is not None}
+        if starting:
+            await asyncio.wait(starting, timeout=30)
+
     def _replica_gone(self, replica: WorkerClient) -> None:
         if replica in self.replicas:
             self.replicas.remove(replica)  # type: ignore[arg-type]
         self._update()
         if not replica.expected_exit and self.state in ("loading", "ready"):
             metrics.WORKER_DEATHS.labels(self.name).inc()
+            if not self._ready():  # its requests wait: a replacer waiting to try again tries now
+                self._try_now.set()
             self._keep_replicas()
 
     def _keep_replicas(self) -> None:
@@ -300,7 +317,9 @@ class RayModel(WorkerClient):
                     self._die()
                     return
                 log.warning("model %s: no new replica yet (%s); trying again in %.0f s", self.name, reason, delay)
-            await asyncio.sleep(delay)
+            self._try_now.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._try_now.wait(), delay)
             delay = min(delay * 2, _REPLACE_MAX_DELAY)
 
     def _die(self, reason: str = "its model was stopped") -> None:
@@ -324,6 +343,8 @@ class RayModel(WorkerClient):
             return
         self.expected_exit = True
         self.state = "stopping"
+        for replica in self.replicas:  # first: one being placed by the replacer stops as unloaded
+            replica.expected_exit = True
         if self._replacer is not None:
             self._replacer.cancel()
         await asyncio.gather(*(replica.stop(grace) for replica in list(self.replicas)), return_exceptions=True)
@@ -339,7 +360,10 @@ class RayModel(WorkerClient):
             if ready:
                 return min(ready, key=lambda r: (r.pending / max(1, r.concurrency), r.pending, r.served))
             if self.state != "ready":
-                raise NotReady(f"Model '{self.name}' has no replica serving it; the next request places it again.",
+                if self.expected_exit:
+                    raise unloaded(self.name)
+                why = f" ({self.replacing_failed})" if self.replacing_failed else ""
+                raise NotReady(f"Model '{self.name}' has no replica serving it{why}; the next request places it again.",
                                code="replica_died", headers={"Retry-After": "1"})
             self._keep_replicas()  # a replica is being placed, whatever happened before
             await self._changed.wait()

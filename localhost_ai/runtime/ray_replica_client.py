@@ -9,7 +9,7 @@ import contextlib
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import ray
 from ray.exceptions import GetTimeoutError, RayError
@@ -31,10 +31,13 @@ class ReplicaClient(WorkerProcess):
     instead of a socket (the messages and their handling are the same)."""
 
     def __init__(self, config: ModelConfig, on_exit: Callable[[WorkerClient], None], actor_options: dict[str, Any],
-                 placement_timeout: float, fetch: dict[str, Any], jobs: Callable[[], Any] | None = None) -> None:
+                 placement_timeout: float, fetch: dict[str, Any], jobs: Callable[[], Any] | None = None,
+                 on_fetch_cancelled: Callable[[ReplicaClient], Awaitable[None]] | None = None) -> None:
         """`fetch`: the gallery's download settings, for a node that fetches the model's
-        files; `jobs`: the gallery's JobRunner (once the server runs), which lists that fetch."""
+        files; `jobs`: the gallery's JobRunner (once the server runs), which lists that fetch;
+        `on_fetch_cancelled`: awaited when a user cancels that fetch, before its node stops."""
         super().__init__(config, on_exit)
+        self.on_fetch_cancelled = on_fetch_cancelled
         self.actor_options = actor_options
         self.placement_timeout = placement_timeout
         self.fetch = fetch
@@ -48,6 +51,9 @@ class ReplicaClient(WorkerProcess):
         # and a call body Ray copies into its object store holds up no other request.
         self._submitter = ThreadPoolExecutor(1, thread_name_prefix=f"ray-{config.name}"[:15])
         self._submitted_last = False
+        self.starting: asyncio.Task | None = None  # the task running start()
+        self.called_off = False  # its start was called off: another replica's fetch was cancelled by a user
+        self._stream: Any = None  # the node's place_files stream, while it runs
         self._fetching: asyncio.Future | None = None  # its node's fetch of the model's files, while it runs
         self._fetch_resumable = False  # the fetch ends with the actor killed: its partial file kept, to resume
 
@@ -112,6 +118,7 @@ class ReplicaClient(WorkerProcess):
                 "served": self.served, "concurrency": self.concurrency, "engine": self.engine}
 
     async def start(self) -> None:
+        self.starting = asyncio.current_task()
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         options = self.actor_options
 
@@ -131,6 +138,8 @@ class ReplicaClient(WorkerProcess):
         except BaseException as exc:  # cancelled too: no actor is left waiting in the cluster
             self._kill_actor()
             self.state = "dead"
+            if self.called_off:  # with another replica's cancelled fetch: that is the load's error
+                raise asyncio.CancelledError() from None
             if self.expected_exit and not isinstance(exc, asyncio.CancelledError):
                 raise unloaded(self.name) from None  # stop() killed it: not a failure of the model
             if isinstance(exc, (asyncio.TimeoutError, GetTimeoutError)):
@@ -160,44 +169,57 @@ class ReplicaClient(WorkerProcess):
         """The config with its paths on the replica's node, once the node has the model's
         files.  A node that must fetch them does so as a gallery job (/models/jobs), which
         its poller sees and may cancel."""
-        stream = self.actor.place_files.remote(self.config.to_wire(), self.fetch)
-        first = await _next(stream)
-        if self.expected_exit:  # stopped meanwhile: the actor is going, no job is made for a fetch
-            raise unloaded(self.name)
-        if "fetching" not in first:
-            return self._placed(first)
-        files = [FileSpec(name, "") for name in first["fetching"]]
-        log.info("model %s: %s fetches %s", self.name, self._node, ", ".join(first["fetching"]))
+        stream = self._stream = self.actor.place_files.remote(self.config.to_wire(), self.fetch)
+        try:
+            first = await _next(stream)
+            if self.expected_exit or self.called_off:  # stopped meanwhile: no job is made for a fetch
+                if "fetching" in first:
+                    await _stop_fetch(stream)
+                raise unloaded(self.name)
+            if "fetching" not in first:
+                return self._placed(first)
+            return await self._fetch(stream, first["fetching"])
+        finally:
+            self._stream = None
+
+    async def _fetch(self, stream: Any, names: list[str]) -> dict[str, Any]:
+        log.info("model %s: %s fetches %s", self.name, self._node, ", ".join(names))
         runner = self.jobs() if self.jobs else None
         job = None
         if runner is None:  # no job list (the gallery is not running): fetched all the same
             fetching: asyncio.Future = asyncio.ensure_future(self._follow(stream, None))
         else:
-            job = runner.track(f"{self.name} on {self._node}", self.name, files, lambda job: self._follow(stream, job))
+            job = runner.track(f"{self.name} on {self._node}", self.name, [FileSpec(name, "") for name in names],
+                               lambda job: self._follow(stream, job))
             fetching = job.task  # type: ignore[assignment]
         self._fetching = fetching
         try:
             return await asyncio.shield(fetching)
         except asyncio.CancelledError:
             cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Python 3.11: this load is cancelled
-            if fetching.cancelled() and not (cancelling and cancelling()):  # the fetch was, by its job or stop()
+            if fetching.cancelled() and not (cancelling and cancelling()):  # the fetch was: its job, stop(), call_off()
+                await _stop_fetch(stream)  # done already, unless its job was cancelled before its first step
                 if self.expected_exit:
                     raise unloaded(self.name) from None
                 raise NotReady(f"Model '{self.name}': fetching its files onto {self._node} was cancelled (job "
                                f"{job.uuid if job else '-'}).", code="model_files_cancelled") from None
-            # This load is cancelled (the server shuts down, or a sibling replica failed): the
-            # actor is killed mid-download, and the partial file stays for the next fetch to
-            # resume, as an install's does.  Only a user's cancel or an unload removes it.
-            self._fetch_resumable = True
+            # This load is cancelled.  Unloaded, the node stops its download and removes its
+            # partial file before the actor goes.  Otherwise (the server shuts down, or a sibling
+            # replica failed) the actor is killed mid-download, and the partial file stays for
+            # the next fetch to resume, as an install's does.
+            self._fetch_resumable = not self.expected_exit
             fetching.cancel()
+            if self.expected_exit:
+                await _outlast(fetching, _FETCH_STOP_TIMEOUT * 2)
             raise
         finally:
             self._fetching = None
 
     async def _follow(self, stream: Any, job: Any) -> dict[str, Any]:
-        """The node's reports until its answer; cancelled (its job, or an unload), the node
+        """The node's reports until its answer.  Cancelled (its job, or an unload), the node
         stops the download it was making and removes its partial file, and its stream ends,
-        before the replica goes."""
+        before the replica goes; a user's cancel first calls off the model's other replicas
+        that are starting (one waiting for that file would fetch it next)."""
         try:
             while True:
                 item = await _next(stream)
@@ -208,11 +230,21 @@ class ReplicaClient(WorkerProcess):
                     job.on_progress(FileSpec(name, ""), done, total)
         except asyncio.CancelledError:
             if not self._fetch_resumable:
-                with contextlib.suppress(Exception):
-                    ray.cancel(stream)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(_drain(stream), _FETCH_STOP_TIMEOUT)
+                if not (self.expected_exit or self.called_off) and self.on_fetch_cancelled is not None:
+                    await _outlast(asyncio.ensure_future(self.on_fetch_cancelled(self)), _FETCH_STOP_TIMEOUT)
+                await _stop_fetch(stream)
             raise
+
+    def call_off(self) -> None:
+        """Its start ends (cancelled), its actor killed: another replica's fetch was
+        cancelled by a user while the model first loaded.  Its own fetch, if it has one,
+        stops first, its partial file removed."""
+        self.called_off = True
+        fetching = self._fetching
+        if fetching is not None and not fetching.done():
+            fetching.cancel()
+        else:
+            self._kill_actor()
 
     def _placed(self, answer: dict[str, Any]) -> dict[str, Any]:
         if "error" in answer:
@@ -271,6 +303,10 @@ class ReplicaClient(WorkerProcess):
             if fetching is not None and not fetching.done():
                 fetching.cancel()  # its job ends cancelled; the node removes its partial file, then goes
                 await asyncio.wait({fetching}, timeout=grace)
+            elif self._stream is not None and self.starting is not None:  # the node may have begun a fetch
+                with contextlib.suppress(Exception):
+                    ray.cancel(self._stream)
+                await asyncio.wait({self.starting}, timeout=grace)
             self._kill_actor()
             self.state = "dead"
             return
@@ -289,6 +325,25 @@ class ReplicaClient(WorkerProcess):
 @functools.cache
 def _actor_class() -> Any:
     return ray.remote(Replica)
+
+
+async def _stop_fetch(stream: Any) -> None:
+    """The node's fetch stopped (its partial file removed) and its stream ended, waited for
+    through further cancels (which the caller, handling one, raises after)."""
+    with contextlib.suppress(Exception):
+        ray.cancel(stream)
+    draining = asyncio.ensure_future(_drain(stream))
+    await _outlast(draining, _FETCH_STOP_TIMEOUT)
+    draining.cancel()
+
+
+async def _outlast(task: asyncio.Future, timeout: float) -> None:
+    """Wait for `task`, up to `timeout`, however often the waiter is cancelled meanwhile: for
+    clean-up inside a cancel's handler, which raises the cancel after."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not task.done() and (left := deadline - asyncio.get_running_loop().time()) > 0:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({task}, timeout=left)
 
 
 async def _drain(stream: Any) -> None:

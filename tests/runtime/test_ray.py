@@ -303,6 +303,23 @@ def test_unloading_a_model_while_its_node_fetches_cancels_the_fetch_and_is_no_lo
     assert assert_error(answer["response"], 503)["code"] == "model_files_cancelled"
 
 
+def test_unloading_a_model_while_a_new_replica_fetches_its_files_stops_that_fetch_and_removes_its_partial(
+        cluster, hub, gemma_gguf):
+    _, server, _ = cluster
+    slow_model(server, hub, gemma_gguf, "refetch", "replicas: 2\nresources: {num_cpus: 0.5, custom: {node_c: 0.5}}\n")
+    hub.behaviour.pop("/acme/refetch/resolve/main/refetch.gguf")  # the first load fetches at full speed
+    assert server.client().completions.create(model="refetch", prompt="Hi", max_tokens=2).choices
+    first, _ = monitor(server, "refetch")["replicas"]
+    (server.node_c_models / "refetch.gguf").unlink()  # gone from the node: a new replica fetches it again, slowly
+    hub.hf("acme/refetch", "refetch.gguf", gemma_gguf, delay=0.05)
+    os.kill(first["pid"], signal.SIGKILL)
+    *_, replacing = fetching_jobs(server, "refetch")
+    assert server.post("/backend/shutdown", json={"model": "refetch"}).json()["unloaded"]
+    [replacing] = [job for job in node_jobs(server, "refetch") if job["uuid"] == replacing["uuid"]]
+    assert replacing["cancelled"] and replacing["message"] == "cancelled", replacing
+    assert not any(path.name.startswith("refetch.gguf") for path in server.node_c_models.iterdir())
+
+
 def test_a_first_load_failing_in_one_replica_stops_the_others_instead_of_fetching_again(cluster, hub, gemma_gguf):
     _, server, _ = cluster
     # Both replicas on node C: one fetches, the other waits for the file's lock.
