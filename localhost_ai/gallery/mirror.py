@@ -9,7 +9,9 @@ fetched again, not served from the old file."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PARAM = "installed_from"
 _LOCK_POLL = 0.2  # seconds between tries for a file's lock that another fetch holds
+_NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 FileProgress = Callable[[str, int, "int | None"], None]
 
 
@@ -107,14 +110,16 @@ def _sum_of(path: Path) -> str | None:
     if info is None:
         return None
     key = (str(path), info.st_size, info.st_mtime_ns)
-    if key not in _sums:
-        if len(_sums) > 4096:
-            _sums.clear()
+    known = _sums.get(key)
+    if known is None:
         try:
-            _sums[key] = sha256_of(path)
+            known = sha256_of(path)
         except OSError:  # unreadable: not this content
             return None
-    return _sums[key]
+        if len(_sums) > 4096:
+            _sums.clear()
+        _sums[key] = known
+    return known
 
 
 def check_owned(root: Path, name: str, record: Any) -> None:
@@ -134,12 +139,9 @@ def check_owned(root: Path, name: str, record: Any) -> None:
         recorded: dict[PurePosixPath, str | None] = {}
         with contextlib.suppress(InvalidRequest):  # a record that does not check out claims nothing by it
             recorded = _checksums(data.get(PARAM))
-        named = set(recorded)
-        for filename in files_of(data):
-            with contextlib.suppress(InvalidRequest):  # only a plain name in the folder claims (not "." or "/x")
-                named.add(check_relpath(PurePosixPath(filename).as_posix(), PARAM))
+        named = set(recorded) | {PurePosixPath(filename) for filename in files_of(data)}
         for path in named:
-            if path.parts:
+            if path.parts and not path.is_absolute() and ".." not in path.parts:  # a name in the folder ("." is none)
                 claims.setdefault(path, []).append((other, recorded.get(path)))
     for path, sha in ours:
         for claimed in (path, *path.parents):  # the file, or a folder holding it
@@ -263,19 +265,31 @@ async def put_in_place(wanted: list[Item], fetch: dict[str, Any], progress: File
                 finally:
                     target.unlink(missing_ok=True)
             elif hidden:
-                _writable(item, item.target)
-                _publish(target, item.target, replace=False)
+                try:
+                    _inside(item, item.target)
+                    _publish(target, item.target, replace=False)
+                finally:
+                    target.unlink(missing_ok=True)
 
 
 def _publish(source: Path, target: Path, replace: bool) -> None:
-    """`source` becomes `target`.  Without `replace` (the front-end's folder) a file that
-    appeared there meanwhile (an install's, a user's) is kept, and `source` dropped."""
+    """`source` becomes `target`.  Without `replace` (the front-end's folder) a file, or a
+    link, that appeared there meanwhile (an install's, a user's) is kept, and `source`
+    dropped: a hard link is made, which never replaces; where the file system has none
+    (some network and FUSE mounts), a rename where nothing is."""
     try:
         if replace:
             os.replace(source, target)
-        else:
-            with contextlib.suppress(FileExistsError):
-                os.link(source, target)
+            return
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            if not os.path.lexists(target):
+                os.replace(source, target)
     finally:
         source.unlink(missing_ok=True)
 
@@ -288,23 +302,22 @@ async def _unpack(item: Item, archive: Path, max_size: int | None, verify: bool)
     def place(stop: threading.Event) -> None:
         try:
             by_sum = {member.sha256: member.path for member in unpack(archive, workdir, max_size, stop)}
-            used: set[str] = set()
-            for index, (target, sha) in enumerate(item.unpacked):
+            placing = [(target, sha) for target, sha in item.unpacked if not _there(item, target, sha, verify)]
+            uses = collections.Counter(sha for _, sha in placing)
+            for index, (target, sha) in enumerate(placing):
                 if stop.is_set():
                     raise Stopped
-                if _there(item, target, sha, verify):
-                    continue
                 _writable(item, target)
                 if sha not in by_sum:
                     raise ArchiveError(f"{item.filename} no longer holds {target.name} as it was installed "
                                        f"(sha256 {sha}); install the model again.", code="checksum_mismatch")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 ready = workdir / f".place-{index}"
-                if sha in used:  # two names for one content: two files, not one linked twice
+                uses[sha] -= 1
+                if uses[sha]:  # two names for one content: a copy for each but the last
                     shutil.copyfile(by_sum[sha], ready)
                 else:
-                    os.link(by_sum[sha], ready)
-                    used.add(sha)
+                    os.replace(by_sum[sha], ready)
                 _publish(ready, target, replace=verify)
         finally:
             remove_workdir(workdir)

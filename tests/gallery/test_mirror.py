@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -265,3 +266,26 @@ def test_a_name_that_is_no_file_in_another_yaml_claims_nothing(tmp_path):
     (tmp_path / "w.gguf").write_bytes(b"mine")
     (tmp_path / "odd.yaml").write_text('name: odd\nparameters: {model: "."}\ninstalled_files: ["", "/abs"]\n')
     mirror.check_owned(tmp_path, "a", [{"filename": "w.gguf", "uri": "huggingface://x/y/w", "sha256": _sha(b"new")}])
+
+
+def test_without_hard_links_the_fetch_still_puts_files_in_place_and_keeps_what_appeared(tmp_path, monkeypatch):
+    def no_links(*args, **kwargs):
+        raise PermissionError(errno.EPERM, "no hard links on this mount")
+    monkeypatch.setattr(os, "link", no_links)
+    archive = _tar(tmp_path / "src.tar", {"m/a.bin": b"same", "m/b.bin": b"same", "m/c.bin": b"other"})
+    source = tmp_path / "w.gguf"
+    source.write_bytes(b"weights")
+    root = tmp_path / "models"
+    (root / "m").mkdir(parents=True)
+    (root / "m" / "c.bin").write_bytes(b"a user's")
+    record = [{"filename": "bundle.tar", "uri": archive.as_uri(), "sha256": _sha(archive.read_bytes()),
+               "unpacked": {"m/a.bin": _sha(b"same"), "m/b.bin": _sha(b"same"), "m/c.bin": _sha(b"other")}},
+              {"filename": "w.gguf", "uri": source.as_uri(), "sha256": _sha(b"weights")}]
+    wanted = mirror.items(root, record)
+    asyncio.run(mirror.put_in_place(mirror.missing(wanted, verify=False), FETCH, lambda *report: None, verify=False))
+    assert [(root / "m" / name).read_bytes() for name in ("a.bin", "b.bin", "c.bin")] == [b"same", b"same", b"a user's"]
+    assert (root / "w.gguf").read_bytes() == b"weights"
+    assert sorted(path.name for path in root.iterdir()) == ["m", "w.gguf"]
+    asyncio.run(mirror.put_in_place(mirror.missing(wanted), FETCH, lambda *report: None))  # a node's own folder
+    assert (root / "m" / "c.bin").read_bytes() == b"other"
+
