@@ -27,6 +27,7 @@ class WorkerClient(abc.ABC):
         self.last_used = time.monotonic()
         self.concurrency = 1  # calls it runs at once, known once loaded
         self.expected_exit = False  # stop() was asked for
+        self.closing = False  # stopped because the server shuts down: what a restart resumes is kept
         self.exited = asyncio.Event()
 
     @property

@@ -361,6 +361,8 @@ class ModelManager:
         for task in loading:  # first, so that no load starts a worker while the others stop
             task.cancel()
         await asyncio.gather(*loading, return_exceptions=True)
+        for worker in self._workers.values():
+            worker.closing = True
         await asyncio.gather(*(self.unload(name) for name in list(self._workers)), return_exceptions=True)
 
 

@@ -29,7 +29,7 @@ from localhost_ai.contract.events import Event
 from localhost_ai.errors import APIError, BackendError, InvalidRequest, NotReady, short
 from localhost_ai.gallery import mirror
 from localhost_ai.runtime.client import WorkerClient
-from localhost_ai.runtime.ray_replica_client import ReplicaClient
+from localhost_ai.runtime.ray_replica_client import CALL_OFF_TIMEOUT, ReplicaClient
 from localhost_ai.runtime.worker import unloaded
 from localhost_ai.settings import Settings
 
@@ -260,12 +260,13 @@ class RayModel(WorkerClient):
         its node for the same file would otherwise fetch it next)."""
         if self.state != "loading":
             return
-        others = [replica for replica in self.replicas if replica is not cancelled and replica.state == "starting"]
+        others = [replica for replica in self.replicas if replica is not cancelled and replica.state == "starting"
+                  and not replica.user_cancelled]  # a fetch cancelled too stops on its own: no waiting for each other
         for replica in others:
             replica.call_off()
         starting = {replica.starting for replica in others if replica.starting is not None}
         if starting:
-            await asyncio.wait(starting, timeout=30)
+            await asyncio.wait(starting, timeout=CALL_OFF_TIMEOUT)
 
     def _replica_gone(self, replica: WorkerClient) -> None:
         if replica in self.replicas:
@@ -344,7 +345,7 @@ class RayModel(WorkerClient):
         self.expected_exit = True
         self.state = "stopping"
         for replica in self.replicas:  # first: one being placed by the replacer stops as unloaded
-            replica.expected_exit = True
+            replica.expected_exit, replica.closing = True, self.closing
         if self._replacer is not None:
             self._replacer.cancel()
         await asyncio.gather(*(replica.stop(grace) for replica in list(self.replicas)), return_exceptions=True)

@@ -24,6 +24,7 @@ from localhost_ai.runtime.worker import WorkerProcess, unloaded
 log = logging.getLogger(__name__)
 
 _FETCH_STOP_TIMEOUT = 10.0  # how long a node has to stop a fetch and remove its partial file
+CALL_OFF_TIMEOUT = 3 * _FETCH_STOP_TIMEOUT  # how long the replicas called off may take to go (theirs stop too)
 
 
 class ReplicaClient(WorkerProcess):
@@ -53,6 +54,8 @@ class ReplicaClient(WorkerProcess):
         self._submitted_last = False
         self.starting: asyncio.Task | None = None  # the task running start()
         self.called_off = False  # its start was called off: another replica's fetch was cancelled by a user
+        self.user_cancelled = False  # a user cancelled its fetch's job
+        self._removing = False  # its fetch is being stopped with its partial file removed
         self._stream: Any = None  # the node's place_files stream, while it runs
         self._fetching: asyncio.Future | None = None  # its node's fetch of the model's files, while it runs
         self._fetch_resumable = False  # the fetch ends with the actor killed: its partial file kept, to resume
@@ -135,6 +138,8 @@ class ReplicaClient(WorkerProcess):
             # Returns once Ray has placed the actor on a node and started it.
             self.where = await asyncio.wait_for(_awaitable(self.actor.where.remote()), self.placement_timeout)
             placed = await self._place_files()
+            if self.expected_exit or self.called_off:  # stopped as its files arrived: it loads nothing
+                raise unloaded(self.name)
         except BaseException as exc:  # cancelled too: no actor is left waiting in the cluster
             self._kill_actor()
             self.state = "dead"
@@ -179,6 +184,10 @@ class ReplicaClient(WorkerProcess):
             if "fetching" not in first:
                 return self._placed(first)
             return await self._fetch(stream, first["fetching"])
+        except asyncio.CancelledError:
+            if self.expected_exit and not self.closing and not self._fetch_resumable:  # unloaded: the node may
+                await _stop_fetch(stream)  # have begun a fetch whose first report had not come yet
+            raise
         finally:
             self._stream = None
 
@@ -203,14 +212,16 @@ class ReplicaClient(WorkerProcess):
                     raise unloaded(self.name) from None
                 raise NotReady(f"Model '{self.name}': fetching its files onto {self._node} was cancelled (job "
                                f"{job.uuid if job else '-'}).", code="model_files_cancelled") from None
-            # This load is cancelled.  Unloaded, the node stops its download and removes its
-            # partial file before the actor goes.  Otherwise (the server shuts down, or a sibling
-            # replica failed) the actor is killed mid-download, and the partial file stays for
-            # the next fetch to resume, as an install's does.
-            self._fetch_resumable = not self.expected_exit
+            # This load is cancelled.  Unloaded, or its fetch being stopped already (a user's
+            # cancel), the node stops its download and removes its partial file before the actor
+            # goes.  Otherwise (the server shuts down, or a sibling replica failed) the actor is
+            # killed mid-download, and the partial file stays for the next fetch to resume, as
+            # an install's does.
+            removing = (self.expected_exit and not self.closing) or self._removing
+            self._fetch_resumable = not removing
             fetching.cancel()
-            if self.expected_exit:
-                await _outlast(fetching, _FETCH_STOP_TIMEOUT * 2)
+            if removing:
+                await _outlast(fetching, CALL_OFF_TIMEOUT + _FETCH_STOP_TIMEOUT)
             raise
         finally:
             self._fetching = None
@@ -230,8 +241,11 @@ class ReplicaClient(WorkerProcess):
                     job.on_progress(FileSpec(name, ""), done, total)
         except asyncio.CancelledError:
             if not self._fetch_resumable:
-                if not (self.expected_exit or self.called_off) and self.on_fetch_cancelled is not None:
-                    await _outlast(asyncio.ensure_future(self.on_fetch_cancelled(self)), _FETCH_STOP_TIMEOUT)
+                self._removing = True
+                if not (self.expected_exit or self.called_off):  # its job's cancel: a user's
+                    self.user_cancelled = True
+                    if self.on_fetch_cancelled is not None:
+                        await _outlast(asyncio.ensure_future(self.on_fetch_cancelled(self)), CALL_OFF_TIMEOUT + 1)
                 await _stop_fetch(stream)
             raise
 
@@ -299,14 +313,19 @@ class ReplicaClient(WorkerProcess):
             return
         self.expected_exit = True
         if self.state == "starting":  # being created or placed, or its node fetching files: nothing loaded
+            # Unloaded, its node stops a fetch and removes the partial file, however short the
+            # grace; the server shutting down, the actor is killed and the partial file kept.
+            patience = max(grace, CALL_OFF_TIMEOUT + _FETCH_STOP_TIMEOUT)
             fetching = self._fetching
             if fetching is not None and not fetching.done():
-                fetching.cancel()  # its job ends cancelled; the node removes its partial file, then goes
-                await asyncio.wait({fetching}, timeout=grace)
-            elif self._stream is not None and self.starting is not None:  # the node may have begun a fetch
-                with contextlib.suppress(Exception):
+                if self.closing:
+                    self._fetch_resumable = True
+                fetching.cancel()  # its job ends cancelled
+                await asyncio.wait({fetching}, timeout=patience)
+            elif self._stream is not None and self.starting is not None and not self.closing:
+                with contextlib.suppress(Exception):  # the node may have begun a fetch
                     ray.cancel(self._stream)
-                await asyncio.wait({self.starting}, timeout=grace)
+                await asyncio.wait({self.starting}, timeout=patience)
             self._kill_actor()
             self.state = "dead"
             return
