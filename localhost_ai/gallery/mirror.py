@@ -307,13 +307,18 @@ async def _unpack(item: Item, archive: Path, max_size: int | None, verify: bool)
             for index, (target, sha) in enumerate(placing):
                 if stop.is_set():
                     raise Stopped
-                _writable(item, target)
+                uses[sha] -= 1
+                if _there(item, target, sha, verify):  # again: a link to a file placed just now reads through
+                    continue
+                if verify:
+                    _writable(item, target)
+                else:  # the front-end's folder: what appeared meanwhile is kept, never written through
+                    _inside(item, target)
                 if sha not in by_sum:
                     raise ArchiveError(f"{item.filename} no longer holds {target.name} as it was installed "
                                        f"(sha256 {sha}); install the model again.", code="checksum_mismatch")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 ready = workdir / f".place-{index}"
-                uses[sha] -= 1
                 if uses[sha]:  # two names for one content: a copy for each but the last
                     shutil.copyfile(by_sum[sha], ready)
                 else:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 _FETCH_STOP_TIMEOUT = 10.0  # how long a node has to stop a fetch and remove its partial file
 CALL_OFF_TIMEOUT = 3 * _FETCH_STOP_TIMEOUT  # how long the replicas called off may take to go (theirs stop too)
+_STOP_PATIENCE = CALL_OFF_TIMEOUT + 2 * _FETCH_STOP_TIMEOUT + 5  # a user's cancel, at its longest, and a margin
 
 
 class ReplicaClient(WorkerProcess):
@@ -221,7 +222,7 @@ class ReplicaClient(WorkerProcess):
             self._fetch_resumable = not removing
             fetching.cancel()
             if removing:
-                await _outlast(fetching, CALL_OFF_TIMEOUT + _FETCH_STOP_TIMEOUT)
+                await _outlast(fetching, _STOP_PATIENCE)
             raise
         finally:
             self._fetching = None
@@ -315,7 +316,7 @@ class ReplicaClient(WorkerProcess):
         if self.state == "starting":  # being created or placed, or its node fetching files: nothing loaded
             # Unloaded, its node stops a fetch and removes the partial file, however short the
             # grace; the server shutting down, the actor is killed and the partial file kept.
-            patience = max(grace, CALL_OFF_TIMEOUT + _FETCH_STOP_TIMEOUT)
+            patience = max(grace, _STOP_PATIENCE)
             fetching = self._fetching
             if fetching is not None and not fetching.done():
                 if self.closing:

@@ -289,3 +289,14 @@ def test_without_hard_links_the_fetch_still_puts_files_in_place_and_keeps_what_a
     asyncio.run(mirror.put_in_place(mirror.missing(wanted), FETCH, lambda *report: None))  # a node's own folder
     assert (root / "m" / "c.bin").read_bytes() == b"other"
 
+
+
+def test_a_link_to_a_file_the_same_unpack_puts_in_place_reads_through(tmp_path):
+    archive = _tar(tmp_path / "src.tar", {"m/a.bin": b"new", "m/b.bin": b"new"})
+    root = tmp_path / "models"
+    (root / "m").mkdir(parents=True)
+    (root / "m" / "b.bin").symlink_to("a.bin")  # the folder's owner: one file under two names
+    record = [{"filename": "bundle.tar", "uri": archive.as_uri(), "sha256": _sha(archive.read_bytes()),
+               "unpacked": {"m/a.bin": _sha(b"new"), "m/b.bin": _sha(b"new")}}]
+    asyncio.run(mirror.put_in_place(mirror.missing(mirror.items(root, record)), FETCH, lambda *report: None))
+    assert (root / "m" / "b.bin").is_symlink() and (root / "m" / "b.bin").read_bytes() == b"new"
