@@ -302,13 +302,12 @@ async def _unpack(item: Item, archive: Path, max_size: int | None, verify: bool)
     def place(stop: threading.Event) -> None:
         try:
             by_sum = {member.sha256: member.path for member in unpack(archive, workdir, max_size, stop)}
-            placing = [(target, sha) for target, sha in item.unpacked if not _there(item, target, sha, verify)]
-            uses = collections.Counter(sha for _, sha in placing)
-            for index, (target, sha) in enumerate(placing):
+            uses = collections.Counter(sha for _, sha in item.unpacked)  # the last use of a content moves it
+            for index, (target, sha) in enumerate(item.unpacked):
                 if stop.is_set():
                     raise Stopped
                 uses[sha] -= 1
-                if _there(item, target, sha, verify):  # again: a link to a file placed just now reads through
+                if _there(item, target, sha, verify):  # checked here: a link to a file placed just now reads through
                     continue
                 if verify:
                     _writable(item, target)
